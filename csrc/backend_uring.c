@@ -1,0 +1,162 @@
+/* backend_uring.c — the io_uring backend: one ring per loop (so per thread).
+ *
+ * Set-up tries SINGLE_ISSUER|DEFER_TASKRUN|COOP_TASKRUN and drops one flag at
+ * a time on EINVAL; opcodes are probed once. SQEs are prepared as operations
+ * are submitted and handed to the kernel in one batch when the loop waits
+ * (a full SQ is flushed early). Every CQE is reaped in the same wait; CQ
+ * overflow (kept by the kernel with FEAT_NODROP) is flushed and reaped too.
+ * user_data is the fio_op, or 0 for our own cancel requests. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "backend.h"
+
+typedef struct uring {
+  struct io_uring ring;
+  unsigned flags;          /* setup flags the kernel took */
+  uint64_t probe;          /* supported opcodes < 64 */
+} uring;
+
+static int uring_init(fio_loop *loop) {
+  uring *u = calloc(1, sizeof *u);
+  if (!u) return -ENOMEM;
+  unsigned entries = loop->cfg_ring_entries ? loop->cfg_ring_entries : 256;
+  static const unsigned tries[] = {
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+          IORING_SETUP_COOP_TASKRUN,
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
+      IORING_SETUP_COOP_TASKRUN, 0};
+  int r = -EINVAL;
+  for (size_t i = 0; i < sizeof tries / sizeof *tries; i++) {
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = tries[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+    p.cq_entries = entries * 4;
+    r = io_uring_queue_init_params(entries, &u->ring, &p);
+    if (r != -EINVAL) {
+      u->flags = tries[i];
+      break;
+    }
+  }
+  if (r < 0) {
+    free(u);
+    return r;
+  }
+  struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
+  if (probe) {
+    for (int op = 0; op < 64 && op <= probe->last_op; op++)
+      if (io_uring_opcode_supported(probe, op)) u->probe |= 1ull << op;
+    io_uring_free_probe(probe);
+  }
+  /* Bound the kernel's worker threads for this ring: [bounded, unbounded]. */
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  unsigned workers[2] = {(unsigned)(ncpu > 0 ? ncpu * 4 : 8), 64};
+  io_uring_register_iowq_max_workers(&u->ring, workers);
+  io_uring_register_ring_fd(&u->ring); /* saves an fd lookup per enter */
+  loop->bdata = u;
+  return 0;
+}
+
+/* A free SQE, flushing a full SQ to the kernel first. */
+static struct io_uring_sqe *get_sqe(fio_loop *loop, uring *u);
+
+static void reap(fio_loop *loop, uring *u) {
+  for (;;) {
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&u->ring, head, cqe) {
+      fio_op *op = (fio_op *)(uintptr_t)cqe->user_data;
+      n++;
+      if (op) fio_op_complete(loop, op, cqe->res);
+    }
+    io_uring_cq_advance(&u->ring, n);
+    if (!io_uring_cq_has_overflow(&u->ring)) break;
+    io_uring_get_events(&u->ring); /* move overflowed CQEs into the ring */
+  }
+}
+
+static struct io_uring_sqe *get_sqe(fio_loop *loop, uring *u) {
+  struct io_uring_sqe *sqe;
+  while (!(sqe = io_uring_get_sqe(&u->ring))) {
+    int r = io_uring_submit(&u->ring);
+    if (r == -EBUSY || r == -EAGAIN) reap(loop, u); /* CQ backed up */
+    else if (r < 0 && r != -EINTR) {
+      /* Cannot go on without losing a completion: a bug or a broken ring. */
+      fprintf(stderr, "fiberio: io_uring_submit: %s\n", strerror(-r));
+      abort();
+    }
+  }
+  return sqe;
+}
+
+static void uring_submit(fio_loop *loop, fio_op *op) {
+  uring *u = loop->bdata;
+  struct io_uring_sqe *sqe = get_sqe(loop, u);
+  switch (op->code) {
+  case FIO_OP_READ:
+    io_uring_prep_read(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
+    break;
+  case FIO_OP_WRITE:
+    io_uring_prep_write(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
+    break;
+  case FIO_OP_CLOSE:
+    io_uring_prep_close(sqe, op->fd);
+    break;
+  default:
+    io_uring_prep_nop(sqe);
+    break;
+  }
+  io_uring_sqe_set_data(sqe, op);
+}
+
+static void uring_cancel(fio_loop *loop, fio_op *op) {
+  uring *u = loop->bdata;
+  struct io_uring_sqe *sqe = get_sqe(loop, u);
+  io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+  io_uring_sqe_set_data64(sqe, 0);
+}
+
+static void uring_wait(fio_loop *loop, int64_t timeout_ns) {
+  uring *u = loop->bdata;
+  int r;
+  if (timeout_ns == 0) {
+    r = io_uring_submit_and_get_events(&u->ring);
+  } else {
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec ts, *tsp = NULL;
+    if (timeout_ns > 0) {
+      ts.tv_sec = timeout_ns / 1000000000;
+      ts.tv_nsec = timeout_ns % 1000000000;
+      tsp = &ts;
+    }
+    r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
+  }
+  /* -ETIME (timeout) and -EINTR (a signal) just end this wait. */
+  if (r == -EBUSY || r == -EAGAIN) r = 0; /* reaping below makes room */
+  reap(loop, u);
+}
+
+static void uring_close(fio_loop *loop) {
+  uring *u = loop->bdata;
+  if (!u) return;
+  /* Orphaned operations were canceled: give their completions a bounded
+   * time to arrive so their memory can be freed. What never arrives is
+   * leaked on purpose: the kernel may still write into it. */
+  uint64_t until = fio_now_ns() + 1000000000u;
+  while (loop->ninflight && fio_now_ns() < until) uring_wait(loop, 10000000);
+  io_uring_queue_exit(&u->ring);
+  free(u);
+  loop->bdata = NULL;
+}
+
+static void uring_wake(fio_loop *loop) { (void)loop; }
+
+const fio_backend fio_backend_uring = {
+    "io_uring", uring_init, uring_close, uring_submit,
+    uring_cancel, uring_wait, uring_wake,
+};

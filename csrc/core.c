@@ -1,0 +1,14 @@
+/* core.c — luaopen_fiberio_core: builds the C module that
+ * lua/fiberio/init.lua wraps. One loop per Lua state, shared as upvalue 1 by
+ * every function of the module. */
+#include "fiberio.h"
+
+int luaopen_fiberio_core(lua_State *L) {
+  lua_newtable(L);
+  fio_loop_new(L); /* module, loop */
+  fio_open_fiber(L);
+  fio_open_time(L);
+  fio_open_file(L);
+  lua_pop(L, 1);
+  return 1;
+}

@@ -1,0 +1,420 @@
+/* fiber.c — the Lua bindings of the fiber API: async, await, cancel,
+ * select, join, yield, canceled, checkcancel, shield, run, config, backend,
+ * the Future type and the Canceled value. The pure-Lua layer
+ * (lua/fiberio/init.lua) builds group, timeout and shield on these. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "fiberio.h"
+
+/* --- Future ---------------------------------------------------------------- */
+
+static int future_gc(lua_State *L) {
+  fio_fiber *f = luaL_checkudata(L, 1, FIO_FUTURE);
+  if (f->state != FIO_DONE) {
+    fio_fiber_detach(f);
+    return 0;
+  }
+  if (f->end == FIO_END_ERROR && !f->observed && !f->reported) {
+    f->reported = 1;
+    const char *tb = lua_tostring(f->co, -1);
+    fprintf(stderr, "fiberio: error in a fiber that nobody awaited: %s\n",
+            tb ? tb : "?");
+    fflush(stderr);
+  }
+  return 0;
+}
+
+static int future_tostring(lua_State *L) {
+  fio_fiber *f = luaL_checkudata(L, 1, FIO_FUTURE);
+  static const char *const states[] = {"?",         "new",       "ready",
+                                       "running",   "suspended", "done"};
+  lua_pushfstring(L, "fiberio.Future (%s): %p", states[f->state], (void *)f);
+  return 1;
+}
+
+static int l_done(lua_State *L) {
+  lua_pushboolean(L, fio_checkfuture(L, 1)->state == FIO_DONE);
+  return 1;
+}
+
+/* --- async / await / cancel / select / join --------------------------------- */
+
+static int l_async(lua_State *L) {
+  fio_loop *loop = fio_loop_get(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  fio_fiber *cur = fio_current(loop);
+  fio_spawn(L, loop, 1, lua_gettop(L) - 1, cur ? cur->run : NULL);
+  return 1;
+}
+
+static int await_k(lua_State *L, int status, lua_KContext ctx) {
+  fio_fiber *w = (fio_fiber *)ctx;
+  fio_wait_end(L, w);
+  return fio_push_results(L, fio_checkfuture(L, 1));
+}
+
+/* Wait for t to end, then push its results (as await does). */
+static int await_at1(lua_State *L, fio_loop *loop, fio_fiber *t) {
+  if (t->state == FIO_DONE) return fio_push_results(L, t);
+  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
+  if (w == t) return luaL_error(L, "fiberio: a fiber cannot await itself");
+  if (w->pseudo && t->state == FIO_RUNNING)
+    return luaL_error(L, "fiberio: cannot wait for a running fiber from a "
+                         "context inside it that cannot yield");
+  lua_settop(L, 1);
+  w->links = &w->self_link;
+  w->nlinks = 1;
+  fio_link_add(w, &w->self_link, t);
+  w->wait = FIO_W_FUTURE;
+  return fio_block(loop, L, w, await_k);
+}
+
+static int l_await(lua_State *L) {
+  fio_loop *loop = fio_loop_get(L);
+  return await_at1(L, loop, fio_checkfuture(L, 1));
+}
+
+static int l_cancel(lua_State *L) {
+  fio_loop *loop = fio_loop_get(L);
+  fio_fiber *t = fio_checkfuture(L, 1);
+  fio_request_cancel(loop, L, t);
+  return await_at1(L, loop, t);
+}
+
+/* _request_cancel(f): ask, do not wait (for group and timeout). */
+static int l_request_cancel(lua_State *L) {
+  fio_loop *loop = fio_loop_get(L);
+  fio_request_cancel(loop, L, fio_checkfuture(L, 1));
+  return 0;
+}
+
+static int select_k(lua_State *L, int status, lua_KContext ctx) {
+  fio_fiber *w = (fio_fiber *)ctx;
+  fio_wait_end(L, w);
+  int nargs = lua_gettop(L) - 1; /* the futures, then the links */
+  for (int i = 1; i <= nargs; i++) {
+    if (lua_touserdata(L, i) == w->woke_by) {
+      lua_pushinteger(L, i);
+      return 1 + fio_push_results(L, w->woke_by);
+    }
+  }
+  return luaL_error(L, "fiberio: select woke for no future");
+}
+
+static int l_select(lua_State *L) {
+  fio_loop *loop = fio_loop_get(L);
+  int n = lua_gettop(L);
+  luaL_argcheck(L, n > 0, 1, "a future expected");
+  for (int i = 1; i <= n; i++) fio_checkfuture(L, i);
+  for (int i = 1; i <= n; i++) {
+    fio_fiber *t = lua_touserdata(L, i);
+    if (t->state == FIO_DONE) {
+      lua_pushinteger(L, i);
+      return 1 + fio_push_results(L, t);
+    }
+  }
+  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
+  for (int i = 1; i <= n; i++) {
+    fio_fiber *t = lua_touserdata(L, i);
+    if (t == w) return luaL_error(L, "fiberio: a fiber cannot await itself");
+    if (w->pseudo && t->state == FIO_RUNNING)
+      return luaL_error(L, "fiberio: cannot wait for a running fiber from a "
+                           "context inside it that cannot yield");
+  }
+  /* The links live in a userdata on the stack, which the suspension keeps. */
+  fio_link *links = lua_newuserdatauv(L, (size_t)n * sizeof *links, 0);
+  w->links = links;
+  w->nlinks = n;
+  for (int i = 0; i < n; i++)
+    fio_link_add(w, &links[i], lua_touserdata(L, i + 1));
+  w->wait = FIO_W_FUTURE;
+  return fio_block(loop, L, w, select_k);
+}
+
+static int join_k(lua_State *L, int status, lua_KContext ctx) {
+  fio_fiber *w = (fio_fiber *)ctx;
+  int timedout = w->wake == FIO_WAKE_TIMER;
+  fio_wait_end(L, w);
+  lua_pushboolean(L, !timedout);
+  return 1;
+}
+
+/* _join(f [, seconds]) -> true when f has ended, false on timeout. Does not
+ * take f's outcome. */
+static int l_join(lua_State *L) {
+  fio_loop *loop = fio_loop_get(L);
+  fio_fiber *t = fio_checkfuture(L, 1);
+  lua_Number s = luaL_optnumber(L, 2, -1);
+  if (t->state == FIO_DONE) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
+  if (w == t) return luaL_error(L, "fiberio: a fiber cannot await itself");
+  lua_settop(L, 1);
+  w->links = &w->self_link;
+  w->nlinks = 1;
+  fio_link_add(w, &w->self_link, t);
+  if (s >= 0)
+    fio_timer_arm(loop, w, fio_now_ns() + (uint64_t)(s * 1e9));
+  w->wait = FIO_W_FUTURE;
+  return fio_block(loop, L, w, join_k);
+}
+
+/* _observe(f): mark f's outcome as taken (group re-raises one error only). */
+static int l_observe(lua_State *L) {
+  fio_checkfuture(L, 1)->observed = 1;
+  return 0;
+}
+
+/* --- yield, canceled, checkcancel, shield --------------------------------- */
+
+static int yield_k(lua_State *L, int status, lua_KContext ctx) {
+  fio_wait_end(L, (fio_fiber *)ctx);
+  return 0;
+}
+
+static int l_yield(lua_State *L) {
+  fio_loop *loop = fio_loop_get(L);
+  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
+  w->wait = FIO_W_YIELD;
+  return fio_block(loop, L, w, yield_k);
+}
+
+static int l_canceled(lua_State *L) {
+  fio_loop *loop = fio_loop_get(L);
+  fio_fiber *cur = fio_current(loop);
+  lua_pushboolean(L, cur && cur->cancel_req);
+  return 1;
+}
+
+static int l_checkcancel(lua_State *L) {
+  fio_loop *loop = fio_loop_get(L);
+  fio_fiber *cur = fio_current(loop);
+  if (cur && cur->cancel_req && !cur->shield)
+    return fio_raise_canceled(L, loop, cur);
+  return 0;
+}
+
+static int l_shield_enter(lua_State *L) {
+  fio_fiber *cur = fio_current(fio_loop_get(L));
+  if (cur) cur->shield++;
+  return 0;
+}
+
+static int l_shield_leave(lua_State *L) {
+  fio_fiber *cur = fio_current(fio_loop_get(L));
+  if (cur && cur->shield) cur->shield--;
+  return 0;
+}
+
+/* --- run --------------------------------------------------------------------- */
+
+typedef struct runctx {
+  fio_run *run;
+  fio_fiber *root;
+  int canceling;
+} runctx;
+
+static int run_finish(lua_State *L, runctx *rc) {
+  fio_run *run = rc->run;
+  fio_fiber *root = rc->root;
+  /* Stack: fn, args..., root future, runctx. */
+  if (rc->canceling) {
+    rc->run = NULL;
+    if (--run->refs == 0) {
+      luaL_unref(L, LUA_REGISTRYINDEX, run->errs);
+      free(run);
+    }
+    return fio_raise_canceled(L, fio_loop_get(L), NULL);
+  }
+  if (root->end != FIO_END_ERROR) {
+    /* The root succeeded: raise the first error nobody took. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, run->errs);
+    for (int i = 1; i <= run->nerrs; i++) {
+      lua_rawgeti(L, -1, i);
+      fio_fiber *f = lua_touserdata(L, -1);
+      if (f && !f->observed) {
+        rc->run = NULL;
+        if (--run->refs == 0) {
+          luaL_unref(L, LUA_REGISTRYINDEX, run->errs);
+          free(run);
+        }
+        return fio_push_results(L, f); /* raises */
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  rc->run = NULL;
+  if (--run->refs == 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, run->errs);
+    free(run);
+  }
+  return fio_push_results(L, root);
+}
+
+static int run_k(lua_State *L, int status, lua_KContext ctx) {
+  fio_fiber *w = (fio_fiber *)ctx;
+  runctx *rc = lua_touserdata(L, -1);
+  fio_run *run = rc->run;
+  run->waiter = NULL;
+  if (w->wake == FIO_WAKE_CANCEL && !rc->canceling) {
+    /* The caller is canceled: cancel the root, wait for the scope to end,
+     * then raise Canceled. */
+    fio_loop *loop = fio_loop_get(L);
+    fio_fiber *owner = w->pseudo ? w->owner : w;
+    if (owner) {
+      owner->cancel_req = 0;
+      owner->cancel_done = 1;
+    }
+    rc->canceling = 1;
+    fio_request_cancel(loop, L, rc->root);
+    if (run->live > 0) {
+      w->wake = FIO_WAKE_NONE;
+      run->waiter = w;
+      w->wait = FIO_W_RUN;
+      return fio_block(loop, L, w, run_k);
+    }
+  } else if (w->wake == FIO_WAKE_DEADLOCK) {
+    fio_wait_end(L, w);
+  }
+  w->wait = FIO_W_NONE;
+  return run_finish(L, rc);
+}
+
+static int runctx_gc(lua_State *L) {
+  runctx *rc = lua_touserdata(L, 1);
+  if (rc->run) {
+    fio_run *run = rc->run;
+    rc->run = NULL;
+    run->waiter = NULL;
+    if (--run->refs == 0) {
+      luaL_unref(L, LUA_REGISTRYINDEX, run->errs);
+      free(run);
+    }
+  }
+  return 0;
+}
+
+static int l_run(lua_State *L) {
+  fio_loop *loop = fio_loop_get(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  int nargs = lua_gettop(L) - 1;
+  fio_run *run = calloc(1, sizeof *run);
+  if (!run) return luaL_error(L, "fiberio: out of memory");
+  run->refs = 1;
+  lua_newtable(L);
+  run->errs = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* Owns the run record: freed by the finish or, on an abnormal exit, by
+   * the collector. */
+  runctx *rc = lua_newuserdatauv(L, sizeof *rc, 0);
+  rc->run = run;
+  rc->canceling = 0;
+  lua_newtable(L);
+  lua_pushcfunction(L, runctx_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_insert(L, 1); /* rc, fn, args... */
+  rc->root = fio_spawn(L, loop, 2, nargs, run);
+  lua_pushvalue(L, 1);
+  lua_remove(L, 1); /* fn, args..., root, rc */
+  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
+  if (run->live == 0) return run_finish(L, rc);
+  run->waiter = w;
+  w->wait = FIO_W_RUN;
+  return fio_block(loop, L, w, run_k);
+}
+
+/* --- config, backend ------------------------------------------------------- */
+
+static int l_config(lua_State *L) {
+  fio_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (loop->started)
+    return luaL_error(L, "fiberio.config: the loop has already started; "
+                         "call config before any other fiberio call");
+  lua_getfield(L, 1, "threads");
+  if (!lua_isnil(L, -1)) {
+    lua_Integer n = luaL_checkinteger(L, -1);
+    luaL_argcheck(L, n >= 1 && n <= 1024, 1, "threads must be 1..1024");
+    loop->cfg_threads = (int)n;
+  }
+  lua_getfield(L, 1, "ring_entries");
+  if (!lua_isnil(L, -1)) {
+    lua_Integer n = luaL_checkinteger(L, -1);
+    luaL_argcheck(L, n >= 1 && n <= 32768, 1, "ring_entries must be 1..32768");
+    loop->cfg_ring_entries = (unsigned)n;
+  }
+  lua_getfield(L, 1, "backend");
+  if (!lua_isnil(L, -1)) {
+    static const char *const names[] = {"auto", "io_uring", "threads", NULL};
+    int i = luaL_checkoption(L, -1, NULL, names);
+    strcpy(loop->cfg_backend, names[i]);
+  }
+  lua_settop(L, 1);
+  return 0;
+}
+
+static int l_backend(lua_State *L) {
+  lua_pushstring(L, fio_loop_get(L)->be->name);
+  return 1;
+}
+
+static int canceled_tostring(lua_State *L) {
+  lua_pushliteral(L, "fiberio: canceled");
+  return 1;
+}
+
+static const luaL_Reg future_methods[] = {
+    {"await", l_await}, {"cancel", l_cancel}, {"done", l_done}, {NULL, NULL}};
+
+static const luaL_Reg fiber_funcs[] = {
+    {"async", l_async},
+    {"await", l_await},
+    {"cancel", l_cancel},
+    {"select", l_select},
+    {"yield", l_yield},
+    {"canceled", l_canceled},
+    {"checkcancel", l_checkcancel},
+    {"run", l_run},
+    {"config", l_config},
+    {"backend", l_backend},
+    {"_join", l_join},
+    {"_request_cancel", l_request_cancel},
+    {"_observe", l_observe},
+    {"_shield_enter", l_shield_enter},
+    {"_shield_leave", l_shield_leave},
+    {NULL, NULL}};
+
+/* Module table at -2, loop userdata at -1. */
+void fio_open_fiber(lua_State *L) {
+  fio_loop *loop = lua_touserdata(L, -1);
+  /* Future metatable; its methods close over the loop too. */
+  luaL_newmetatable(L, FIO_FUTURE);
+  lua_pushcfunction(L, future_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, future_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  lua_pushvalue(L, -3);
+  luaL_setfuncs(L, future_methods, 1);
+  lua_setfield(L, -2, "__index");
+  loop->future_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* The Canceled value: one userdata, compared by identity. */
+  loop->canceled = lua_newuserdatauv(L, 1, 0);
+  luaL_newmetatable(L, FIO_CANCELED);
+  lua_pushcfunction(L, canceled_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  loop->canceled_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_setfield(L, -3, "Canceled");
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, fiber_funcs, 1);
+  lua_pop(L, 1);
+}

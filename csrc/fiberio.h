@@ -1,0 +1,206 @@
+/* fiberio.h — the types every part of the core shares: the loop, fibers
+ * (and the pseudo-waiters that stand in for a context that cannot yield),
+ * operations handed to a backend, and the scheduler calls the bindings use.
+ *
+ * Ownership in one paragraph: a fiber lives inside its Future userdata; the
+ * loop anchors the Future in the registry from spawn until the fiber ends, so
+ * a fiber is never collected while it can still run. An operation (fio_op) is
+ * malloc'd by the binding that starts it and outlives its fiber if it must:
+ * while the kernel or a pool thread owns it (in flight) nobody frees it; a
+ * completion whose waiter is gone frees it (closing any fd it produced).
+ * Everything here is used from the loop's own thread only, except where a
+ * backend says otherwise. */
+#ifndef FIBERIO_H
+#define FIBERIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#define FIO_FUTURE "fiberio.Future"
+#define FIO_CANCELED "fiberio.Canceled"
+#define FIO_LOOP "fiberio.Loop"
+#define FIO_FILE "fiberio.File"
+
+typedef struct fio_loop fio_loop;
+typedef struct fio_fiber fio_fiber;
+typedef struct fio_op fio_op;
+typedef struct fio_run fio_run;
+typedef struct fio_backend fio_backend;
+
+/* Fiber states. A pseudo-waiter uses only SUSPENDED and READY. */
+enum { FIO_NEW = 1, FIO_READY, FIO_RUNNING, FIO_SUSPENDED, FIO_DONE };
+/* How a DONE fiber ended. */
+enum { FIO_END_OK = 1, FIO_END_ERROR, FIO_END_CANCELED };
+/* What a suspended waiter waits for. */
+enum {
+  FIO_W_NONE = 0,
+  FIO_W_SLEEP,  /* its timer */
+  FIO_W_OP,     /* w->op's completion */
+  FIO_W_FUTURE, /* one of the futures it is linked to (await, select, join) */
+  FIO_W_YIELD,  /* nothing: it is already in the ready queue */
+  FIO_W_RUN     /* the end of every fiber of a fio.run scope */
+};
+/* Why a waiter was woken. */
+enum {
+  FIO_WAKE_NONE = 0,
+  FIO_WAKE_DONE,    /* what it waited for happened */
+  FIO_WAKE_TIMER,   /* its timer fired first */
+  FIO_WAKE_CANCEL,  /* a cancel was delivered */
+  FIO_WAKE_DEADLOCK /* nothing left that could ever wake it */
+};
+
+/* A waiter's registration on a future it waits for. */
+typedef struct fio_link {
+  fio_fiber *waiter, *target; /* target NULL: not linked */
+  struct fio_link *prev, *next;
+} fio_link;
+
+struct fio_fiber {
+  fio_loop *loop;
+  lua_State *co;              /* the fiber's Lua thread; NULL for a pseudo */
+  fio_fiber *qprev, *qnext;   /* ready queue */
+  fio_link *awaiters;         /* who waits for this fiber to end */
+  fio_link *links;            /* what this waiter is linked to, nlinks long */
+  fio_link self_link;         /* the one link await and join need */
+  fio_op *op;                 /* FIO_W_OP: the operation */
+  fio_fiber *blocked_in;      /* running fiber: pseudo it drives the loop for */
+  fio_fiber *owner;           /* pseudo: the fiber whose cancel it takes */
+  fio_fiber *woke_by;         /* FIO_W_FUTURE: the future that ended */
+  fio_run *run;               /* fio.run scope it belongs to, or NULL */
+  uint64_t deadline;          /* timer, ns of CLOCK_MONOTONIC */
+  uint32_t heap_idx;          /* timer slot + 1; 0 when not armed */
+  uint32_t timer_seq;         /* FIFO order among equal deadlines */
+  int anchor;                 /* registry ref of the Future while alive */
+  int nres;                   /* DONE: values at the top of co */
+  int nlinks;
+  uint16_t shield;            /* depth of fio.shield */
+  uint8_t state, end, wait, wake;
+  uint8_t queued;             /* in the ready queue */
+  uint8_t pseudo;             /* stands in for a context that cannot yield */
+  uint8_t cancel_req;         /* a cancel is pending, not yet raised */
+  uint8_t cancel_done;        /* Canceled was raised in it once */
+  uint8_t observed;           /* its outcome was taken by someone */
+  uint8_t reported;           /* its unobserved error was printed */
+};
+
+/* One fio.run call: the fibers spawned under it, transitively. */
+struct fio_run {
+  int refs;          /* the run call + each live fiber of the scope */
+  int live;          /* fibers of the scope not DONE */
+  int errs;          /* registry ref: array of Futures that ended in error */
+  int nerrs;
+  fio_fiber *waiter; /* who waits for live to reach 0 */
+};
+
+/* Operation codes a backend knows how to run. */
+enum { FIO_OP_READ = 1, FIO_OP_WRITE, FIO_OP_CLOSE };
+enum { FIO_OPS_IDLE = 0, FIO_OPS_INFLIGHT, FIO_OPS_DONE };
+
+struct fio_op {
+  fio_fiber *waiter;      /* woken on completion; NULL: orphaned */
+  fio_op *prev, *next;    /* the loop's list of in-flight operations */
+  char *mem;              /* memory the op owns, freed with it */
+  char *buf;              /* where the kernel reads or writes */
+  uint64_t off;           /* file offset, or (uint64_t)-1: current */
+  size_t len;             /* bytes asked of this submission */
+  size_t got, want, cap;  /* progress of a multi-step call; size of mem */
+  int32_t res;            /* result: >= 0, or -errno */
+  int fd;
+  uint8_t code;           /* FIO_OP_* */
+  uint8_t state;          /* FIO_OPS_* */
+  uint8_t cancel_sent;    /* a cancel for it went to the backend */
+  uint8_t fd_owned;       /* res is an fd to close if orphaned */
+};
+
+struct fio_loop {
+  lua_State *L;                 /* the state's main thread */
+  const fio_backend *be;
+  void *bdata;                  /* the backend's own state */
+  int started, closed;
+  /* configuration, fixed at start */
+  int cfg_threads;
+  unsigned cfg_ring_entries;
+  char cfg_backend[16];
+  /* scheduler */
+  fio_fiber *current;           /* fiber being resumed, or NULL */
+  fio_fiber *rq_head, *rq_tail;
+  size_t rq_len;
+  fio_fiber **heap;             /* timers: min-heap on (deadline, seq) */
+  size_t heap_len, heap_cap;
+  uint32_t timer_seq;
+  fio_op *inflight;             /* operations the backend owns */
+  size_t ninflight;
+  void *canceled;               /* the Canceled sentinel userdata */
+  int canceled_ref, future_mt_ref;
+};
+
+/* --- loop.c ------------------------------------------------------------ */
+
+/* The loop of the state that owns L: upvalue 1 of every core function.
+ * Starts the backend on first use; raises if it cannot start. */
+fio_loop *fio_loop_get(lua_State *L);
+/* Create the loop userdata (pushed) for this state; not started. */
+fio_loop *fio_loop_new(lua_State *L);
+/* Monotonic clock in nanoseconds. */
+uint64_t fio_now_ns(void);
+
+/* Spawn fn (at idx) with the nargs values above it as a new fiber queued at
+ * the end of the ready queue; pushes its Future. */
+fio_fiber *fio_spawn(lua_State *L, fio_loop *loop, int idx, int nargs,
+                     fio_run *run);
+/* The Future at idx, or raise. */
+fio_fiber *fio_checkfuture(lua_State *L, int idx);
+
+/* Start a wait from L. Returns the calling fiber if L can yield, or pseudo,
+ * initialised, if it cannot (main chunk, C boundary, plain coroutine).
+ * Raises Canceled first if a cancel is pending on the caller. */
+fio_fiber *fio_wait_begin(fio_loop *loop, lua_State *L, fio_fiber *pseudo);
+/* Suspend w (set up by the caller: timer, op, links) and continue in k once
+ * woken: a fiber yields; a pseudo drives the loop and calls k itself. */
+int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k);
+/* In a continuation: raise Canceled or the deadlock error if that is why w
+ * woke. */
+void fio_wait_end(lua_State *L, fio_fiber *w);
+/* Raise fio.Canceled in L on behalf of fiber f (which may be NULL): the
+ * cancel counts as delivered. */
+int fio_raise_canceled(lua_State *L, fio_loop *loop, fio_fiber *f);
+/* Unhook f from every loop structure (queue, timers, links, its op): for a
+ * Future collected while its fiber has not ended (only at state close). */
+void fio_fiber_detach(fio_fiber *f);
+/* The fiber whose cancellation L's code takes: the running fiber, or NULL. */
+fio_fiber *fio_current(fio_loop *loop);
+
+void fio_wake(fio_fiber *w, int reason);
+void fio_timer_arm(fio_loop *loop, fio_fiber *w, uint64_t deadline);
+void fio_link_add(fio_fiber *w, fio_link *l, fio_fiber *target);
+/* Request cancellation of t (no wait). */
+void fio_request_cancel(fio_loop *loop, lua_State *L, fio_fiber *t);
+/* Push t's results (DONE): the values, or nil + Canceled; raise its error.
+ * Marks t observed. Returns the number pushed. */
+int fio_push_results(lua_State *L, fio_fiber *t);
+
+/* Hand op to the backend and block w until it completes. */
+int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
+                lua_KFunction k);
+/* In a continuation after fio_op_wait: the op's result. If the op was
+ * canceled for a cancel of the waiter, frees the op and raises Canceled;
+ * canceled by its deadline: -ETIMEDOUT; by the close of its fd: -EBADF. */
+int fio_op_result(lua_State *L, fio_fiber *w);
+/* A fresh op with cap bytes of memory (mem == buf). NULL on ENOMEM. */
+fio_op *fio_op_new(size_t cap);
+void fio_op_free(fio_op *op);
+/* Called by a backend, on the loop's thread, when op has ended with res. */
+void fio_op_complete(fio_loop *loop, fio_op *op, int res);
+
+/* --- bindings ------------------------------------------------------------ */
+void fio_open_fiber(lua_State *L);  /* fills the module table at -1 */
+void fio_open_time(lua_State *L);
+void fio_open_file(lua_State *L);
+
+/* Push nil, "what: strerror(err)", err; returns 3. */
+int fio_errresult(lua_State *L, const char *what, int err);
+
+#endif

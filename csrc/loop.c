@@ -1,0 +1,630 @@
+/* loop.c — the scheduler of one thread: its ready queue, its timers, waking
+ * and canceling waiters, resuming fibers and finishing them, and driving the
+ * loop for callers that cannot yield (the main chunk, C boundaries).
+ *
+ * One loop per lua_State (so per OS thread); nothing here is thread-safe and
+ * nothing needs to be: backends deliver completions on the loop's thread. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "fiberio.h"
+
+#if LUA_VERSION_NUM == 504 && LUA_VERSION_RELEASE_NUM < 50406
+#define fio_closethread(co, from) lua_resetthread(co)
+#else
+#define fio_closethread(co, from) lua_closethread(co, from)
+#endif
+
+static void run_release(lua_State *L, fio_run *run);
+
+uint64_t fio_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* --- ready queue ---------------------------------------------------------- */
+
+static void rq_push(fio_loop *loop, fio_fiber *f) {
+  f->qnext = NULL;
+  f->qprev = loop->rq_tail;
+  if (loop->rq_tail) loop->rq_tail->qnext = f;
+  else loop->rq_head = f;
+  loop->rq_tail = f;
+  loop->rq_len++;
+  f->queued = 1;
+}
+
+static void rq_remove(fio_loop *loop, fio_fiber *f) {
+  if (!f->queued) return;
+  if (f->qprev) f->qprev->qnext = f->qnext;
+  else loop->rq_head = f->qnext;
+  if (f->qnext) f->qnext->qprev = f->qprev;
+  else loop->rq_tail = f->qprev;
+  f->qprev = f->qnext = NULL;
+  f->queued = 0;
+  loop->rq_len--;
+}
+
+/* --- timers: a binary min-heap of waiters on (deadline, seq) -------------- */
+
+static int heap_less(const fio_fiber *a, const fio_fiber *b) {
+  if (a->deadline != b->deadline) return a->deadline < b->deadline;
+  return (int32_t)(a->timer_seq - b->timer_seq) < 0;
+}
+
+static void heap_set(fio_loop *loop, size_t i, fio_fiber *f) {
+  loop->heap[i] = f;
+  f->heap_idx = (uint32_t)i + 1;
+}
+
+static void heap_up(fio_loop *loop, size_t i) {
+  fio_fiber *f = loop->heap[i];
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (!heap_less(f, loop->heap[p])) break;
+    heap_set(loop, i, loop->heap[p]);
+    i = p;
+  }
+  heap_set(loop, i, f);
+}
+
+static void heap_down(fio_loop *loop, size_t i) {
+  fio_fiber *f = loop->heap[i];
+  size_t n = loop->heap_len;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && heap_less(loop->heap[c + 1], loop->heap[c])) c++;
+    if (!heap_less(loop->heap[c], f)) break;
+    heap_set(loop, i, loop->heap[c]);
+    i = c;
+  }
+  heap_set(loop, i, f);
+}
+
+static void timer_disarm(fio_loop *loop, fio_fiber *w) {
+  if (!w->heap_idx) return;
+  size_t i = w->heap_idx - 1;
+  w->heap_idx = 0;
+  fio_fiber *last = loop->heap[--loop->heap_len];
+  if (i == loop->heap_len) return;
+  heap_set(loop, i, last);
+  if (i > 0 && heap_less(last, loop->heap[(i - 1) / 2])) heap_up(loop, i);
+  else heap_down(loop, i);
+}
+
+/* Arm w's timer (replacing an armed one). Raises nothing; on ENOMEM aborts
+ * the process, as Lua does when it cannot allocate. */
+void fio_timer_arm(fio_loop *loop, fio_fiber *w, uint64_t deadline) {
+  timer_disarm(loop, w);
+  if (loop->heap_len == loop->heap_cap) {
+    size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
+    fio_fiber **h = realloc(loop->heap, cap * sizeof *h);
+    if (!h) {
+      fputs("fiberio: out of memory for timers\n", stderr);
+      abort();
+    }
+    loop->heap = h;
+    loop->heap_cap = cap;
+  }
+  w->deadline = deadline;
+  w->timer_seq = loop->timer_seq++;
+  loop->heap[loop->heap_len] = w;
+  heap_up(loop, loop->heap_len++);
+}
+
+/* --- waiter links ---------------------------------------------------------- */
+
+void fio_link_add(fio_fiber *w, fio_link *l, fio_fiber *target) {
+  l->waiter = w;
+  l->target = target;
+  l->prev = NULL;
+  l->next = target->awaiters;
+  if (l->next) l->next->prev = l;
+  target->awaiters = l;
+}
+
+static void link_remove(fio_link *l) {
+  if (!l->target) return;
+  if (l->prev) l->prev->next = l->next;
+  else l->target->awaiters = l->next;
+  if (l->next) l->next->prev = l->prev;
+  l->target = NULL;
+  l->prev = l->next = NULL;
+}
+
+static void unlink_all(fio_fiber *w) {
+  for (int i = 0; i < w->nlinks; i++) link_remove(&w->links[i]);
+  w->links = NULL;
+  w->nlinks = 0;
+}
+
+/* --- waking and canceling -------------------------------------------------- */
+
+/* Wake suspended w for reason: nothing references w afterwards but the
+ * ready queue (or, for a pseudo, the drive loop that watches it). */
+void fio_wake(fio_fiber *w, int reason) {
+  if (w->state != FIO_SUSPENDED) return;
+  timer_disarm(w->loop, w);
+  unlink_all(w);
+  w->wake = (uint8_t)reason;
+  w->state = FIO_READY;
+  if (!w->pseudo) rq_push(w->loop, w);
+}
+
+/* A cancel reaches waiter w (a suspended fiber, or the pseudo a running
+ * fiber drives the loop for). */
+static void deliver_cancel(fio_loop *loop, fio_fiber *w) {
+  switch (w->wait) {
+  case FIO_W_OP:
+    /* The op's completion wakes w; its buffer stays alive until then. */
+    if (w->op && w->op->state == FIO_OPS_INFLIGHT && !w->op->cancel_sent) {
+      w->op->cancel_sent = 1;
+      loop->be->cancel(loop, w->op);
+    }
+    break;
+  case FIO_W_YIELD:
+    w->wake = FIO_WAKE_CANCEL;
+    break;
+  default:
+    fio_wake(w, FIO_WAKE_CANCEL);
+  }
+}
+
+/* f has ended with status (LUA_OK, an error, or -1: canceled before it
+ * started) and nres values at the top of its stack. */
+static void finish(fio_loop *loop, lua_State *from, fio_fiber *f, int status,
+                   int nres);
+
+void fio_request_cancel(fio_loop *loop, lua_State *L, fio_fiber *t) {
+  if (t->state == FIO_DONE || t->cancel_done || t->pseudo) return;
+  if (t->state == FIO_NEW) {
+    /* Never started: it never runs. */
+    rq_remove(loop, t);
+    lua_settop(t->co, 0);
+    lua_rawgeti(t->co, LUA_REGISTRYINDEX, loop->canceled_ref);
+    finish(loop, L, t, -1, 1);
+    return;
+  }
+  t->cancel_req = 1;
+  if (t->shield) return;
+  if (t->state == FIO_SUSPENDED) deliver_cancel(loop, t);
+  else if (t->state == FIO_READY && t->wait == FIO_W_YIELD)
+    deliver_cancel(loop, t);
+  else if (t->state == FIO_RUNNING && t->blocked_in)
+    deliver_cancel(loop, t->blocked_in);
+  /* READY after a wake: what it waited for happened; the cancel lands at its
+   * next suspension point. */
+}
+
+int fio_raise_canceled(lua_State *L, fio_loop *loop, fio_fiber *f) {
+  if (f) {
+    f->cancel_req = 0;
+    f->cancel_done = 1;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->canceled_ref);
+  return lua_error(L);
+}
+
+fio_fiber *fio_current(fio_loop *loop) { return loop->current; }
+
+/* --- suspending ------------------------------------------------------------ */
+
+fio_fiber *fio_wait_begin(fio_loop *loop, lua_State *L, fio_fiber *pseudo) {
+  fio_fiber *self = *(fio_fiber **)lua_getextraspace(L);
+  fio_fiber *cur = loop->current;
+  /* Compare before dereferencing: the extra space belongs to us only in
+   * threads we created. */
+  if (self && self == cur && lua_isyieldable(L)) {
+    if (self->cancel_req && !self->shield) fio_raise_canceled(L, loop, self);
+    self->wake = FIO_WAKE_NONE;
+    self->wait = FIO_W_NONE;
+    return self;
+  }
+  if (cur && cur->cancel_req && !cur->shield) fio_raise_canceled(L, loop, cur);
+  memset(pseudo, 0, sizeof *pseudo);
+  pseudo->loop = loop;
+  pseudo->pseudo = 1;
+  pseudo->owner = cur;
+  pseudo->state = FIO_RUNNING;
+  pseudo->anchor = LUA_NOREF;
+  return pseudo;
+}
+
+static void turn(fio_loop *loop, lua_State *from, fio_fiber *w);
+
+int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k) {
+  if (w->wait == FIO_W_YIELD) {
+    w->state = FIO_READY;
+    if (!w->pseudo) rq_push(loop, w);
+  } else {
+    w->state = FIO_SUSPENDED;
+  }
+  if (!w->pseudo) return lua_yieldk(L, 0, (lua_KContext)w, k);
+  fio_fiber *owner = w->owner, *saved = owner ? owner->blocked_in : NULL;
+  if (owner) owner->blocked_in = w;
+  if (w->wait == FIO_W_YIELD) {
+    turn(loop, L, NULL);
+  } else {
+    while (w->state == FIO_SUSPENDED) turn(loop, L, w);
+  }
+  if (owner) owner->blocked_in = saved;
+  return k(L, LUA_YIELD, (lua_KContext)w);
+}
+
+void fio_wait_end(lua_State *L, fio_fiber *w) {
+  w->wait = FIO_W_NONE;
+  switch (w->wake) {
+  case FIO_WAKE_CANCEL:
+    fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
+    break;
+  case FIO_WAKE_DEADLOCK:
+    luaL_error(L, "fiberio: deadlock: waiting, but no fiber is ready, no "
+                  "timer is set and no I/O is in flight");
+    break;
+  }
+}
+
+/* --- operations ------------------------------------------------------------ */
+
+fio_op *fio_op_new(size_t cap) {
+  fio_op *op = calloc(1, sizeof *op);
+  if (!op) return NULL;
+  if (cap) {
+    op->mem = malloc(cap);
+    if (!op->mem) {
+      free(op);
+      return NULL;
+    }
+  }
+  op->buf = op->mem;
+  op->cap = cap;
+  op->fd = -1;
+  op->off = (uint64_t)-1;
+  return op;
+}
+
+void fio_op_free(fio_op *op) {
+  if (!op) return;
+  free(op->mem);
+  free(op);
+}
+
+int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
+                lua_KFunction k) {
+  op->waiter = w;
+  op->res = 0;
+  op->cancel_sent = 0;
+  op->state = FIO_OPS_INFLIGHT;
+  op->prev = NULL;
+  op->next = loop->inflight;
+  if (op->next) op->next->prev = op;
+  loop->inflight = op;
+  loop->ninflight++;
+  w->op = op;
+  w->wait = FIO_W_OP;
+  loop->be->submit(loop, op);
+  return fio_block(loop, L, w, k);
+}
+
+int fio_op_result(lua_State *L, fio_fiber *w) {
+  fio_op *op = w->op;
+  int res = op->res;
+  if (res != -ECANCELED) return res;
+  if (w->wake == FIO_WAKE_TIMER) return -ETIMEDOUT;
+  fio_fiber *owner = w->pseudo ? w->owner : w;
+  if (owner && owner->cancel_req && !owner->shield) {
+    w->op = NULL;
+    fio_op_free(op);
+    fio_raise_canceled(L, w->loop, owner);
+  }
+  return -EBADF;
+}
+
+void fio_op_complete(fio_loop *loop, fio_op *op, int res) {
+  op->res = res;
+  op->state = FIO_OPS_DONE;
+  if (op->prev) op->prev->next = op->next;
+  else loop->inflight = op->next;
+  if (op->next) op->next->prev = op->prev;
+  op->prev = op->next = NULL;
+  loop->ninflight--;
+  if (op->waiter) {
+    fio_wake(op->waiter, FIO_WAKE_DONE);
+  } else {
+    if (op->fd_owned && res >= 0) close(res);
+    fio_op_free(op);
+  }
+}
+
+/* --- fibers ---------------------------------------------------------------- */
+
+fio_fiber *fio_checkfuture(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, FIO_FUTURE);
+}
+
+fio_fiber *fio_spawn(lua_State *L, fio_loop *loop, int idx, int nargs,
+                     fio_run *run) {
+  fio_fiber *f = lua_newuserdatauv(L, sizeof *f, 1);
+  memset(f, 0, sizeof *f);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->future_mt_ref);
+  lua_setmetatable(L, -2);
+  f->loop = loop;
+  f->anchor = LUA_NOREF;
+  lua_State *co = lua_newthread(L);
+  lua_setiuservalue(L, -2, 1);
+  f->co = co;
+  *(fio_fiber **)lua_getextraspace(co) = f;
+  lua_checkstack(co, nargs + 1);
+  lua_pushvalue(L, idx);
+  lua_xmove(L, co, 1);
+  for (int i = 1; i <= nargs; i++) lua_pushvalue(L, idx + i);
+  lua_xmove(L, co, nargs);
+  lua_pushvalue(L, -1);
+  f->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+  f->nres = nargs; /* while NEW: the arguments to pass */
+  f->state = FIO_NEW;
+  f->run = run;
+  if (run) {
+    run->refs++;
+    run->live++;
+  }
+  rq_push(loop, f);
+  return f;
+}
+
+static void finish(fio_loop *loop, lua_State *from, fio_fiber *f, int status,
+                   int nres) {
+  lua_State *co = f->co;
+  lua_checkstack(from, 8);
+  if (status == LUA_OK) {
+    f->end = FIO_END_OK;
+    f->nres = nres;
+  } else if (status < 0) {
+    /* Canceled before it started: Canceled alone is on its stack. */
+    f->end = FIO_END_CANCELED;
+    f->nres = 1;
+  } else {
+    int canceled = lua_touserdata(co, -1) == loop->canceled &&
+                   lua_type(co, -1) == LUA_TUSERDATA;
+    if (!canceled) {
+      /* Keep where it failed, for a report if nobody awaits it. */
+      const char *msg = lua_tostring(co, -1);
+      if (msg) {
+        luaL_traceback(from, co, msg, 0);
+      } else {
+        lua_pushfstring(from, "(error object is a %s value)",
+                        luaL_typename(co, -1));
+        luaL_traceback(from, co, lua_tostring(from, -1), 0);
+        lua_remove(from, -2);
+      }
+    }
+    /* Close its pending to-be-closed variables (as coroutine.close does);
+     * the error value ends at index 1 (a __close error replaces it). */
+    fio_fiber *prev = loop->current;
+    loop->current = f;
+    f->state = FIO_RUNNING;
+    fio_closethread(co, from);
+    loop->current = prev;
+    lua_settop(co, 1);
+    if (canceled && lua_touserdata(co, 1) != loop->canceled) canceled = 0;
+    if (canceled) {
+      f->end = FIO_END_CANCELED;
+      f->nres = 1;
+    } else {
+      f->end = FIO_END_ERROR;
+      if (lua_type(from, -1) == LUA_TSTRING) lua_xmove(from, co, 1);
+      else lua_pushstring(co, "(no traceback)");
+      f->nres = 2;
+    }
+  }
+  f->state = FIO_DONE;
+  while (f->awaiters) {
+    fio_link *l = f->awaiters;
+    l->waiter->woke_by = f;
+    fio_wake(l->waiter, FIO_WAKE_DONE);
+    if (f->awaiters == l) link_remove(l); /* a waiter that was not suspended */
+  }
+  fio_run *run = f->run;
+  if (run) {
+    if (f->end == FIO_END_ERROR) {
+      lua_rawgeti(from, LUA_REGISTRYINDEX, run->errs);
+      lua_rawgeti(from, LUA_REGISTRYINDEX, f->anchor);
+      lua_rawseti(from, -2, ++run->nerrs);
+      lua_pop(from, 1);
+    }
+    if (--run->live == 0 && run->waiter) fio_wake(run->waiter, FIO_WAKE_DONE);
+    f->run = NULL;
+    run_release(from, run);
+  }
+  luaL_unref(from, LUA_REGISTRYINDEX, f->anchor);
+  f->anchor = LUA_NOREF;
+}
+
+static void run_release(lua_State *L, fio_run *run) {
+  if (--run->refs > 0) return;
+  luaL_unref(L, LUA_REGISTRYINDEX, run->errs);
+  free(run);
+}
+
+/* Resume f, ready, from the context `from`. */
+static void resume(fio_loop *loop, lua_State *from, fio_fiber *f) {
+  int nargs = 0, nres = 0;
+  if (f->state == FIO_NEW) nargs = f->nres;
+  fio_fiber *prev = loop->current;
+  loop->current = f;
+  f->state = FIO_RUNNING;
+  int status = lua_resume(f->co, from, nargs, &nres);
+  loop->current = prev;
+  if (status == LUA_YIELD) {
+    if (f->state == FIO_RUNNING) {
+      /* A plain coroutine.yield in the fiber's body: a yield to the loop. */
+      lua_pop(f->co, nres);
+      f->wait = FIO_W_NONE;
+      f->state = FIO_READY;
+      rq_push(loop, f);
+    }
+    return;
+  }
+  finish(loop, from, f, status, nres);
+}
+
+int fio_push_results(lua_State *L, fio_fiber *t) {
+  lua_State *co = t->co;
+  t->observed = 1;
+  if (t->end == FIO_END_CANCELED) {
+    lua_pushnil(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->loop->canceled_ref);
+    return 2;
+  }
+  int top = lua_gettop(co), n = t->end == FIO_END_ERROR ? 1 : t->nres;
+  int base = top - t->nres + 1;
+  if (!lua_checkstack(L, n) || !lua_checkstack(co, n))
+    luaL_error(L, "fiberio: too many results to move");
+  for (int i = 0; i < n; i++) lua_pushvalue(co, base + i);
+  lua_xmove(co, L, n);
+  if (t->end == FIO_END_ERROR) return lua_error(L);
+  return n;
+}
+
+/* --- driving the loop ------------------------------------------------------ */
+
+static void fire_timers(fio_loop *loop) {
+  if (!loop->heap_len) return;
+  uint64_t now = fio_now_ns();
+  while (loop->heap_len && loop->heap[0]->deadline <= now) {
+    fio_fiber *w = loop->heap[0];
+    timer_disarm(loop, w);
+    if (w->wait == FIO_W_OP) {
+      /* A deadline on an operation: cancel it; its completion wakes w. */
+      if (w->op && !w->op->cancel_sent) {
+        w->op->cancel_sent = 1;
+        loop->be->cancel(loop, w->op);
+      }
+      w->wake = FIO_WAKE_TIMER;
+    } else {
+      fio_wake(w, FIO_WAKE_TIMER);
+    }
+  }
+}
+
+/* One scheduler turn: run the fibers ready now, then reap I/O and timers,
+ * blocking only if nothing is ready and w (if any) still waits. */
+static void turn(fio_loop *loop, lua_State *from, fio_fiber *w) {
+  size_t n = loop->rq_len;
+  while (n-- > 0 && loop->rq_head) {
+    fio_fiber *f = loop->rq_head;
+    rq_remove(loop, f);
+    if (f->state == FIO_DONE) continue;
+    resume(loop, from, f);
+  }
+  int64_t timeout = -1;
+  if (loop->rq_len || (w && w->state != FIO_SUSPENDED)) timeout = 0;
+  else if (loop->heap_len) {
+    uint64_t now = fio_now_ns(), d = loop->heap[0]->deadline;
+    timeout = d > now ? (int64_t)(d - now) : 0;
+  }
+  if (timeout < 0 && loop->ninflight == 0) {
+    /* Nothing can ever wake w. */
+    if (w) fio_wake(w, FIO_WAKE_DEADLOCK);
+    return;
+  }
+  if (timeout != 0 || loop->ninflight) loop->be->wait(loop, timeout);
+  fire_timers(loop);
+}
+
+/* --- the loop object ------------------------------------------------------- */
+
+static int loop_gc(lua_State *L) {
+  fio_loop *loop = luaL_checkudata(L, 1, FIO_LOOP);
+  if (loop->closed) return 0;
+  loop->closed = 1;
+  while (loop->rq_head) rq_remove(loop, loop->rq_head);
+  for (size_t i = 0; i < loop->heap_len; i++) loop->heap[i]->heap_idx = 0;
+  loop->heap_len = 0;
+  free(loop->heap);
+  loop->heap = NULL;
+  loop->heap_cap = 0;
+  if (loop->started) {
+    for (fio_op *op = loop->inflight; op; op = op->next) {
+      if (op->waiter) op->waiter->op = NULL;
+      op->waiter = NULL;
+      if (!op->cancel_sent) {
+        op->cancel_sent = 1;
+        loop->be->cancel(loop, op);
+      }
+    }
+    loop->be->close(loop);
+  }
+  return 0;
+}
+
+fio_loop *fio_loop_new(lua_State *L) {
+  fio_loop *loop = lua_newuserdatauv(L, sizeof *loop, 0);
+  memset(loop, 0, sizeof *loop);
+  lua_pushthread(L);
+  loop->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  loop->canceled_ref = loop->future_mt_ref = LUA_NOREF;
+  if (luaL_newmetatable(L, FIO_LOOP)) {
+    lua_pushcfunction(L, loop_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return loop;
+}
+
+static int start(fio_loop *loop) {
+  const char *want = loop->cfg_backend[0] ? loop->cfg_backend
+                                          : getenv("FIBERIO_BACKEND");
+  if (want && *want && strcmp(want, "auto") != 0 &&
+      strcmp(want, "io_uring") != 0)
+    return -ENOTSUP;
+  loop->be = &fio_backend_uring;
+  return loop->be->init(loop);
+}
+
+fio_loop *fio_loop_get(lua_State *L) {
+  fio_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
+  if (!loop->started) {
+    if (loop->closed) luaL_error(L, "fiberio: the loop is closed");
+    int r = start(loop);
+    if (r == -ENOTSUP)
+      luaL_error(L, "fiberio: backend '%s' is not available",
+                 loop->cfg_backend[0] ? loop->cfg_backend
+                                      : getenv("FIBERIO_BACKEND"));
+    if (r < 0)
+      luaL_error(L, "fiberio: cannot start the %s backend: %s",
+                 loop->be->name, strerror(-r));
+    loop->started = 1;
+  }
+  return loop;
+}
+
+int fio_errresult(lua_State *L, const char *what, int err) {
+  lua_pushnil(L);
+  if (what) lua_pushfstring(L, "%s: %s", what, strerror(err));
+  else lua_pushstring(L, strerror(err));
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+void fio_fiber_detach(fio_fiber *f) {
+  fio_loop *loop = f->loop;
+  if (!loop->closed) {
+    rq_remove(loop, f);
+    timer_disarm(loop, f);
+  }
+  if (f->op) {
+    f->op->waiter = NULL; /* its completion frees it */
+    f->op = NULL;
+  }
+  unlink_all(f);
+  while (f->awaiters) link_remove(f->awaiters);
+}

@@ -1,0 +1,129 @@
+-- Shared helpers for the fiberio specs. Each spec file requires this module
+-- itself (`local helper = require "helper"`), so every file runs alone:
+--   sh tools/runspecs.sh build spec/fiber_spec.lua
+local fio = require "fiberio"
+
+local helper = { fio = fio }
+
+-- Generous upper bounds for "returns promptly" are scaled when the suite runs
+-- under a checker that slows everything down. The bounds only say "did not
+-- wait for the 10 s sleep": they are never speed assertions.
+local slow = ({ asan = 4, tsan = 10, valgrind = 40 })[os.getenv("FIBERIO_SANITIZE") or ""] or 1
+
+-- A bound in seconds for something that must happen "promptly".
+function helper.bound(seconds)
+  return seconds * slow
+end
+
+-- How long a fiber that must be interrupted sleeps or blocks: far longer than
+-- any bound, so that returning within the bound proves the interruption.
+helper.LONG = 10
+
+-- An event log: `local log, rec = helper.log()`; `rec("x")` appends "x".
+function helper.log()
+  local log = {}
+  return log, function(event) log[#log + 1] = event end
+end
+
+-- Pack results with their count, so trailing nils are kept: compare with
+-- assert.same(helper.pack(1, nil, 3, nil), helper.pack(f:await())).
+function helper.pack(...)
+  return { n = select("#", ...), ... }
+end
+
+-- Seconds spent in fn(...), and fn's results packed.
+function helper.timed(fn, ...)
+  local t0 = fio.now()
+  local r = helper.pack(fn(...))
+  return fio.now() - t0, r
+end
+
+-- A to-be-closed value that records how it was closed: `closed` is true once
+-- __close ran and `err` holds the error it was closed with (nil if none).
+function helper.closer(name, rec)
+  local c = { closed = false }
+  return setmetatable(c, {
+    __close = function(self, err)
+      self.closed = true
+      self.err = err
+      if rec then rec(name) end
+    end,
+  })
+end
+
+-- Send s through a pipe write end so the reader sees it. Whether a pipe's
+-- write end is buffered in user space is not part of the contract, so flush
+-- when the handle has a flush method.
+function helper.send(w, s)
+  local r = w:write(s)
+  if w.flush then w:flush() end
+  return r
+end
+
+-- Full garbage collection (twice: userdata with __gc need a second cycle
+-- before their memory is freed).
+function helper.fullgc()
+  collectgarbage("collect")
+  collectgarbage("collect")
+end
+
+-- Number of open file descriptors of this process. The listing runs in a
+-- child; the pipe io.popen holds while it runs is counted each time, so only
+-- differences between two calls mean something.
+local pid
+function helper.open_fds()
+  if not pid then
+    local f = assert(io.open("/proc/self/stat"))
+    pid = f:read("l"):match("^(%d+)")
+    f:close()
+  end
+  local p = assert(io.popen("ls /proc/" .. pid .. "/fd"))
+  local n = 0
+  for _ in p:lines() do n = n + 1 end
+  p:close()
+  return n
+end
+
+local function shquote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- Run `code` in a child lua5.4 with this process's LUA_PATH and LUA_CPATH
+-- (and FIBERIO_BACKEND, inherited). Returns the child's stdout and stderr
+-- merged, and its exit code.
+function helper.child(code)
+  local file = os.tmpname()
+  local f = assert(io.open(file, "w"))
+  f:write(code)
+  f:close()
+  local env = ""
+  local path = os.getenv("LUA_PATH") or package.path
+  local cpath = os.getenv("LUA_CPATH") or package.cpath
+  env = "LUA_PATH=" .. shquote(path) .. " LUA_CPATH=" .. shquote(cpath) .. " "
+  local p = assert(io.popen(env .. "lua5.4 " .. shquote(file) .. " 2>&1"))
+  local out = p:read("a")
+  local _, _, code_ = p:close()
+  os.remove(file)
+  return out, code_
+end
+
+-- The backend the suite was asked to test, or nil when FIBERIO_BACKEND is
+-- unset.
+function helper.wanted_backend()
+  local b = os.getenv("FIBERIO_BACKEND")
+  if b == "" then return nil end
+  return b
+end
+
+-- Why io_uring cannot start in this environment, or nil when nothing says so.
+function helper.io_uring_unavailable()
+  local f = io.open("/proc/sys/kernel/io_uring_disabled")
+  if f then
+    local v = tonumber(f:read("l"))
+    f:close()
+    if v and v >= 2 then return "kernel.io_uring_disabled = " .. v end
+  end
+  return nil
+end
+
+return helper

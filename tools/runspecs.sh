@@ -1,0 +1,49 @@
+#!/bin/sh
+# Run every spec file under busted (Lua 5.4), once per backend, and end with
+# one line "N passed, M failed" over all runs. Exit non-zero on any failure.
+#   tools/runspecs.sh BUILD_DIR [spec files...]
+# FIBERIO_TEST_BACKENDS: the backends to run (default: io_uring threads).
+# FIBERIO_SANITIZE=asan|tsan|valgrind: run under that checker.
+build=${1:-build}; shift 2>/dev/null
+files=${*:-$(ls spec/*_spec.lua)}
+backends=${FIBERIO_TEST_BACKENDS:-io_uring threads}
+root=$(pwd)
+export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/spec/?.lua;;"
+export LUA_CPATH="$root/$build/?.so;;"
+runner="lua5.4 /usr/bin/busted"
+case "$FIBERIO_SANITIZE" in
+  asan)
+    export LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
+    export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=66:halt_on_error=1"
+    export LSAN_OPTIONS="suppressions=$root/tools/lsan.supp:print_suppressions=0"
+    export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=67" ;;
+  tsan)
+    export LD_PRELOAD="$(gcc -print-file-name=libtsan.so)"
+    export TSAN_OPTIONS="halt_on_error=1:exitcode=68:suppressions=$root/tools/tsan.supp" ;;
+  valgrind)
+    runner="valgrind -q --error-exitcode=69 --leak-check=full --errors-for-leak-kinds=definite --suppressions=$root/tools/valgrind.supp $runner" ;;
+esac
+passed=0; failed=0; status=0
+log=$(mktemp); trap 'rm -f "$log"' EXIT
+for b in $backends; do
+  echo "== backend $b${FIBERIO_SANITIZE:+ ($FIBERIO_SANITIZE)}"
+  for f in $files; do
+    FIBERIO_BACKEND=$b $runner -o utfTerminal "$f" >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    line=$(grep -a -E '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$log" | tail -n 1)
+    if [ -z "$line" ]; then
+      echo "!! $f ($b): busted printed no summary (exit $rc)"
+      failed=$((failed + 1)); status=1; continue
+    fi
+    set -- $(echo "$line" | sed -E 's/[^0-9]*([0-9]+) success(es)? \/ ([0-9]+) failures? \/ ([0-9]+) errors? \/ ([0-9]+) pending.*/\1 \3 \4 \5/')
+    passed=$((passed + $1)); failed=$((failed + $2 + $3))
+    if [ "$rc" -ne 0 ] && [ "$(($2 + $3))" -eq 0 ]; then
+      echo "!! $f ($b): exit $rc with no failing spec (a sanitizer report or a crash)"
+      failed=$((failed + 1))
+    fi
+    [ "$rc" -ne 0 ] && status=1
+  done
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$status" -eq 0 ]
