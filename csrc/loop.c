@@ -395,7 +395,9 @@ static void finish(fio_loop *loop, lua_State *from, fio_fiber *f, int status,
                    lua_type(co, -1) == LUA_TUSERDATA;
     if (!canceled) {
       /* Keep where it failed, for a report if nobody awaits it. */
-      const char *msg = lua_tostring(co, -1);
+      /* (lua_tostring would turn a number error into a string in place) */
+      const char *msg =
+          lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : NULL;
       if (msg) {
         luaL_traceback(from, co, msg, 0);
       } else {
