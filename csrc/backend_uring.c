@@ -5,8 +5,10 @@
  * are submitted and handed to the kernel in one batch when the loop waits
  * (a full SQ is flushed early). Every CQE is reaped in the same wait; CQ
  * overflow (kept by the kernel with FEAT_NODROP) is flushed and reaped too.
- * user_data is the fio_op, or 0 for our own cancel requests. */
+ * user_data is the fio_op, 0 for our own cancel requests, or WAKE_TAG for the
+ * poll on the loop's wake eventfd (completions posted by pool threads). */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +22,19 @@ typedef struct uring {
   struct io_uring ring;
   unsigned flags;          /* setup flags the kernel took */
   uint64_t probe;          /* supported opcodes < 64 */
+  int wake_armed;          /* the wake poll is in the kernel */
 } uring;
+
+#define WAKE_TAG 1 /* never an op: ops are aligned */
+
+static struct io_uring_sqe *get_sqe(fio_loop *loop, uring *u);
+
+static void arm_wake(fio_loop *loop, uring *u) {
+  struct io_uring_sqe *sqe = get_sqe(loop, u);
+  io_uring_prep_poll_add(sqe, loop->wakefd, POLLIN);
+  io_uring_sqe_set_data64(sqe, WAKE_TAG);
+  u->wake_armed = 1;
+}
 
 static int uring_init(fio_loop *loop) {
   uring *u = calloc(1, sizeof *u);
@@ -59,20 +73,23 @@ static int uring_init(fio_loop *loop) {
   io_uring_register_iowq_max_workers(&u->ring, workers);
   io_uring_register_ring_fd(&u->ring); /* saves an fd lookup per enter */
   loop->bdata = u;
+  arm_wake(loop, u);
   return 0;
 }
-
-/* A free SQE, flushing a full SQ to the kernel first. */
-static struct io_uring_sqe *get_sqe(fio_loop *loop, uring *u);
 
 static void reap(fio_loop *loop, uring *u) {
   for (;;) {
     struct io_uring_cqe *cqe;
     unsigned head, n = 0;
     io_uring_for_each_cqe(&u->ring, head, cqe) {
-      fio_op *op = (fio_op *)(uintptr_t)cqe->user_data;
+      uint64_t tag = cqe->user_data;
       n++;
-      if (op) fio_op_complete(loop, op, cqe->res);
+      if (tag == WAKE_TAG) {
+        u->wake_armed = 0;
+        fio_loop_clear_wake(loop);
+      } else if (tag) {
+        fio_op_complete(loop, (fio_op *)(uintptr_t)tag, cqe->res);
+      }
     }
     io_uring_cq_advance(&u->ring, n);
     if (!io_uring_cq_has_overflow(&u->ring)) break;
@@ -80,6 +97,7 @@ static void reap(fio_loop *loop, uring *u) {
   }
 }
 
+/* A free SQE, flushing a full SQ to the kernel first. */
 static struct io_uring_sqe *get_sqe(fio_loop *loop, uring *u) {
   struct io_uring_sqe *sqe;
   while (!(sqe = io_uring_get_sqe(&u->ring))) {
@@ -137,8 +155,10 @@ static void uring_wait(fio_loop *loop, int64_t timeout_ns) {
     r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
   }
   /* -ETIME (timeout) and -EINTR (a signal) just end this wait. */
-  if (r == -EBUSY || r == -EAGAIN) r = 0; /* reaping below makes room */
+  (void)r; /* -EBUSY, -EAGAIN: the CQ is backed up; reaping makes room */
   reap(loop, u);
+  fio_loop_drain(loop);
+  if (!u->wake_armed && !loop->closed) arm_wake(loop, u);
 }
 
 static void uring_close(fio_loop *loop) {
@@ -154,7 +174,7 @@ static void uring_close(fio_loop *loop) {
   loop->bdata = NULL;
 }
 
-static void uring_wake(fio_loop *loop) { (void)loop; }
+static void uring_wake(fio_loop *loop) { fio_loop_wake(loop); }
 
 const fio_backend fio_backend_uring = {
     "io_uring", uring_init, uring_close, uring_submit,

@@ -13,6 +13,8 @@
 #ifndef FIBERIO_H
 #define FIBERIO_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -101,7 +103,10 @@ enum { FIO_OPS_IDLE = 0, FIO_OPS_INFLIGHT, FIO_OPS_DONE };
 
 struct fio_op {
   fio_fiber *waiter;      /* woken on completion; NULL: orphaned */
+  fio_loop *loop;         /* the loop it completes on */
+  void *bpriv;            /* the backend's own (e.g. the pool's work item) */
   fio_op *prev, *next;    /* the loop's list of in-flight operations */
+  fio_op *pnext;          /* the loop's list of posted completions */
   char *mem;              /* memory the op owns, freed with it */
   char *buf;              /* where the kernel reads or writes */
   uint64_t off;           /* file offset, or (uint64_t)-1: current */
@@ -133,6 +138,15 @@ struct fio_loop {
   uint32_t timer_seq;
   fio_op *inflight;             /* operations the backend owns */
   size_t ninflight;
+  /* Completions posted from other threads (pool threads). post_mu guards
+   * post_head/post_tail and is a leaf lock: nothing else is taken while it
+   * is held. posted is set under it and cleared by the loop's drain, so
+   * the loop can check for posts without the lock. wakefd (an eventfd) is
+   * written after a post so that a backend's wait returns. */
+  pthread_mutex_t post_mu;
+  fio_op *post_head, *post_tail;
+  atomic_int posted;
+  int wakefd;
   void *canceled;               /* the Canceled sentinel userdata */
   int canceled_ref, future_mt_ref;
 };
@@ -194,6 +208,17 @@ fio_op *fio_op_new(size_t cap);
 void fio_op_free(fio_op *op);
 /* Called by a backend, on the loop's thread, when op has ended with res. */
 void fio_op_complete(fio_loop *loop, fio_op *op, int res);
+/* From any thread: op has ended with res; the loop is woken and completes it
+ * on its own thread (in fio_loop_drain). The poster must not touch op after
+ * this call. */
+void fio_loop_post(fio_loop *loop, fio_op *op, int res);
+/* Loop thread: complete every posted op. Backends call it after waiting. */
+void fio_loop_drain(fio_loop *loop);
+/* From any thread: make the loop's current or next wait return (eventfd). */
+void fio_loop_wake(fio_loop *loop);
+/* Loop thread: reset the wake eventfd once a backend saw it readable (then
+ * drain, so no post between the two is missed). */
+void fio_loop_clear_wake(fio_loop *loop);
 
 /* --- bindings ------------------------------------------------------------ */
 void fio_open_fiber(lua_State *L);  /* fills the module table at -1 */

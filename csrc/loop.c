@@ -5,6 +5,7 @@
  * One loop per lua_State (so per OS thread); nothing here is thread-safe and
  * nothing needs to be: backends deliver completions on the loop's thread. */
 #include <errno.h>
+#include <sys/eventfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,11 +218,10 @@ fio_fiber *fio_current(fio_loop *loop) { return loop->current; }
 /* --- suspending ------------------------------------------------------------ */
 
 fio_fiber *fio_wait_begin(fio_loop *loop, lua_State *L, fio_fiber *pseudo) {
-  fio_fiber *self = *(fio_fiber **)lua_getextraspace(L);
-  fio_fiber *cur = loop->current;
-  /* Compare before dereferencing: the extra space belongs to us only in
-   * threads we created. */
-  if (self && self == cur && lua_isyieldable(L)) {
+  fio_fiber *cur = loop->current, *self = cur;
+  /* L is the running fiber's own thread (not a plain coroutine inside it)
+   * and nothing between here and its resume forbids a yield. */
+  if (cur && cur->co == L && lua_isyieldable(L)) {
     if (self->cancel_req && !self->shield) fio_raise_canceled(L, loop, self);
     self->wake = FIO_WAKE_NONE;
     self->wait = FIO_W_NONE;
@@ -299,6 +299,7 @@ void fio_op_free(fio_op *op) {
 int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
                 lua_KFunction k) {
   op->waiter = w;
+  op->loop = loop;
   op->res = 0;
   op->cancel_sent = 0;
   op->state = FIO_OPS_INFLIGHT;
@@ -343,6 +344,46 @@ void fio_op_complete(fio_loop *loop, fio_op *op, int res) {
   }
 }
 
+void fio_loop_wake(fio_loop *loop) {
+  uint64_t one = 1;
+  ssize_t r;
+  do r = write(loop->wakefd, &one, sizeof one);
+  while (r < 0 && errno == EINTR);
+  /* EAGAIN: the counter is saturated, so a wake is pending anyway. */
+}
+
+void fio_loop_clear_wake(fio_loop *loop) {
+  uint64_t n;
+  while (read(loop->wakefd, &n, sizeof n) < 0 && errno == EINTR) {
+  }
+}
+
+void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
+  op->res = res;
+  op->pnext = NULL;
+  pthread_mutex_lock(&loop->post_mu);
+  if (loop->post_tail) loop->post_tail->pnext = op;
+  else loop->post_head = op;
+  loop->post_tail = op;
+  atomic_store_explicit(&loop->posted, 1, memory_order_release);
+  pthread_mutex_unlock(&loop->post_mu);
+  loop->be->wake(loop);
+}
+
+void fio_loop_drain(fio_loop *loop) {
+  if (!atomic_load_explicit(&loop->posted, memory_order_acquire)) return;
+  pthread_mutex_lock(&loop->post_mu);
+  fio_op *op = loop->post_head;
+  loop->post_head = loop->post_tail = NULL;
+  atomic_store_explicit(&loop->posted, 0, memory_order_relaxed);
+  pthread_mutex_unlock(&loop->post_mu);
+  while (op) {
+    fio_op *next = op->pnext;
+    fio_op_complete(loop, op, op->res);
+    op = next;
+  }
+}
+
 /* --- fibers ---------------------------------------------------------------- */
 
 fio_fiber *fio_checkfuture(lua_State *L, int idx) {
@@ -360,7 +401,6 @@ fio_fiber *fio_spawn(lua_State *L, fio_loop *loop, int idx, int nargs,
   lua_State *co = lua_newthread(L);
   lua_setiuservalue(L, -2, 1);
   f->co = co;
-  *(fio_fiber **)lua_getextraspace(co) = f;
   lua_checkstack(co, nargs + 1);
   lua_pushvalue(L, idx);
   lua_xmove(L, co, 1);
@@ -564,6 +604,9 @@ static int loop_gc(lua_State *L) {
     }
     loop->be->close(loop);
   }
+  if (loop->wakefd >= 0) close(loop->wakefd);
+  loop->wakefd = -1;
+  pthread_mutex_destroy(&loop->post_mu);
   return 0;
 }
 
@@ -574,6 +617,8 @@ fio_loop *fio_loop_new(lua_State *L) {
   loop->L = lua_tothread(L, -1);
   lua_pop(L, 1);
   loop->canceled_ref = loop->future_mt_ref = LUA_NOREF;
+  loop->wakefd = -1;
+  pthread_mutex_init(&loop->post_mu, NULL);
   if (luaL_newmetatable(L, FIO_LOOP)) {
     lua_pushcfunction(L, loop_gc);
     lua_setfield(L, -2, "__gc");
@@ -589,6 +634,10 @@ static int start(fio_loop *loop) {
       strcmp(want, "io_uring") != 0)
     return -ENOTSUP;
   loop->be = &fio_backend_uring;
+  if (loop->wakefd < 0) {
+    loop->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (loop->wakefd < 0) return -errno;
+  }
   return loop->be->init(loop);
 }
 
