@@ -67,7 +67,7 @@ static int await_at1(lua_State *L, fio_loop *loop, fio_fiber *t) {
   lua_settop(L, 1);
   w->links = &w->self_link;
   w->nlinks = 1;
-  fio_link_add(w, &w->self_link, t);
+  fio_link_add(w, &w->self_link, &t->awaiters);
   w->wait = FIO_W_FUTURE;
   return fio_block(loop, L, w, await_k);
 }
@@ -129,7 +129,7 @@ static int l_select(lua_State *L) {
   w->links = links;
   w->nlinks = n;
   for (int i = 0; i < n; i++)
-    fio_link_add(w, &links[i], lua_touserdata(L, i + 1));
+    fio_link_add(w, &links[i], &((fio_fiber *)lua_touserdata(L, i + 1))->awaiters);
   w->wait = FIO_W_FUTURE;
   return fio_block(loop, L, w, select_k);
 }
@@ -157,7 +157,7 @@ static int l_join(lua_State *L) {
   lua_settop(L, 1);
   w->links = &w->self_link;
   w->nlinks = 1;
-  fio_link_add(w, &w->self_link, t);
+  fio_link_add(w, &w->self_link, &t->awaiters);
   if (s >= 0)
     fio_timer_arm(loop, w, fio_now_ns() + (uint64_t)(s * 1e9));
   w->wait = FIO_W_FUTURE;

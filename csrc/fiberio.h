@@ -42,6 +42,7 @@ enum {
   FIO_W_SLEEP,  /* its timer */
   FIO_W_OP,     /* w->op's completion */
   FIO_W_FUTURE, /* one of the futures it is linked to (await, select, join) */
+  FIO_W_QUEUE,  /* its turn in a wait queue (fio_list) */
   FIO_W_YIELD,  /* nothing: it is already in the ready queue */
   FIO_W_RUN     /* the end of every fiber of a fio.run scope */
 };
@@ -54,17 +55,23 @@ enum {
   FIO_WAKE_DEADLOCK /* nothing left that could ever wake it */
 };
 
-/* A waiter's registration on a future it waits for. */
-typedef struct fio_link {
-  fio_fiber *waiter, *target; /* target NULL: not linked */
-  struct fio_link *prev, *next;
-} fio_link;
+/* A waiter's registration on a list: the awaiters of a future, or any
+ * FIFO wait queue (a busy file, later semaphores and queues). */
+typedef struct fio_link fio_link;
+typedef struct fio_list {
+  fio_link *head, *tail;
+} fio_list;
+struct fio_link {
+  fio_fiber *waiter;
+  fio_list *list; /* NULL: not linked */
+  fio_link *prev, *next;
+};
 
 struct fio_fiber {
   fio_loop *loop;
   lua_State *co;              /* the fiber's Lua thread; NULL for a pseudo */
   fio_fiber *qprev, *qnext;   /* ready queue */
-  fio_link *awaiters;         /* who waits for this fiber to end */
+  fio_list awaiters;          /* who waits for this fiber to end */
   fio_link *links;            /* what this waiter is linked to, nlinks long */
   fio_link self_link;         /* the one link await and join need */
   fio_op *op;                 /* FIO_W_OP: the operation */
@@ -189,7 +196,13 @@ fio_fiber *fio_current(fio_loop *loop);
 
 void fio_wake(fio_fiber *w, int reason);
 void fio_timer_arm(fio_loop *loop, fio_fiber *w, uint64_t deadline);
-void fio_link_add(fio_fiber *w, fio_link *l, fio_fiber *target);
+/* Append w's link l to list (FIFO); w->links/nlinks must include l so a wake
+ * unlinks it. */
+void fio_link_add(fio_fiber *w, fio_link *l, fio_list *list);
+/* Wake the first waiter of list (if any) for reason; returns it or NULL. */
+fio_fiber *fio_list_wake_first(fio_list *list, int reason);
+/* Wake every waiter of list. */
+void fio_list_wake_all(fio_list *list, int reason);
 /* Request cancellation of t (no wait). */
 void fio_request_cancel(fio_loop *loop, lua_State *L, fio_fiber *t);
 /* Push t's results (DONE): the values, or nil + Canceled; raise its error.

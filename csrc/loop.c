@@ -122,21 +122,24 @@ void fio_timer_arm(fio_loop *loop, fio_fiber *w, uint64_t deadline) {
 
 /* --- waiter links ---------------------------------------------------------- */
 
-void fio_link_add(fio_fiber *w, fio_link *l, fio_fiber *target) {
+void fio_link_add(fio_fiber *w, fio_link *l, fio_list *list) {
   l->waiter = w;
-  l->target = target;
-  l->prev = NULL;
-  l->next = target->awaiters;
-  if (l->next) l->next->prev = l;
-  target->awaiters = l;
+  l->list = list;
+  l->next = NULL;
+  l->prev = list->tail;
+  if (list->tail) list->tail->next = l;
+  else list->head = l;
+  list->tail = l;
 }
 
 static void link_remove(fio_link *l) {
-  if (!l->target) return;
+  fio_list *list = l->list;
+  if (!list) return;
   if (l->prev) l->prev->next = l->next;
-  else l->target->awaiters = l->next;
+  else list->head = l->next;
   if (l->next) l->next->prev = l->prev;
-  l->target = NULL;
+  else list->tail = l->prev;
+  l->list = NULL;
   l->prev = l->next = NULL;
 }
 
@@ -157,6 +160,19 @@ void fio_wake(fio_fiber *w, int reason) {
   w->wake = (uint8_t)reason;
   w->state = FIO_READY;
   if (!w->pseudo) rq_push(w->loop, w);
+}
+
+fio_fiber *fio_list_wake_first(fio_list *list, int reason) {
+  fio_link *l = list->head;
+  if (!l) return NULL;
+  fio_fiber *w = l->waiter;
+  fio_wake(w, reason);
+  link_remove(l); /* in case w was not suspended */
+  return w;
+}
+
+void fio_list_wake_all(fio_list *list, int reason) {
+  while (list->head) fio_list_wake_first(list, reason);
 }
 
 /* A cancel reaches waiter w (a suspended fiber, or the pseudo a running
@@ -467,12 +483,8 @@ static void finish(fio_loop *loop, lua_State *from, fio_fiber *f, int status,
     }
   }
   f->state = FIO_DONE;
-  while (f->awaiters) {
-    fio_link *l = f->awaiters;
-    l->waiter->woke_by = f;
-    fio_wake(l->waiter, FIO_WAKE_DONE);
-    if (f->awaiters == l) link_remove(l); /* a waiter that was not suspended */
-  }
+  for (fio_link *l = f->awaiters.head; l; l = l->next) l->waiter->woke_by = f;
+  fio_list_wake_all(&f->awaiters, FIO_WAKE_DONE);
   fio_run *run = f->run;
   if (run) {
     if (f->end == FIO_END_ERROR) {
@@ -677,5 +689,5 @@ void fio_fiber_detach(fio_fiber *f) {
     f->op = NULL;
   }
   unlink_all(f);
-  while (f->awaiters) link_remove(f->awaiters);
+  while (f->awaiters.head) link_remove(f->awaiters.head);
 }
