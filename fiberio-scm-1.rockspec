@@ -26,7 +26,8 @@ build = {
     ["fiberio.core"] = {
       sources = {
         "csrc/core.c", "csrc/loop.c", "csrc/fiber.c", "csrc/time.c",
-        "csrc/file.c", "csrc/backend_uring.c",
+        "csrc/file.c", "csrc/backend_uring.c", "csrc/exec.c",
+        "csrc/pool_inline.c",
       },
       defines = { "_GNU_SOURCE" },
       libraries = { "uring", "pthread" },

@@ -8,6 +8,7 @@
  * user_data is the fio_op, 0 for our own cancel requests, or WAKE_TAG for the
  * poll on the loop's wake eventfd (completions posted by pool threads). */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <liburing.h>
 
 #include "backend.h"
+#include "exec.h"
 
 /* Valgrind cannot see the kernel write into buffers on io_uring's behalf:
  * tell it, so `make valgrind` checks our code rather than flagging every
@@ -35,6 +37,7 @@ typedef struct uring {
   unsigned flags;          /* setup flags the kernel took */
   uint64_t probe;          /* supported opcodes < 64 */
   int wake_armed;          /* the wake poll is in the kernel */
+  unsigned noring;         /* FIO_OP_* bits forced onto the pool */
 } uring;
 
 #define WAKE_TAG 1 /* never an op: ops are aligned */
@@ -46,6 +49,21 @@ static void arm_wake(fio_loop *loop, uring *u) {
   io_uring_prep_poll_add(sqe, loop->wakefd, POLLIN);
   io_uring_sqe_set_data64(sqe, WAKE_TAG);
   u->wake_armed = 1;
+}
+
+/* FIBERIO_NO_RING_OPS="statx,openat,...": run these on the pool even though
+ * the ring has them (stands in, in the specs, for a kernel that lacks an
+ * opcode). */
+static unsigned noring_mask(void) {
+  static const char *const names[FIO_OP_LAST] = {
+      NULL,       "read",      "write",    "close",    "openat",
+      "statx",    "fsync",     "ftruncate", "unlinkat", "renameat",
+      "mkdirat",  "symlinkat", "linkat"};
+  const char *env = getenv("FIBERIO_NO_RING_OPS");
+  unsigned m = 0;
+  for (int c = 1; env && c < FIO_OP_LAST; c++)
+    if (names[c] && strstr(env, names[c])) m |= 1u << c;
+  return m;
 }
 
 static int uring_init(fio_loop *loop) {
@@ -84,10 +102,13 @@ static int uring_init(fio_loop *loop) {
   unsigned workers[2] = {(unsigned)(ncpu > 0 ? ncpu * 4 : 8), 64};
   io_uring_register_iowq_max_workers(&u->ring, workers);
   io_uring_register_ring_fd(&u->ring); /* saves an fd lookup per enter */
+  u->noring = noring_mask();
   loop->bdata = u;
   arm_wake(loop, u);
   return 0;
 }
+
+static void to_pool(fio_loop *loop, fio_op *op);
 
 static void reap(fio_loop *loop, uring *u) {
   for (;;) {
@@ -101,9 +122,19 @@ static void reap(fio_loop *loop, uring *u) {
         fio_loop_clear_wake(loop);
       } else if (tag) {
         fio_op *op = (fio_op *)(uintptr_t)tag;
-        if (op->code == FIO_OP_READ && cqe->res > 0)
-          VALGRIND_MAKE_MEM_DEFINED(op->buf, cqe->res);
-        fio_op_complete(loop, op, cqe->res);
+        int res = cqe->res;
+        if ((res == -EOPNOTSUPP || res == -EINVAL) && !op->cancel_sent &&
+            op->code != FIO_OP_READ && op->code != FIO_OP_WRITE) {
+          /* The probe listed the opcode, but this kernel or filesystem
+           * refuses the call on the ring: rerun it on the pool. */
+          to_pool(loop, op);
+          continue;
+        }
+        if (op->code == FIO_OP_READ && res > 0)
+          VALGRIND_MAKE_MEM_DEFINED(op->buf, res);
+        if (op->code == FIO_OP_STATX && res == 0)
+          VALGRIND_MAKE_MEM_DEFINED(op->mem, sizeof(struct statx));
+        fio_op_complete(loop, op, res);
       }
     }
     io_uring_cq_advance(&u->ring, n);
@@ -127,8 +158,44 @@ static struct io_uring_sqe *get_sqe(fio_loop *loop, uring *u) {
   return sqe;
 }
 
+#ifndef IORING_OP_FTRUNCATE_NUM
+#define IORING_OP_FTRUNCATE_NUM 55 /* newer than liburing 2.3's headers */
+#endif
+
+/* The ring opcode for an operation, or -1: none (it runs on the pool). */
+static int opcode_of(int code) {
+  switch (code) {
+  case FIO_OP_READ: return IORING_OP_READ;
+  case FIO_OP_WRITE: return IORING_OP_WRITE;
+  case FIO_OP_CLOSE: return IORING_OP_CLOSE;
+  case FIO_OP_OPENAT: return IORING_OP_OPENAT;
+  case FIO_OP_STATX: return IORING_OP_STATX;
+  case FIO_OP_FSYNC: return IORING_OP_FSYNC;
+  case FIO_OP_FTRUNCATE: return IORING_OP_FTRUNCATE_NUM;
+  case FIO_OP_UNLINKAT: return IORING_OP_UNLINKAT;
+  case FIO_OP_RENAMEAT: return IORING_OP_RENAMEAT;
+  case FIO_OP_MKDIRAT: return IORING_OP_MKDIRAT;
+  case FIO_OP_SYMLINKAT: return IORING_OP_SYMLINKAT;
+  case FIO_OP_LINKAT: return IORING_OP_LINKAT;
+  }
+  return -1;
+}
+
+/* What the ring cannot do runs on the pool; its completion is posted. */
+static void to_pool(fio_loop *loop, fio_op *op) {
+  fio_pool_submit(loop, op);
+  op->bpriv = (void *)1; /* on the pool: cancel there, no second fallback */
+}
+
 static void uring_submit(fio_loop *loop, fio_op *op) {
   uring *u = loop->bdata;
+  int opc = opcode_of(op->code);
+  op->bpriv = NULL;
+  if (opc < 0 || opc >= 64 || !(u->probe & (1ull << opc)) ||
+      (u->noring & (1u << op->code))) {
+    to_pool(loop, op);
+    return;
+  }
   struct io_uring_sqe *sqe = get_sqe(loop, u);
   switch (op->code) {
   case FIO_OP_READ:
@@ -140,8 +207,34 @@ static void uring_submit(fio_loop *loop, fio_op *op) {
   case FIO_OP_CLOSE:
     io_uring_prep_close(sqe, op->fd);
     break;
-  default:
-    io_uring_prep_nop(sqe);
+  case FIO_OP_OPENAT:
+    io_uring_prep_openat(sqe, AT_FDCWD, op->path, op->flags, op->mode);
+    break;
+  case FIO_OP_STATX:
+    io_uring_prep_statx(sqe, op->path[0] ? AT_FDCWD : op->fd, op->path,
+                        op->flags, STATX_BASIC_STATS,
+                        (struct statx *)op->mem);
+    break;
+  case FIO_OP_FSYNC:
+    io_uring_prep_fsync(sqe, op->fd, op->flags ? IORING_FSYNC_DATASYNC : 0);
+    break;
+  case FIO_OP_FTRUNCATE:
+    io_uring_prep_rw(IORING_OP_FTRUNCATE_NUM, sqe, op->fd, NULL, 0, op->off);
+    break;
+  case FIO_OP_UNLINKAT:
+    io_uring_prep_unlinkat(sqe, AT_FDCWD, op->path, op->flags);
+    break;
+  case FIO_OP_RENAMEAT:
+    io_uring_prep_renameat(sqe, AT_FDCWD, op->path, AT_FDCWD, op->path2, 0);
+    break;
+  case FIO_OP_MKDIRAT:
+    io_uring_prep_mkdirat(sqe, AT_FDCWD, op->path, op->mode);
+    break;
+  case FIO_OP_SYMLINKAT:
+    io_uring_prep_symlinkat(sqe, op->path, AT_FDCWD, op->path2);
+    break;
+  case FIO_OP_LINKAT:
+    io_uring_prep_linkat(sqe, AT_FDCWD, op->path, AT_FDCWD, op->path2, 0);
     break;
   }
   io_uring_sqe_set_data(sqe, op);
@@ -149,6 +242,10 @@ static void uring_submit(fio_loop *loop, fio_op *op) {
 
 static void uring_cancel(fio_loop *loop, fio_op *op) {
   uring *u = loop->bdata;
+  if (op->bpriv == (void *)1) {
+    fio_pool_cancel(loop, op);
+    return;
+  }
   struct io_uring_sqe *sqe = get_sqe(loop, u);
   io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
   io_uring_sqe_set_data64(sqe, 0);

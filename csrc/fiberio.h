@@ -93,6 +93,8 @@ struct fio_fiber {
   uint8_t cancel_done;        /* Canceled was raised in it once */
   uint8_t observed;           /* its outcome was taken by someone */
   uint8_t reported;           /* its unobserved error was printed */
+  uint8_t tramp;              /* pseudo: its trampoline is running */
+  lua_KFunction k;            /* pseudo: the continuation to call next */
 };
 
 /* One fio.run call: the fibers spawned under it, transitively. */
@@ -104,8 +106,34 @@ struct fio_run {
   fio_fiber *waiter; /* who waits for live to reach 0 */
 };
 
-/* Operation codes a backend knows how to run. */
-enum { FIO_OP_READ = 1, FIO_OP_WRITE, FIO_OP_CLOSE };
+/* Operation codes. Each runs on io_uring where the probe lists an opcode
+ * for it, else on the pool (fio_op_exec). Arguments: fd, fd2, buf, len, off,
+ * path, path2, flags, mode; results in res (and in mem for STATX, GETDENTS,
+ * READLINK, REALPATH, MKDTEMP). */
+enum {
+  FIO_OP_READ = 1, /* read(fd, buf, len) at off */
+  FIO_OP_WRITE,    /* write(fd, buf, len) at off */
+  FIO_OP_CLOSE,    /* close(fd) */
+  FIO_OP_OPENAT,   /* openat(AT_FDCWD, path, flags, mode) -> fd */
+  FIO_OP_STATX,    /* statx(fd or AT_FDCWD, path, flags) into mem */
+  FIO_OP_FSYNC,    /* fsync(fd), fdatasync when flags */
+  FIO_OP_FTRUNCATE,/* ftruncate(fd, off) */
+  FIO_OP_UNLINKAT, /* unlinkat(AT_FDCWD, path, flags) */
+  FIO_OP_RENAMEAT, /* renameat(path, path2) */
+  FIO_OP_MKDIRAT,  /* mkdirat(path, mode) */
+  FIO_OP_SYMLINKAT,/* symlinkat(target path, linkpath path2) */
+  FIO_OP_LINKAT,   /* linkat(path, path2) */
+  FIO_OP_GETDENTS, /* the whole directory path, as linux_dirent64 records in
+                    * mem (grown as needed): res = bytes */
+  FIO_OP_READLINK, /* readlink(path) into mem: res = length */
+  FIO_OP_CHMOD,    /* fchmodat(path, mode) */
+  FIO_OP_ACCESS,   /* faccessat(path, mode) */
+  FIO_OP_REALPATH, /* realpath(path) into mem: res = length */
+  FIO_OP_MKDTEMP,  /* mkdtemp(path, in mem): res = 0 */
+  FIO_OP_TRUNCATE, /* truncate(path, off) */
+  FIO_OP_COPY,     /* copy fd to fd2 from their offsets to EOF: res = bytes */
+  FIO_OP_LAST
+};
 enum { FIO_OPS_IDLE = 0, FIO_OPS_INFLIGHT, FIO_OPS_DONE };
 
 struct fio_op {
@@ -119,8 +147,12 @@ struct fio_op {
   uint64_t off;           /* file offset, or (uint64_t)-1: current */
   size_t len;             /* bytes asked of this submission */
   size_t got, want, cap;  /* progress of a multi-step call; size of mem */
+  const char *path, *path2; /* in mem, or kept alive by the caller */
+  int64_t res64;          /* FIO_OP_COPY: bytes copied */
   int32_t res;            /* result: >= 0, or -errno */
-  int fd;
+  int fd, fd2, flags;
+  uint32_t mode;
+  atomic_int abort;       /* set by the loop: a pool op stops between steps */
   uint8_t code;           /* FIO_OP_* */
   uint8_t state;          /* FIO_OPS_* */
   uint8_t cancel_sent;    /* a cancel for it went to the backend */
@@ -182,6 +214,13 @@ fio_fiber *fio_wait_begin(fio_loop *loop, lua_State *L, fio_fiber *pseudo);
 /* Suspend w (set up by the caller: timer, op, links) and continue in k once
  * woken: a fiber yields; a pseudo drives the loop and calls k itself. */
 int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k);
+/* In a continuation, before suspending w again: raise Canceled if a cancel
+ * is pending on it; reset its wake state. */
+void fio_wait_again(lua_State *L, fio_fiber *w);
+/* What a continuation returns after fio_block when it re-blocked a pseudo:
+ * the pseudo's trampoline (in its first fio_block) drives the loop again and
+ * calls the new continuation, so the C stack does not grow per step. */
+#define FIO_AGAIN (-1)
 /* In a continuation: raise Canceled or the deadlock error if that is why w
  * woke. */
 void fio_wait_end(lua_State *L, fio_fiber *w);

@@ -263,15 +263,31 @@ int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k) {
     w->state = FIO_SUSPENDED;
   }
   if (!w->pseudo) return lua_yieldk(L, 0, (lua_KContext)w, k);
+  w->k = k;
+  if (w->tramp) return FIO_AGAIN; /* the trampoline below continues */
   fio_fiber *owner = w->owner, *saved = owner ? owner->blocked_in : NULL;
-  if (owner) owner->blocked_in = w;
-  if (w->wait == FIO_W_YIELD) {
-    turn(loop, L, NULL);
-  } else {
-    while (w->state == FIO_SUSPENDED) turn(loop, L, w);
-  }
-  if (owner) owner->blocked_in = saved;
-  return k(L, LUA_YIELD, (lua_KContext)w);
+  w->tramp = 1;
+  int r;
+  do {
+    if (owner) owner->blocked_in = w;
+    if (w->wait == FIO_W_YIELD) turn(loop, L, NULL);
+    else
+      while (w->state == FIO_SUSPENDED) turn(loop, L, w);
+    if (owner) owner->blocked_in = saved;
+    /* The continuation may raise: nothing is left to undo by then. */
+    w->state = FIO_RUNNING;
+    r = w->k(L, LUA_YIELD, (lua_KContext)w);
+  } while (r == FIO_AGAIN);
+  w->tramp = 0;
+  return r;
+}
+
+void fio_wait_again(lua_State *L, fio_fiber *w) {
+  fio_fiber *owner = w->pseudo ? w->owner : w;
+  if (owner && owner->cancel_req && !owner->shield)
+    fio_raise_canceled(L, w->loop, owner);
+  w->wake = FIO_WAKE_NONE;
+  w->wait = FIO_W_NONE;
 }
 
 void fio_wait_end(lua_State *L, fio_fiber *w) {
@@ -301,7 +317,7 @@ fio_op *fio_op_new(size_t cap) {
   }
   op->buf = op->mem;
   op->cap = cap;
-  op->fd = -1;
+  op->fd = op->fd2 = -1;
   op->off = (uint64_t)-1;
   return op;
 }

@@ -1,0 +1,154 @@
+/* exec.c — every operation as the blocking system calls it stands for.
+ * Pool threads run these (never touching Lua); the io_uring backend runs
+ * here what its ring cannot do. One switch, one place to add an operation. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "exec.h"
+
+/* Grow op->mem to at least want bytes (keeping its contents). */
+static int grow(fio_op *op, size_t want) {
+  if (op->cap >= want) return 0;
+  size_t cap = op->cap ? op->cap : 4096;
+  while (cap < want) cap *= 2;
+  char *m = realloc(op->mem, cap);
+  if (!m) return -ENOMEM;
+  op->mem = m;
+  op->buf = m;
+  op->cap = cap;
+  return 0;
+}
+
+static int getdents_all(fio_op *op) {
+  int fd = open(op->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  size_t used = 0;
+  for (;;) {
+    if (atomic_load(&op->abort)) {
+      close(fd);
+      return -ECANCELED;
+    }
+    int r = grow(op, used + 32768);
+    if (r < 0) {
+      close(fd);
+      return r;
+    }
+    long n = syscall(SYS_getdents64, fd, op->mem + used, op->cap - used);
+    if (n < 0) {
+      int e = errno;
+      if (e == EINTR) continue;
+      close(fd);
+      return -e;
+    }
+    if (n == 0) break;
+    used += (size_t)n;
+  }
+  close(fd);
+  if (used > INT32_MAX) return -EOVERFLOW;
+  return (int)used;
+}
+
+static int copy_fd(fio_op *op) {
+  int64_t total = 0;
+  int use_sendfile = 0;
+  for (;;) {
+    if (atomic_load(&op->abort)) return -ECANCELED;
+    ssize_t n;
+    if (!use_sendfile) {
+      n = copy_file_range(op->fd, NULL, op->fd2, NULL, 8u << 20, 0);
+      if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                    errno == EOPNOTSUPP)) {
+        use_sendfile = 1;
+        continue;
+      }
+    } else {
+      n = sendfile(op->fd2, op->fd, NULL, 8u << 20);
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (n == 0) break;
+    total += n;
+  }
+  op->res64 = total;
+  return 0;
+}
+
+int fio_exec(fio_op *op) {
+  ssize_t r;
+  switch (op->code) {
+  case FIO_OP_READ:
+    r = op->off == (uint64_t)-1 ? read(op->fd, op->buf, op->len)
+                                : pread(op->fd, op->buf, op->len,
+                                        (off_t)op->off);
+    return r < 0 ? -errno : (int)r;
+  case FIO_OP_WRITE:
+    r = op->off == (uint64_t)-1 ? write(op->fd, op->buf, op->len)
+                                : pwrite(op->fd, op->buf, op->len,
+                                         (off_t)op->off);
+    return r < 0 ? -errno : (int)r;
+  case FIO_OP_CLOSE:
+    return close(op->fd) < 0 && errno != EINTR ? -errno : 0;
+  case FIO_OP_OPENAT:
+    r = openat(AT_FDCWD, op->path, op->flags, (mode_t)op->mode);
+    return r < 0 ? -errno : (int)r;
+  case FIO_OP_STATX:
+    r = statx(op->path[0] ? AT_FDCWD : op->fd, op->path, op->flags,
+              STATX_BASIC_STATS, (struct statx *)op->mem);
+    return r < 0 ? -errno : 0;
+  case FIO_OP_FSYNC:
+    r = op->flags ? fdatasync(op->fd) : fsync(op->fd);
+    return r < 0 ? -errno : 0;
+  case FIO_OP_FTRUNCATE:
+    return ftruncate(op->fd, (off_t)op->off) < 0 ? -errno : 0;
+  case FIO_OP_UNLINKAT:
+    return unlinkat(AT_FDCWD, op->path, op->flags) < 0 ? -errno : 0;
+  case FIO_OP_RENAMEAT:
+    return renameat(AT_FDCWD, op->path, AT_FDCWD, op->path2) < 0 ? -errno : 0;
+  case FIO_OP_MKDIRAT:
+    return mkdirat(AT_FDCWD, op->path, (mode_t)op->mode) < 0 ? -errno : 0;
+  case FIO_OP_SYMLINKAT:
+    return symlinkat(op->path, AT_FDCWD, op->path2) < 0 ? -errno : 0;
+  case FIO_OP_LINKAT:
+    return linkat(AT_FDCWD, op->path, AT_FDCWD, op->path2, 0) < 0 ? -errno
+                                                                  : 0;
+  case FIO_OP_GETDENTS:
+    return getdents_all(op);
+  case FIO_OP_READLINK:
+    /* mem holds PATH_MAX + 1 bytes for the result before the path */
+    r = readlink(op->path, op->mem, PATH_MAX);
+    return r < 0 ? -errno : (int)r;
+  case FIO_OP_CHMOD:
+    return fchmodat(AT_FDCWD, op->path, (mode_t)op->mode, 0) < 0 ? -errno : 0;
+  case FIO_OP_ACCESS:
+    return faccessat(AT_FDCWD, op->path, (int)op->mode, 0) < 0 ? -errno : 0;
+  case FIO_OP_REALPATH: {
+    char *p = realpath(op->path, NULL);
+    if (!p) return -errno;
+    size_t n = strlen(p);
+    if (grow(op, n + 1) < 0) {
+      free(p);
+      return -ENOMEM;
+    }
+    memcpy(op->mem, p, n + 1);
+    free(p);
+    return (int)n;
+  }
+  case FIO_OP_MKDTEMP:
+    return mkdtemp(op->mem) ? 0 : -errno;
+  case FIO_OP_TRUNCATE:
+    return truncate(op->path, (off_t)op->off) < 0 ? -errno : 0;
+  case FIO_OP_COPY:
+    return copy_fd(op);
+  }
+  return -ENOSYS;
+}
