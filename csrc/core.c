@@ -9,6 +9,7 @@ int luaopen_fiberio_core(lua_State *L) {
   fio_open_fiber(L);
   fio_open_time(L);
   fio_open_file(L);
+  fio_open_fs(L);
   lua_pop(L, 1);
   return 1;
 }

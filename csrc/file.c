@@ -1,234 +1,134 @@
-/* file.c — the File handle: fio.pipe() and the read/write/close methods
- * that run through the loop's backend. Handles are created closed and get
- * their fd only once the fd exists (liolib's newprefile), so __gc/__close can
- * always run, and run twice. */
+/* file.c — File handles that behave like Lua's io handles (the same calls,
+ * the same results, buffered in user space) with their I/O on the loop's
+ * backend: fio.open, fio.pipe, fio.lines, fio.type, fio.stdin/stdout/stderr
+ * and the methods read, write, lines, seek, flush, setvbuf, close, pread,
+ * pwrite, sync, datasync, stat, truncate, fd.
+ *
+ * Buffers: a read buffer and a write buffer, each allocated on first use.
+ * Reads and writes go through the fd's own position (offset -1), as stdio
+ * does, so the kernel's position is the truth: a write after buffered reads
+ * first seeks back over the unread bytes (seekable files), a read after
+ * buffered writes first flushes them. Pipes, ttys and sockets keep the two
+ * directions apart.
+ *
+ * Concurrency: one operation at a time uses a handle's buffers. While one
+ * is in flight (busy), another fiber's call on the same handle waits in the
+ * handle's idle queue, then starts over. The op that borrows a buffer is
+ * remembered (bufop): if the handle is collected while the kernel still
+ * writes into the buffer (only when the state closes), the op takes the
+ * buffer and frees it on completion.
+ *
+ * Every method is a C function that may suspend: it runs as a step function
+ * (run_*) that the continuation calls again after each completion, keeping
+ * its progress on the Lua stack or in the handle. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend.h"
 #include "fiberio.h"
+#include "fs.h"
+
+#define BUFSZ (64 * 1024)
+#define MAXIO 0x7ffff000 /* the most one read or write moves (Linux) */
+
+enum { BUF_FULL, BUF_LINE, BUF_NO };
 
 typedef struct fio_file {
-  int fd;    /* -1 when closed */
-  int busy;  /* operations in flight on fd */
+  int fd;             /* -1: closed */
+  uint8_t isstd;      /* fio.stdin/stdout/stderr: close refuses */
+  uint8_t mode;       /* BUF_* */
+  int8_t seekable;    /* -1: not known yet */
+  uint8_t eof;        /* the last fill read nothing */
+  int busy;           /* an op of this handle's buffered I/O is in flight */
+  int inflight;       /* ops in flight on fd (pread, pwrite, sync, ...) */
+  fio_op *bufop;      /* the op that borrows a buffer, and which one */
+  char *bufop_base;
+  fio_list idle;      /* callers waiting for busy to clear */
+  size_t bufsize;     /* capacity for new buffers (setvbuf) */
+  char *rbuf;         /* unread bytes: rbuf[rpos, rlen) */
+  size_t rcap, rpos, rlen;
+  char *wbuf;         /* unwritten bytes: wbuf[wpos, wlen) */
+  size_t wcap, wpos, wlen;
 } fio_file;
 
-/* A new closed File handle, pushed. */
+/* --- handles ----------------------------------------------------------------- */
+
+/* A new closed handle, pushed (liolib's newprefile). */
 static fio_file *newfile(lua_State *L) {
   fio_file *f = lua_newuserdatauv(L, sizeof *f, 0);
+  memset(f, 0, sizeof *f);
   f->fd = -1;
-  f->busy = 0;
+  f->seekable = -1;
+  f->bufsize = BUFSZ;
   luaL_setmetatable(L, FIO_FILE);
   return f;
 }
 
-static fio_file *checkopen(lua_State *L, int idx) {
+static fio_file *tofile(lua_State *L, int idx) {
   fio_file *f = luaL_checkudata(L, idx, FIO_FILE);
   if (f->fd < 0) luaL_error(L, "attempt to use a closed file");
   return f;
 }
 
-/* --- read -------------------------------------------------------------------- */
-
-#define CHUNK (64 * 1024)
-
-static int read_k(lua_State *L, int status, lua_KContext ctx);
-
-/* Submit the next read of op: into mem + got, at most what is still wanted,
- * growing mem when it is full. */
-static int read_more(lua_State *L, fio_loop *loop, fio_fiber *w, fio_op *op) {
-  fio_file *f = lua_touserdata(L, 1);
-  if (op->got == op->cap) {
-    size_t cap = op->cap * 2;
-    if (cap > op->want) cap = op->want;
-    char *m = realloc(op->mem, cap);
-    if (!m) {
-      fio_op_free(op);
-      return luaL_error(L, "not enough memory");
-    }
-    op->mem = m;
-    op->cap = cap;
-  }
-  op->code = FIO_OP_READ;
-  op->fd = f->fd;
-  op->buf = op->mem + op->got;
-  op->len = op->cap - op->got;
-  if (op->len > 0x7ffff000) op->len = 0x7ffff000;
-  f->busy++;
-  return fio_op_wait(loop, L, w, op, read_k);
+static int seekable(fio_file *f) {
+  if (f->seekable < 0) f->seekable = lseek(f->fd, 0, SEEK_CUR) >= 0;
+  return f->seekable;
 }
 
-static int read_k(lua_State *L, int status, lua_KContext ctx) {
-  fio_fiber *w = (fio_fiber *)ctx;
-  fio_loop *loop = w->loop;
-  fio_op *op = w->op;
-  fio_file *f = lua_touserdata(L, 1);
-  f->busy--;
-  w->wait = FIO_W_NONE;
-  int res = fio_op_result(L, w);
-  w->op = NULL;
-  if (res < 0) {
-    fio_op_free(op);
-    return fio_errresult(L, NULL, -res);
+/* Free the buffers, unless an op still borrows one: it takes that one. */
+static void freebufs(fio_file *f) {
+  if (f->bufop) {
+    fio_op *op = f->bufop;
+    op->mem = f->bufop_base; /* freed with the op, after the kernel is done */
+    if (f->bufop_base && f->bufop_base == f->rbuf) f->rbuf = NULL;
+    if (f->bufop_base && f->bufop_base == f->wbuf) f->wbuf = NULL;
+    f->bufop = NULL;
   }
-  op->got += (size_t)res;
-  if (res > 0 && op->got < op->want) {
-    /* More to read: a new suspension point, so a pending cancel lands. */
-    fio_fiber *owner = w->pseudo ? w->owner : w;
-    if (owner && owner->cancel_req && !owner->shield) {
-      fio_op_free(op);
-      return fio_raise_canceled(L, loop, owner);
-    }
-    if (f->fd < 0) {
-      fio_op_free(op);
-      return fio_errresult(L, NULL, EBADF);
-    }
-    return read_more(L, loop, w, op);
-  }
-  /* EOF or all of it. read(n) gives nil at EOF with nothing read. */
-  if (op->got == 0 && lua_type(L, 2) == LUA_TNUMBER) lua_pushnil(L);
-  else lua_pushlstring(L, op->mem, op->got);
-  fio_op_free(op);
-  return 1;
+  free(f->rbuf);
+  free(f->wbuf);
+  f->rbuf = f->wbuf = NULL;
+  f->rcap = f->wcap = f->rpos = f->rlen = f->wpos = f->wlen = 0;
 }
 
-/* f:read(n) — up to n bytes, waiting for n or EOF; nil at EOF.
- * f:read("a") — everything up to EOF ("" at EOF). */
-static int f_read(lua_State *L) {
-  fio_loop *loop = fio_loop_get(L);
-  checkopen(L, 1);
-  size_t want;
-  if (lua_type(L, 2) == LUA_TNUMBER) {
-    lua_Integer n = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, n >= 0, 2, "negative count");
-    if (n == 0) {
-      lua_pushliteral(L, "");
-      return 1;
+/* Cancel every op in flight on f's fd: a blocked read ends with EBADF. */
+static void cancel_fd_ops(fio_loop *loop, int fd) {
+  if (!loop || !loop->started || loop->closed) return;
+  for (fio_op *op = loop->inflight; op; op = op->next)
+    if ((op->fd == fd || op->fd2 == fd) && !op->cancel_sent) {
+      op->cancel_sent = 1;
+      loop->be->cancel(loop, op);
     }
-    want = (size_t)n;
-  } else {
-    const char *fmt = luaL_optstring(L, 2, "a");
-    if (*fmt == '*') fmt++;
-    luaL_argcheck(L, *fmt == 'a', 2, "invalid format (only \"a\" or a count "
-                                     "on pipes for now)");
-    want = (size_t)-1;
-  }
-  lua_settop(L, 2);
-  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
-  fio_op *op = fio_op_new(want < CHUNK ? want : CHUNK);
-  if (!op) return luaL_error(L, "not enough memory");
-  op->want = want;
-  return read_more(L, loop, w, op);
 }
 
-/* --- write ------------------------------------------------------------------- */
-
-static int write_k(lua_State *L, int status, lua_KContext ctx) {
-  fio_fiber *w = (fio_fiber *)ctx;
-  fio_op *op = w->op;
-  fio_file *f = lua_touserdata(L, 1);
-  f->busy--;
-  w->wait = FIO_W_NONE;
-  int res = fio_op_result(L, w);
-  w->op = NULL;
-  if (res < 0) {
-    fio_op_free(op);
-    return fio_errresult(L, NULL, -res);
+/* Write out f's buffer with blocking writes (collection, state close). */
+static void flush_sync(fio_file *f) {
+  while (f->wpos < f->wlen && !f->busy) {
+    ssize_t n = write(f->fd, f->wbuf + f->wpos, f->wlen - f->wpos);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    f->wpos += (size_t)n;
   }
-  op->got += (size_t)res;
-  if (op->got < op->want) {
-    if (f->fd < 0) {
-      fio_op_free(op);
-      return fio_errresult(L, NULL, EBADF);
-    }
-    op->buf = op->mem + op->got;
-    op->len = op->want - op->got;
-    if (op->len > 0x7ffff000) op->len = 0x7ffff000;
-    op->fd = f->fd;
-    f->busy++;
-    return fio_op_wait(w->loop, L, w, op, write_k);
-  }
-  fio_op_free(op);
-  lua_settop(L, 1);
-  return 1;
-}
-
-/* f:write(...) — strings and numbers, as io's write; returns f. */
-static int f_write(lua_State *L) {
-  fio_loop *loop = fio_loop_get(L);
-  fio_file *f = checkopen(L, 1);
-  int n = lua_gettop(L);
-  size_t total = 0;
-  for (int i = 2; i <= n; i++) {
-    if (lua_type(L, i) == LUA_TNUMBER) {
-      char b[64];
-      int len = lua_isinteger(L, i)
-                    ? snprintf(b, sizeof b, LUA_INTEGER_FMT,
-                               (LUAI_UACINT)lua_tointeger(L, i))
-                    : snprintf(b, sizeof b, LUA_NUMBER_FMT,
-                               (LUAI_UACNUMBER)lua_tonumber(L, i));
-      lua_pushlstring(L, b, (size_t)len);
-      lua_replace(L, i);
-    }
-    size_t len;
-    luaL_checklstring(L, i, &len);
-    total += len;
-  }
-  if (total == 0) {
-    lua_settop(L, 1);
-    return 1;
-  }
-  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
-  fio_op *op = fio_op_new(total);
-  if (!op) return luaL_error(L, "not enough memory");
-  for (int i = 2; i <= n; i++) {
-    size_t len;
-    const char *s = lua_tolstring(L, i, &len);
-    memcpy(op->mem + op->got, s, len);
-    op->got += len;
-  }
-  lua_settop(L, 1);
-  op->got = 0;
-  op->want = total;
-  op->code = FIO_OP_WRITE;
-  op->fd = f->fd;
-  op->len = total > 0x7ffff000 ? 0x7ffff000 : total;
-  f->busy++;
-  return fio_op_wait(loop, L, w, op, write_k);
-}
-
-/* --- close ------------------------------------------------------------------- */
-
-static void closefd(lua_State *L, fio_file *f) {
-  if (f->fd < 0) return;
-  if (f->busy) {
-    /* Operations in flight on fd end with EBADF in their fibers. */
-    fio_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
-    if (loop && loop->started && !loop->closed)
-      for (fio_op *op = loop->inflight; op; op = op->next)
-        if (op->fd == f->fd && !op->cancel_sent) {
-          op->cancel_sent = 1;
-          loop->be->cancel(loop, op);
-        }
-  }
-  if (f->fd > 2) close(f->fd);
-  f->fd = -1;
-}
-
-static int f_close(lua_State *L) {
-  fio_file *f = checkopen(L, 1);
-  closefd(L, f);
-  lua_pushboolean(L, 1);
-  return 1;
+  f->wpos = f->wlen = 0;
 }
 
 static int f_gc(lua_State *L) {
   fio_file *f = luaL_checkudata(L, 1, FIO_FILE);
-  closefd(L, f);
+  if (f->fd >= 0) {
+    flush_sync(f);
+    if (f->busy || f->inflight)
+      cancel_fd_ops(lua_touserdata(L, lua_upvalueindex(1)), f->fd);
+    if (!f->isstd) close(f->fd);
+    f->fd = -1;
+  }
+  freebufs(f);
   return 0;
 }
 
@@ -239,6 +139,921 @@ static int f_tostring(lua_State *L) {
   return 1;
 }
 
+/* fio.type(x): "file", "closed file", or nil — as io.type. */
+static int l_type(lua_State *L) {
+  luaL_checkany(L, 1);
+  fio_file *f = luaL_testudata(L, 1, FIO_FILE);
+  if (!f) luaL_pushfail(L);
+  else if (f->fd < 0) lua_pushliteral(L, "closed file");
+  else lua_pushliteral(L, "file");
+  return 1;
+}
+
+static int f_fd(lua_State *L) {
+  lua_pushinteger(L, tofile(L, 1)->fd);
+  return 1;
+}
+
+/* --- the shared machinery of suspending methods ------------------------------ */
+
+/* Start or continue waiting: w is NULL on the first suspension of a call
+ * (then pseudo, in the caller's frame, may be used), else the waiter. */
+static fio_fiber *suspend_begin(lua_State *L, fio_loop *loop, fio_fiber *w,
+                                fio_fiber *pseudo) {
+  if (!w) return fio_wait_begin(loop, L, pseudo);
+  fio_wait_again(L, w);
+  return w;
+}
+
+/* Wait for f's in-flight op to finish, then continue in k. */
+static int wait_idle(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
+                     fio_fiber *pseudo, lua_KFunction k) {
+  w = suspend_begin(L, loop, w, pseudo);
+  w->links = &w->self_link;
+  w->nlinks = 1;
+  fio_link_add(w, &w->self_link, &f->idle);
+  w->wait = FIO_W_QUEUE;
+  return fio_block(loop, L, w, k);
+}
+
+/* Submit op on f's buffers (busy until it completes). */
+static int buf_op(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
+                  fio_fiber *pseudo, fio_op *op, char *base, lua_KFunction k) {
+  w = suspend_begin(L, loop, w, pseudo);
+  f->busy = 1;
+  f->bufop = op;
+  f->bufop_base = base;
+  return fio_op_wait(loop, L, w, op, k);
+}
+
+/* In a continuation after buf_op: the op's result (raising Canceled after
+ * releasing the handle). The op is freed; the handle is idle again. */
+static int buf_done(lua_State *L, fio_file *f, fio_fiber *w) {
+  fio_op *op = w->op;
+  f->busy = 0;
+  f->bufop = NULL;
+  fio_list_wake_all(&f->idle, FIO_WAKE_DONE);
+  int res = fio_op_result(L, w); /* may raise Canceled (frees op) */
+  w->op = NULL;
+  fio_op_free(op);
+  return res;
+}
+
+/* An op on the buffers, from memory the caller owns. */
+static fio_op *mkop(lua_State *L, int code, int fd, char *buf, size_t len) {
+  fio_op *op = fio_op_new(0);
+  if (!op) luaL_error(L, "not enough memory");
+  op->code = (uint8_t)code;
+  op->fd = fd;
+  op->buf = buf;
+  op->len = len > MAXIO ? MAXIO : len;
+  return op;
+}
+
+/* --- flush ------------------------------------------------------------------- */
+
+/* If f has buffered writes, submit the next write of them and return 1 (the
+ * caller returns the suspension via *ret); 0 when nothing is left. */
+static int flush_step(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
+                      fio_fiber *pseudo, lua_KFunction k, int *ret) {
+  if (f->wpos >= f->wlen) {
+    f->wpos = f->wlen = 0;
+    return 0;
+  }
+  fio_op *op = mkop(L, FIO_OP_WRITE, f->fd, f->wbuf + f->wpos,
+                    f->wlen - f->wpos);
+  *ret = buf_op(L, loop, f, w, pseudo, op, f->wbuf, k);
+  return 1;
+}
+
+/* After a flush write completed: account for it. 0, or -errno (the
+ * unwritten bytes are dropped, as a failed fflush leaves nothing to retry). */
+static int flush_done(lua_State *L, fio_file *f, fio_fiber *w) {
+  int res = buf_done(L, f, w);
+  if (res < 0) {
+    f->wpos = f->wlen = 0;
+    return res;
+  }
+  if (res == 0) {
+    f->wpos = f->wlen = 0;
+    return -EIO;
+  }
+  f->wpos += (size_t)res;
+  return 0;
+}
+
+/* Before reading or seeking: buffered writes must reach the file first.
+ * Returns 1 when it suspended (the result in *ret). */
+static int need_flush(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
+                      fio_fiber *pseudo, lua_KFunction k, int *ret) {
+  if (f->wlen == 0 || !seekable(f)) return 0; /* pipes: two streams */
+  return flush_step(L, loop, f, w, pseudo, k, ret);
+}
+
+/* Before writing: drop unread bytes, moving the position back over them. */
+static void drop_unread(fio_file *f) {
+  if (f->rpos < f->rlen && seekable(f))
+    lseek(f->fd, -(off_t)(f->rlen - f->rpos), SEEK_CUR);
+  if (seekable(f)) f->rpos = f->rlen = 0;
+}
+
+/* --- read ---------------------------------------------------------------------- */
+
+/* Stack of a read: 1 file, 2 mode (see below), 3.. formats, then results.
+ * mode = nformats | LINES (lines iterator: raise errors) | CLOSE (close the
+ * file at EOF). */
+#define LINES 0x10000
+#define CLOSEATEOF 0x20000
+
+static int read_k(lua_State *L, int status, lua_KContext ctx);
+static int run_read(lua_State *L, fio_fiber *w, fio_fiber *pseudo);
+
+/* Make room for more input and submit a read into it. */
+static int fill(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
+                fio_fiber *pseudo, size_t need) {
+  if (need == 0) need = 1;
+  if (f->rpos == f->rlen) f->rpos = f->rlen = 0;
+  else if (f->rpos > 0 && f->rcap - f->rlen < need) {
+    memmove(f->rbuf, f->rbuf + f->rpos, f->rlen - f->rpos);
+    f->rlen -= f->rpos;
+    f->rpos = 0;
+  }
+  if (f->rcap - f->rlen < need) {
+    size_t cap = f->rcap ? f->rcap * 2 : f->bufsize;
+    if (cap < f->rlen + need) cap = f->rlen + need;
+    char *b = realloc(f->rbuf, cap);
+    if (!b) return luaL_error(L, "not enough memory");
+    f->rbuf = b;
+    f->rcap = cap;
+  }
+  fio_op *op = mkop(L, FIO_OP_READ, f->fd, f->rbuf + f->rlen,
+                    f->rcap - f->rlen);
+  return buf_op(L, loop, f, w, pseudo, op, f->rbuf, read_k);
+}
+
+/* After a big read ("a", a long line), give the memory back. */
+static void shrink(fio_file *f) {
+  if (f->rpos == f->rlen && f->rcap > 4 * f->bufsize && !f->busy) {
+    free(f->rbuf);
+    f->rbuf = NULL;
+    f->rcap = f->rpos = f->rlen = 0;
+  }
+}
+
+static int test2(const char **p, const char *e, const char *set) {
+  if (*p < e && (**p == set[0] || **p == set[1])) {
+    (*p)++;
+    return 1;
+  }
+  return 0;
+}
+
+static int readdigits(const char **p, const char *e, int hex, size_t *n) {
+  int count = 0;
+  while (*p < e && *n < 200 && (hex ? isxdigit((unsigned char)**p)
+                                    : isdigit((unsigned char)**p))) {
+    (*p)++;
+    (*n)++;
+    count++;
+  }
+  return count;
+}
+
+/* "n": as liolib's read_number, over the buffer. Returns 1 (pushed a number
+ * or fail), or 0: more input needed. */
+static int read_number(lua_State *L, fio_file *f) {
+  const char *s = f->rbuf ? f->rbuf + f->rpos : "", *e = s + (f->rlen - f->rpos);
+  while (s < e && isspace((unsigned char)*s)) s++;
+  if (f->rbuf) f->rpos = (size_t)(s - f->rbuf); /* the spaces are consumed */
+  if (!f->eof && (size_t)(e - s) < 201) return 0; /* need a longer window */
+  const char *p = s;
+  size_t n = 0;
+  int count = 0, hex = 0;
+  char decp[2] = {localeconv()->decimal_point[0], '.'};
+  if (test2(&p, e, "-+")) n++;
+  if (test2(&p, e, "00")) {
+    n++;
+    if (test2(&p, e, "xX")) {
+      n++;
+      hex = 1;
+    } else count = 1;
+  }
+  count += readdigits(&p, e, hex, &n);
+  if (test2(&p, e, decp)) {
+    n++;
+    count += readdigits(&p, e, hex, &n);
+  }
+  if (count > 0 && test2(&p, e, hex ? "pP" : "eE")) {
+    n++;
+    if (test2(&p, e, "-+")) n++;
+    readdigits(&p, e, 0, &n);
+  }
+  /* liolib consumes what it read (plus one lookahead it ungets). */
+  char buff[201];
+  memcpy(buff, s, n);
+  buff[n] = '\0';
+  f->rpos += n;
+  if (n < 200 && lua_stringtonumber(L, buff)) return 1;
+  lua_pushnil(L);
+  return 1;
+}
+
+/* Try format i from the buffer: 1 pushed a result, 0 needs more input
+ * (*need: bytes wanted), -1 pushed fail (stop). */
+static int read_one(lua_State *L, fio_file *f, int i, size_t *need) {
+  size_t avail = f->rlen - f->rpos;
+  const char *b = f->rbuf ? f->rbuf + f->rpos : "";
+  *need = 0;
+  if (lua_type(L, i) == LUA_TNUMBER) {
+    size_t n = (size_t)luaL_checkinteger(L, i);
+    if (n == 0) { /* test for EOF */
+      if (avail > 0) {
+        lua_pushliteral(L, "");
+        return 1;
+      }
+      if (f->eof) return lua_pushnil(L), -1;
+      *need = 1;
+      return 0;
+    }
+    if (avail >= n || (f->eof && avail > 0)) {
+      size_t k = avail < n ? avail : n;
+      lua_pushlstring(L, b, k);
+      f->rpos += k;
+      return 1;
+    }
+    if (f->eof) return lua_pushnil(L), -1;
+    *need = n - avail;
+    return 0;
+  }
+  const char *p = lua_tostring(L, i);
+  if (*p == '*') p++;
+  switch (*p) {
+  case 'n':
+    if (!read_number(L, f)) {
+      *need = 201;
+      return 0;
+    }
+    return lua_isnil(L, -1) ? -1 : 1;
+  case 'l':
+  case 'L': {
+    const char *nl = avail ? memchr(b, '\n', avail) : NULL;
+    if (nl) {
+      size_t k = (size_t)(nl - b);
+      lua_pushlstring(L, b, *p == 'L' ? k + 1 : k);
+      f->rpos += k + 1;
+      return 1;
+    }
+    if (!f->eof) return 0;
+    if (avail == 0) return lua_pushnil(L), -1;
+    lua_pushlstring(L, b, avail);
+    f->rpos += avail;
+    return 1;
+  }
+  case 'a':
+    if (!f->eof) {
+      *need = f->rcap - f->rlen < 4096 ? (f->rcap ? f->rcap : f->bufsize) : 0;
+      return 0;
+    }
+    lua_pushlstring(L, b, avail);
+    f->rpos += avail;
+    return 1;
+  }
+  return luaL_argerror(L, i, "invalid format");
+}
+
+/* The end of a read: for a lines iterator, errors raise and EOF may close. */
+static int read_finish(lua_State *L, int mode, int nres) {
+  shrink(lua_touserdata(L, 1));
+  if (!(mode & LINES)) return nres;
+  int n = mode & 0xffff;
+  int first = 3 + n;
+  if (!lua_isnil(L, first)) return nres;
+  if (nres > 1 && lua_isstring(L, first + 1))
+    return luaL_error(L, "%s", lua_tostring(L, first + 1));
+  if (mode & CLOSEATEOF) {
+    fio_file *f = lua_touserdata(L, 1);
+    if (f->fd >= 0 && !f->busy && !f->inflight) {
+      close(f->fd);
+      f->fd = -1;
+      freebufs(f);
+    }
+  }
+  return 1;
+}
+
+static int run_read(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
+  fio_loop *loop = fio_loop_get(L);
+  fio_file *f = lua_touserdata(L, 1);
+  int mode = (int)lua_tointeger(L, 2);
+  int n = mode & 0xffff, ret;
+  if (f->fd < 0) {
+    if (mode & LINES) return luaL_error(L, "file is already closed");
+    return fio_errresult(L, NULL, EBADF);
+  }
+  if (f->busy) return wait_idle(L, loop, f, w, pseudo, read_k);
+  if (need_flush(L, loop, f, w, pseudo, read_k, &ret)) return ret;
+  luaL_checkstack(L, n + 4, "too many arguments");
+  for (;;) {
+    int done = lua_gettop(L) - 2 - n;
+    if (done >= n) return read_finish(L, mode, n);
+    size_t need;
+    int r = read_one(L, f, 3 + done, &need);
+    if (r < 0) return read_finish(L, mode, done + 1);
+    if (r == 0) {
+      f->eof = 0;
+      return fill(L, loop, f, w, pseudo, need);
+    }
+  }
+}
+
+static int read_k(lua_State *L, int status, lua_KContext ctx) {
+  fio_fiber *w = (fio_fiber *)ctx;
+  fio_file *f = lua_touserdata(L, 1);
+  if (w->wait == FIO_W_QUEUE || !w->op) {
+    fio_wait_end(L, w);
+    return run_read(L, w, NULL);
+  }
+  int code = w->op->code;
+  if (code == FIO_OP_WRITE) {
+    int res = flush_done(L, f, w);
+    if (res < 0) {
+      int mode = (int)lua_tointeger(L, 2);
+      if (mode & LINES) return luaL_error(L, "%s", strerror(-res));
+      return fio_errresult(L, NULL, -res);
+    }
+    return run_read(L, w, NULL);
+  }
+  int res = buf_done(L, f, w);
+  if (res < 0) {
+    int mode = (int)lua_tointeger(L, 2), n = mode & 0xffff;
+    lua_settop(L, 2 + n);
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(-res));
+    lua_pushinteger(L, -res);
+    return read_finish(L, mode, 3);
+  }
+  if (res == 0) f->eof = 1;
+  else f->rlen += (size_t)res;
+  return run_read(L, w, NULL);
+}
+
+/* Check the formats at 2..top and set the stack up as run_read wants. */
+static int start_read(lua_State *L, int first, int mode) {
+  int n = lua_gettop(L) - first + 1;
+  if (n <= 0) {
+    lua_pushliteral(L, "l");
+    n = 1;
+  }
+  luaL_argcheck(L, n <= 250, first, "too many arguments");
+  for (int i = first; i < first + n; i++) {
+    if (lua_type(L, i) == LUA_TNUMBER) {
+      luaL_argcheck(L, lua_isinteger(L, i) && lua_tointeger(L, i) >= 0, i,
+                    "invalid format");
+    } else {
+      const char *p = luaL_checkstring(L, i);
+      if (*p == '*') p++;
+      luaL_argcheck(L, *p && strchr("nlLa", *p), i, "invalid format");
+    }
+  }
+  lua_pushinteger(L, n | mode);
+  lua_insert(L, first);
+  return n;
+}
+
+static int f_read(lua_State *L) {
+  tofile(L, 1);
+  start_read(L, 2, 0);
+  fio_fiber pseudo;
+  return run_read(L, NULL, &pseudo);
+}
+
+/* lines iterator: upvalues loop, file, mode, formats... */
+static int io_readline(lua_State *L) {
+  fio_file *f = lua_touserdata(L, lua_upvalueindex(2));
+  int mode = (int)lua_tointeger(L, lua_upvalueindex(3));
+  int n = mode & 0xffff;
+  if (f->fd < 0) return luaL_error(L, "file is already closed");
+  lua_settop(L, 0);
+  luaL_checkstack(L, n + 4, "too many arguments");
+  for (int i = 2; i <= n + 3; i++) lua_pushvalue(L, lua_upvalueindex(i));
+  fio_fiber pseudo;
+  return run_read(L, NULL, &pseudo);
+}
+
+/* Push the lines iterator over the file at 1, formats at first..top. */
+static void push_lines(lua_State *L, int first, int closeateof) {
+  int n = lua_gettop(L) - first + 1;
+  if (n <= 0) {
+    lua_pushliteral(L, "l");
+    n = 1;
+  }
+  luaL_argcheck(L, n <= 250, first, "too many arguments");
+  lua_pushinteger(L, n | LINES | (closeateof ? CLOSEATEOF : 0));
+  lua_insert(L, first);
+  lua_pushvalue(L, lua_upvalueindex(1)); /* the loop */
+  lua_insert(L, 1);
+  lua_pushcclosure(L, io_readline, 3 + n);
+}
+
+static int f_lines(lua_State *L) {
+  tofile(L, 1);
+  lua_settop(L, lua_gettop(L) < 251 ? lua_gettop(L) : 251);
+  push_lines(L, 2, 0);
+  return 1;
+}
+
+/* --- write --------------------------------------------------------------------- */
+
+/* Stack of a write: 1 file, 2 data (one string), 3 offset written. */
+static int write_k(lua_State *L, int status, lua_KContext ctx);
+
+static int run_write(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
+  fio_loop *loop = fio_loop_get(L);
+  fio_file *f = lua_touserdata(L, 1);
+  size_t len, off = (size_t)lua_tointeger(L, 3);
+  const char *s = lua_tolstring(L, 2, &len);
+  int ret;
+  if (f->fd < 0) return fio_errresult(L, NULL, EBADF);
+  if (f->busy) return wait_idle(L, loop, f, w, pseudo, write_k);
+  drop_unread(f);
+  while (off < len) {
+    size_t left = len - off;
+    if (f->mode != BUF_NO && f->wlen + left <= (f->wcap ? f->wcap : f->bufsize)) {
+      if (!f->wbuf) {
+        f->wbuf = malloc(f->bufsize);
+        if (!f->wbuf) return luaL_error(L, "not enough memory");
+        f->wcap = f->bufsize;
+      }
+      memcpy(f->wbuf + f->wlen, s + off, left);
+      f->wlen += left;
+      off = len;
+      lua_pushinteger(L, (lua_Integer)off);
+      lua_replace(L, 3);
+      if (f->mode == BUF_LINE && memchr(s + len - left, '\n', left)) break;
+      lua_settop(L, 1);
+      return 1;
+    }
+    if (f->wlen > f->wpos) break; /* flush first */
+    /* Larger than the buffer (or unbuffered): straight from the string,
+     * which the suspended call keeps alive on its stack. */
+    fio_op *op = mkop(L, FIO_OP_WRITE, f->fd, (char *)s + off, left);
+    return buf_op(L, loop, f, w, pseudo, op, NULL, write_k);
+  }
+  if (flush_step(L, loop, f, w, pseudo, write_k, &ret)) return ret;
+  if (off < len) return run_write(L, w, pseudo);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int write_k(lua_State *L, int status, lua_KContext ctx) {
+  fio_fiber *w = (fio_fiber *)ctx;
+  fio_file *f = lua_touserdata(L, 1);
+  if (w->wait == FIO_W_QUEUE || !w->op) {
+    fio_wait_end(L, w);
+    return run_write(L, w, NULL);
+  }
+  if (f->bufop_base == NULL && f->bufop == w->op) {
+    /* a direct write from the string */
+    int res = buf_done(L, f, w);
+    if (res < 0) return fio_errresult(L, NULL, -res);
+    lua_pushinteger(L, lua_tointeger(L, 3) + res);
+    lua_replace(L, 3);
+    return run_write(L, w, NULL);
+  }
+  int res = flush_done(L, f, w);
+  if (res < 0) return fio_errresult(L, NULL, -res);
+  return run_write(L, w, NULL);
+}
+
+/* Strings and numbers (formatted as io formats them) into one string. */
+static void collect_args(lua_State *L, int first) {
+  int n = lua_gettop(L);
+  for (int i = first; i <= n; i++) {
+    if (lua_type(L, i) == LUA_TNUMBER) {
+      char b[64];
+      int len = lua_isinteger(L, i)
+                    ? snprintf(b, sizeof b, LUA_INTEGER_FMT,
+                               (LUAI_UACINT)lua_tointeger(L, i))
+                    : snprintf(b, sizeof b, LUA_NUMBER_FMT,
+                               (LUAI_UACNUMBER)lua_tonumber(L, i));
+      lua_pushlstring(L, b, (size_t)len);
+      lua_replace(L, i);
+    } else {
+      luaL_checktype(L, i, LUA_TSTRING);
+    }
+  }
+  if (n < first) lua_pushliteral(L, "");
+  else if (n > first) lua_concat(L, n - first + 1);
+}
+
+static int f_write(lua_State *L) {
+  tofile(L, 1);
+  collect_args(L, 2);
+  lua_pushinteger(L, 0);
+  fio_fiber pseudo;
+  return run_write(L, NULL, &pseudo);
+}
+
+/* --- flush, seek, setvbuf ------------------------------------------------------- */
+
+/* Stack of flush-like calls: 1 file, 2 what (see kinds), then arguments. */
+enum { K_FLUSH, K_SEEK, K_CLOSE, K_SYNC, K_DATASYNC, K_TRUNCATE };
+
+static int ctl_k(lua_State *L, int status, lua_KContext ctx);
+
+static int ctl_finish(lua_State *L, fio_file *f, int kind, fio_fiber *w,
+                      fio_fiber *pseudo);
+
+static int run_ctl(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
+  fio_loop *loop = fio_loop_get(L);
+  fio_file *f = lua_touserdata(L, 1);
+  int kind = (int)lua_tointeger(L, 2), ret;
+  if (f->fd < 0) return fio_errresult(L, NULL, EBADF);
+  if (f->busy) {
+    if (kind == K_CLOSE && f->bufop && f->bufop->code == FIO_OP_READ) {
+      /* A read may wait forever (an empty pipe): end it, then close. */
+      cancel_fd_ops(loop, f->fd);
+    }
+    return wait_idle(L, loop, f, w, pseudo, ctl_k);
+  }
+  if (flush_step(L, loop, f, w, pseudo, ctl_k, &ret)) return ret;
+  return ctl_finish(L, f, kind, w, pseudo);
+}
+
+static int ctl_k(lua_State *L, int status, lua_KContext ctx) {
+  fio_fiber *w = (fio_fiber *)ctx;
+  fio_file *f = lua_touserdata(L, 1);
+  int kind = (int)lua_tointeger(L, 2);
+  if (w->wait == FIO_W_QUEUE || !w->op) {
+    fio_wait_end(L, w);
+    return run_ctl(L, w, NULL);
+  }
+  if (f->bufop == w->op) {
+    int res = flush_done(L, f, w);
+    if (res < 0) {
+      if (kind == K_CLOSE) {
+        /* the data is lost; close anyway, and say so */
+        lua_pushinteger(L, -res);
+        lua_replace(L, 3);
+        return ctl_finish(L, f, kind, w, NULL);
+      }
+      return fio_errresult(L, NULL, -res);
+    }
+    return run_ctl(L, w, NULL);
+  }
+  /* the op of ctl_finish (fsync, ftruncate, close) */
+  fio_op *op = w->op;
+  f->inflight--;
+  int res = fio_op_result(L, w);
+  w->op = NULL;
+  fio_op_free(op);
+  if (kind == K_CLOSE) {
+    int ferr = lua_type(L, 3) == LUA_TNUMBER ? (int)lua_tointeger(L, 3) : 0;
+    if (ferr) return fio_errresult(L, NULL, ferr);
+    if (res < 0) return fio_errresult(L, NULL, -res);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (res < 0) return fio_errresult(L, NULL, -res);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int ctl_finish(lua_State *L, fio_file *f, int kind, fio_fiber *w,
+                      fio_fiber *pseudo) {
+  fio_loop *loop = fio_loop_get(L);
+  fio_op *op;
+  switch (kind) {
+  case K_FLUSH:
+    lua_settop(L, 1);
+    return 1;
+  case K_SEEK: {
+    static const int modes[] = {SEEK_SET, SEEK_CUR, SEEK_END};
+    int whence = modes[lua_tointeger(L, 3)];
+    off_t offset = (off_t)lua_tointeger(L, 4);
+    off_t unread = (off_t)(f->rlen - f->rpos);
+    if (whence == SEEK_CUR) offset -= unread;
+    off_t r = lseek(f->fd, offset, whence);
+    if (r < 0) return fio_errresult(L, NULL, errno);
+    f->rpos = f->rlen = 0;
+    f->eof = 0;
+    lua_pushinteger(L, (lua_Integer)r);
+    return 1;
+  }
+  case K_CLOSE: {
+    if (f->isstd) {
+      lua_pushnil(L);
+      lua_pushliteral(L, "cannot close standard file");
+      return 2;
+    }
+    int fd = f->fd;
+    if (f->inflight) cancel_fd_ops(loop, fd); /* e.g. a pread of a pipe */
+    f->fd = -1;
+    freebufs(f);
+    op = fio_op_new(0);
+    if (!op) {
+      close(fd);
+      return luaL_error(L, "not enough memory");
+    }
+    op->code = FIO_OP_CLOSE;
+    op->fd = fd;
+    break;
+  }
+  case K_SYNC:
+  case K_DATASYNC:
+    op = fio_op_new(0);
+    if (!op) return luaL_error(L, "not enough memory");
+    op->code = FIO_OP_FSYNC;
+    op->fd = f->fd;
+    op->flags = kind == K_DATASYNC;
+    break;
+  case K_TRUNCATE:
+    drop_unread(f);
+    f->rpos = f->rlen = 0;
+    op = fio_op_new(0);
+    if (!op) return luaL_error(L, "not enough memory");
+    op->code = FIO_OP_FTRUNCATE;
+    op->fd = f->fd;
+    op->off = (uint64_t)lua_tointeger(L, 3);
+    break;
+  default:
+    return 0;
+  }
+  w = suspend_begin(L, loop, w, pseudo);
+  f->inflight++;
+  return fio_op_wait(loop, L, w, op, ctl_k);
+}
+
+static int start_ctl(lua_State *L, int kind) {
+  lua_pushinteger(L, kind);
+  lua_insert(L, 2);
+  fio_fiber pseudo;
+  return run_ctl(L, NULL, &pseudo);
+}
+
+static int f_flush(lua_State *L) {
+  tofile(L, 1);
+  lua_settop(L, 1);
+  return start_ctl(L, K_FLUSH);
+}
+
+static int f_seek(lua_State *L) {
+  static const char *const modenames[] = {"set", "cur", "end", NULL};
+  tofile(L, 1);
+  int op = luaL_checkoption(L, 2, "cur", modenames);
+  lua_Integer offset = luaL_optinteger(L, 3, 0);
+  lua_settop(L, 1);
+  lua_pushinteger(L, op);
+  lua_pushinteger(L, offset);
+  return start_ctl(L, K_SEEK);
+}
+
+static int f_close(lua_State *L) {
+  tofile(L, 1);
+  lua_settop(L, 1);
+  lua_pushnil(L); /* 3: flush error */
+  return start_ctl(L, K_CLOSE);
+}
+
+static int f_sync(lua_State *L) {
+  tofile(L, 1);
+  lua_settop(L, 1);
+  return start_ctl(L, K_SYNC);
+}
+
+static int f_datasync(lua_State *L) {
+  tofile(L, 1);
+  lua_settop(L, 1);
+  return start_ctl(L, K_DATASYNC);
+}
+
+static int f_truncate(lua_State *L) {
+  tofile(L, 1);
+  lua_Integer n = luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, n >= 0, 2, "negative size");
+  lua_settop(L, 1);
+  lua_pushinteger(L, n);
+  return start_ctl(L, K_TRUNCATE);
+}
+
+static int f_setvbuf(lua_State *L) {
+  static const char *const modenames[] = {"full", "line", "no", NULL};
+  static const int modes[] = {BUF_FULL, BUF_LINE, BUF_NO};
+  fio_file *f = tofile(L, 1);
+  int op = luaL_checkoption(L, 2, NULL, modenames);
+  lua_Integer sz = luaL_optinteger(L, 3, BUFSZ);
+  luaL_argcheck(L, sz > 0, 3, "size must be positive");
+  f->mode = (uint8_t)modes[op];
+  f->bufsize = (size_t)sz;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* --- positional I/O and stat ---------------------------------------------------- */
+
+static int pio_k(lua_State *L, int status, lua_KContext ctx) {
+  fio_fiber *w = (fio_fiber *)ctx;
+  fio_file *f = lua_touserdata(L, 1);
+  fio_op *op = w->op;
+  f->inflight--;
+  int res = fio_op_result(L, w);
+  w->op = NULL;
+  if (res < 0) {
+    fio_op_free(op);
+    return fio_errresult(L, NULL, -res);
+  }
+  if (op->code == FIO_OP_READ) {
+    if (res == 0) lua_pushnil(L);
+    else lua_pushlstring(L, op->mem, (size_t)res);
+    fio_op_free(op);
+    return 1;
+  }
+  if (op->code == FIO_OP_STATX) {
+    fio_push_statx(L, (struct statx *)op->mem);
+    fio_op_free(op);
+    return 1;
+  }
+  /* pwrite: until all is written */
+  op->got += (size_t)res;
+  if (res == 0 || op->got >= op->want || f->fd < 0) {
+    int done = op->got >= op->want;
+    fio_op_free(op);
+    if (!done) return fio_errresult(L, NULL, f->fd < 0 ? EBADF : EIO);
+    lua_settop(L, 1);
+    return 1;
+  }
+  op->buf += res;
+  op->off += (uint64_t)res;
+  op->len = op->want - op->got > MAXIO ? MAXIO : op->want - op->got;
+  fio_wait_again(L, w);
+  f->inflight++;
+  return fio_op_wait(w->loop, L, w, op, pio_k);
+}
+
+static int pio_go(lua_State *L, fio_file *f, fio_fiber *w, fio_op *op) {
+  op->fd = f->fd;
+  f->inflight++;
+  return fio_op_wait(fio_loop_get(L), L, w, op, pio_k);
+}
+
+/* f:pread(n, off) -> up to n bytes at off (nil at EOF); the position and
+ * the buffers are untouched. */
+static int f_pread(lua_State *L) {
+  fio_file *f = tofile(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 2), off = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, n >= 0 && n <= MAXIO, 2, "invalid count");
+  luaL_argcheck(L, off >= 0, 3, "negative offset");
+  lua_settop(L, 1);
+  if (n == 0) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  fio_fiber pseudo, *w = fio_wait_begin(fio_loop_get(L), L, &pseudo);
+  fio_op *op = fio_op_new((size_t)n);
+  if (!op) return luaL_error(L, "not enough memory");
+  op->code = FIO_OP_READ;
+  op->len = (size_t)n;
+  op->off = (uint64_t)off;
+  return pio_go(L, f, w, op);
+}
+
+/* f:pwrite(s, off) -> f, all of s written at off. */
+static int f_pwrite(lua_State *L) {
+  fio_file *f = tofile(L, 1);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  lua_Integer off = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, off >= 0, 3, "negative offset");
+  lua_settop(L, 2); /* the string stays alive on the stack */
+  if (len == 0) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  fio_fiber pseudo, *w = fio_wait_begin(fio_loop_get(L), L, &pseudo);
+  fio_op *op = fio_op_new(0);
+  if (!op) return luaL_error(L, "not enough memory");
+  op->code = FIO_OP_WRITE;
+  op->buf = (char *)s;
+  op->want = len;
+  op->len = len > MAXIO ? MAXIO : len;
+  op->off = (uint64_t)off;
+  return pio_go(L, f, w, op);
+}
+
+/* f:stat() -> the table fio.stat gives, for the open file. */
+static int f_stat(lua_State *L) {
+  fio_file *f = tofile(L, 1);
+  lua_settop(L, 1);
+  fio_fiber pseudo, *w = fio_wait_begin(fio_loop_get(L), L, &pseudo);
+  fio_op *op = fio_op_new(sizeof(struct statx) + 1);
+  if (!op) return luaL_error(L, "not enough memory");
+  op->code = FIO_OP_STATX;
+  op->mem[sizeof(struct statx)] = '\0';
+  op->path = op->mem + sizeof(struct statx);
+  op->flags = AT_EMPTY_PATH;
+  return pio_go(L, f, w, op);
+}
+
+/* --- opening ----------------------------------------------------------------------- */
+
+/* io.open's mode check, plus 'x' (exclusive create, with w or a). */
+static int parse_mode(const char *mode, int *flags) {
+  int fl;
+  switch (*mode++) {
+  case 'r': fl = O_RDONLY; break;
+  case 'w': fl = O_WRONLY | O_CREAT | O_TRUNC; break;
+  case 'a': fl = O_WRONLY | O_CREAT | O_APPEND; break;
+  default: return 0;
+  }
+  if (*mode == '+') {
+    mode++;
+    fl = (fl & ~(O_RDONLY | O_WRONLY)) | O_RDWR;
+  }
+  for (; *mode; mode++) {
+    if (*mode == 'b') continue;
+    if (*mode == 'x' && (fl & O_CREAT)) {
+      fl |= O_EXCL;
+      continue;
+    }
+    return 0;
+  }
+  *flags = fl | O_CLOEXEC;
+  return 1;
+}
+
+static int open_k(lua_State *L, int status, lua_KContext ctx) {
+  fio_fiber *w = (fio_fiber *)ctx;
+  fio_op *op = w->op;
+  int res = fio_op_result(L, w); /* a canceled open: raises, op freed */
+  w->op = NULL;
+  fio_op_free(op);
+  if (res < 0) {
+    if (lua_toboolean(L, lua_upvalueindex(2)))
+      return luaL_error(L, "%s: %s", lua_tostring(L, 1), strerror(-res));
+    return fio_errresult(L, lua_tostring(L, 1), -res);
+  }
+  fio_file *f = lua_touserdata(L, -1);
+  f->fd = res;
+  if (lua_toboolean(L, lua_upvalueindex(2))) {
+    /* fio.lines(path, ...): stack path, formats..., nil, file. The iterator
+     * closes the file at EOF. */
+    lua_replace(L, 1);
+    lua_pop(L, 1);
+    push_lines(L, 2, 1);
+    return 1;
+  }
+  return 1;
+}
+
+/* The open as an op whose fd, if it arrives after the caller is gone, is
+ * closed by the loop (fd_owned). Pushes the (closed) handle. */
+static int start_open(lua_State *L, const char *path, int flags,
+                      lua_Integer perm) {
+  fio_loop *loop = fio_loop_get(L);
+  size_t len = strlen(path);
+  newfile(L);
+  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
+  fio_op *op = fio_op_new(len + 1);
+  if (!op) return luaL_error(L, "not enough memory");
+  memcpy(op->mem, path, len + 1);
+  op->path = op->mem;
+  op->code = FIO_OP_OPENAT;
+  op->flags = flags;
+  op->mode = (uint32_t)perm;
+  op->fd_owned = 1;
+  return fio_op_wait(loop, L, w, op, open_k);
+}
+
+/* fio.open(path [, mode [, perm]]) -> File, or nil, "path: msg", errno */
+static int l_open(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  const char *mode = luaL_optstring(L, 2, "r");
+  lua_Integer perm = luaL_optinteger(L, 3, 0666);
+  int flags = 0;
+  luaL_argcheck(L, parse_mode(mode, &flags), 2, "invalid mode");
+  luaL_argcheck(L, perm >= 0 && perm <= 07777, 3, "invalid permissions");
+  lua_settop(L, 1);
+  return start_open(L, path, flags, perm);
+}
+
+/* fio.lines([path, ...]) -> iterator, as io.lines (closes at EOF). */
+static int l_lines(lua_State *L) {
+  if (lua_isnoneornil(L, 1)) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "fiberio.stdin");
+    lua_replace(L, 1);
+    tofile(L, 1);
+    push_lines(L, 2, 0);
+    return 1;
+  }
+  const char *path = luaL_checkstring(L, 1);
+  int n = lua_gettop(L);
+  luaL_argcheck(L, n <= 251, 251, "too many arguments");
+  lua_pushnil(L); /* placeholder under the handle */
+  int r = start_open(L, path, O_RDONLY | O_CLOEXEC, 0);
+  (void)r;
+  return r;
+}
+
 /* fio.pipe() -> r, w: the two ends of a new pipe. */
 static int l_pipe(lua_State *L) {
   fio_file *r = newfile(L), *w = newfile(L);
@@ -246,16 +1061,33 @@ static int l_pipe(lua_State *L) {
   if (pipe2(fds, O_CLOEXEC) < 0) return fio_errresult(L, "pipe", errno);
   r->fd = fds[0];
   w->fd = fds[1];
+  r->seekable = w->seekable = 0;
+  w->mode = BUF_NO; /* between fibers, a write should be seen at once */
   return 2;
 }
 
 static const luaL_Reg file_methods[] = {
-    {"read", f_read}, {"write", f_write}, {"close", f_close}, {NULL, NULL}};
+    {"read", f_read},         {"write", f_write},       {"lines", f_lines},
+    {"seek", f_seek},         {"flush", f_flush},       {"setvbuf", f_setvbuf},
+    {"close", f_close},       {"pread", f_pread},       {"pwrite", f_pwrite},
+    {"sync", f_sync},         {"datasync", f_datasync}, {"stat", f_stat},
+    {"truncate", f_truncate}, {"fd", f_fd},             {NULL, NULL}};
 
 static const luaL_Reg file_meta[] = {{"__gc", f_gc},
                                      {"__close", f_gc},
                                      {"__tostring", f_tostring},
                                      {NULL, NULL}};
+
+static void stdfile(lua_State *L, int fd, const char *name, const char *reg) {
+  fio_file *f = newfile(L);
+  f->fd = fd;
+  f->isstd = 1;
+  if (fd == 2) f->mode = BUF_NO;
+  else if (fd == 1 && isatty(1)) f->mode = BUF_LINE;
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, reg);
+  lua_setfield(L, -3, name);
+}
 
 /* Module table at -2, loop userdata at -1. */
 void fio_open_file(lua_State *L) {
@@ -267,7 +1099,22 @@ void fio_open_file(lua_State *L) {
   luaL_setfuncs(L, file_methods, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+  static const luaL_Reg funcs[] = {{"pipe", l_pipe}, {"type", l_type},
+                                   {NULL, NULL}};
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, funcs, 1);
+  lua_pop(L, 1);
+  /* open and lines share open_k: upvalue 2 says which */
   lua_pushvalue(L, -1);
-  lua_pushcclosure(L, l_pipe, 1);
-  lua_setfield(L, -3, "pipe");
+  lua_pushboolean(L, 0);
+  lua_pushcclosure(L, l_open, 2);
+  lua_setfield(L, -3, "open");
+  lua_pushvalue(L, -1);
+  lua_pushboolean(L, 1);
+  lua_pushcclosure(L, l_lines, 2);
+  lua_setfield(L, -3, "lines");
+  stdfile(L, 0, "stdin", "fiberio.stdin");
+  stdfile(L, 1, "stdout", "fiberio.stdout");
+  stdfile(L, 2, "stderr", "fiberio.stderr");
 }

@@ -109,4 +109,96 @@ function M.timeout(s, fn, ...)
   return after_cancel(pack(core.cancel(f)))
 end
 
+-- fio.mkdirp(path [, perm]) -> true: path and its missing parents.
+function M.mkdirp(path, perm)
+  assert(type(path) == "string", "bad argument #1 to 'mkdirp' (string expected)")
+  local ok, msg, err = M.mkdir(path, perm)
+  if ok then return true end
+  if err == 17 then -- EEXIST: fine if it is a directory
+    local st = M.stat(path)
+    if st and st.type == "directory" then return true end
+    return nil, msg, err
+  end
+  if err ~= 2 then return nil, msg, err end -- ENOENT: make the parent first
+  local parent = path:match("^(.*[^/])/+[^/]+/*$")
+  if not parent or parent == path then return nil, msg, err end
+  local pok, pmsg, perr = M.mkdirp(parent, perm)
+  if not pok then return nil, pmsg, perr end
+  ok, msg, err = M.mkdir(path, perm)
+  if ok or err == 17 then return true end
+  return nil, msg, err
+end
+
+-- fio.scandir(path) -> iterator of name, type (nil, msg, errno on failure).
+function M.scandir(path)
+  local list, msg, err = M.readdir(path)
+  if not list then return nil, msg, err end
+  local i = 0
+  return function()
+    i = i + 1
+    local e = list[i]
+    if e then return e.name, e.type end
+  end
+end
+
+-- fio.walk(root [, opts]) -> iterator over every entry below root as
+-- {path=, name=, type=}, in no promised order; directories are read
+-- concurrently, at most opts.concurrency (default 16) at once. A directory
+-- that cannot be read raises, unless opts.onerror(path, msg, errno) is given
+-- (then the walk goes on). Symbolic links are reported, not followed.
+-- Breaking out of the loop cancels the reads still running.
+function M.walk(root, opts)
+  assert(type(root) == "string", "bad argument #1 to 'walk' (string expected)")
+  local limit = opts and opts.concurrency or 16
+  local onerror = opts and opts.onerror
+  local readdir, select_ = M.readdir, M.select
+  local todo, ntodo = { root }, 1     -- directories not started (a stack)
+  local running = {}                   -- futures: readdir of a directory
+  local out, first, last = {}, 1, 0    -- entries ready to hand out
+  local function list(dir)
+    return dir, readdir(dir)
+  end
+  local function iter()
+    while first > last do
+      while #running < limit and ntodo > 0 do
+        local dir = todo[ntodo]
+        todo[ntodo] = nil
+        ntodo = ntodo - 1
+        running[#running + 1] = async(list, dir)
+      end
+      if #running == 0 then return nil end
+      local i, dir, entries, msg, err = select_(unpack(running))
+      table.remove(running, i)
+      if not entries then
+        if onerror then onerror(dir, msg, err)
+        else
+          for j = 1, #running do request_cancel(running[j]) end
+          error(msg, 2)
+        end
+      else
+        local prefix = dir:sub(-1) == "/" and dir or dir .. "/"
+        for j = 1, #entries do
+          local e = entries[j]
+          local p = prefix .. e.name
+          e.path = p
+          last = last + 1
+          out[last] = e
+          if e.type == "directory" then
+            ntodo = ntodo + 1
+            todo[ntodo] = p
+          end
+        end
+      end
+    end
+    local e = out[first]
+    out[first] = nil
+    first = first + 1
+    return e
+  end
+  local closer = setmetatable({}, { __close = function()
+    for j = 1, #running do request_cancel(running[j]) end
+  end })
+  return iter, nil, nil, closer
+end
+
 return M

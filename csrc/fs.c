@@ -1,0 +1,542 @@
+/* fs.c — path operations (stat, lstat, readdir, mkdir, rmdir, unlink,
+ * rename, link, symlink, readlink, access, chmod, truncate, realpath,
+ * mkdtemp) and whole-file operations (readfile, writefile, copyfile).
+ * Failures return nil, "path: message", errno, except rename, whose message
+ * is the bare one, as os.rename's. mkdirp, scandir and walk are in Lua. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "fiberio.h"
+#include "fs.h"
+
+static const char *typename_of(unsigned mode) {
+  switch (mode & S_IFMT) {
+  case S_IFREG: return "file";
+  case S_IFDIR: return "directory";
+  case S_IFLNK: return "link";
+  case S_IFIFO: return "fifo";
+  case S_IFSOCK: return "socket";
+  case S_IFCHR: return "char";
+  case S_IFBLK: return "block";
+  }
+  return "unknown";
+}
+
+static const char *dtype_name(unsigned char t) {
+  switch (t) {
+  case DT_REG: return "file";
+  case DT_DIR: return "directory";
+  case DT_LNK: return "link";
+  case DT_FIFO: return "fifo";
+  case DT_SOCK: return "socket";
+  case DT_CHR: return "char";
+  case DT_BLK: return "block";
+  }
+  return "unknown";
+}
+
+static void setnum(lua_State *L, const char *k, lua_Number v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static void setint(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+void fio_push_statx(lua_State *L, const struct statx *st) {
+  lua_createtable(L, 0, 12);
+  setint(L, "size", (lua_Integer)st->stx_size);
+  setint(L, "mode", st->stx_mode);
+  lua_pushstring(L, typename_of(st->stx_mode));
+  lua_setfield(L, -2, "type");
+  setint(L, "perm", st->stx_mode & 07777);
+  setint(L, "nlink", st->stx_nlink);
+  setint(L, "uid", st->stx_uid);
+  setint(L, "gid", st->stx_gid);
+  setint(L, "ino", (lua_Integer)st->stx_ino);
+  setint(L, "dev", (lua_Integer)makedev(st->stx_dev_major, st->stx_dev_minor));
+  setint(L, "blocks", (lua_Integer)st->stx_blocks);
+  setnum(L, "atime", (lua_Number)st->stx_atime.tv_sec + st->stx_atime.tv_nsec / 1e9);
+  setnum(L, "mtime", (lua_Number)st->stx_mtime.tv_sec + st->stx_mtime.tv_nsec / 1e9);
+  setnum(L, "ctime", (lua_Number)st->stx_ctime.tv_sec + st->stx_ctime.tv_nsec / 1e9);
+}
+
+/* --- one-op path calls ---------------------------------------------------------- */
+
+/* Stack: the call's arguments; upvalue 2: the op code. The op's memory:
+ * [result area][path\0][path2\0]. */
+static int path_k(lua_State *L, int status, lua_KContext ctx) {
+  fio_fiber *w = (fio_fiber *)ctx;
+  fio_op *op = w->op;
+  int res = fio_op_result(L, w); /* raises Canceled (op freed) */
+  w->op = NULL;
+  if (res < 0) {
+    int code = op->code;
+    fio_op_free(op);
+    if (code == FIO_OP_RENAMEAT) return fio_errresult(L, NULL, -res);
+    return fio_errresult(L, lua_tostring(L, 1), -res);
+  }
+  switch (op->code) {
+  case FIO_OP_STATX:
+    fio_push_statx(L, (struct statx *)op->mem);
+    break;
+  case FIO_OP_GETDENTS: {
+    lua_createtable(L, res / 32, 0);
+    int n = 0;
+    for (int pos = 0; pos < res;) {
+      struct dirent64 *d = (struct dirent64 *)(op->mem + pos);
+      pos += d->d_reclen;
+      const char *name = d->d_name;
+      if (name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2])))
+        continue;
+      lua_createtable(L, 0, 2);
+      lua_pushstring(L, name);
+      lua_setfield(L, -2, "name");
+      lua_pushstring(L, dtype_name(d->d_type));
+      lua_setfield(L, -2, "type");
+      lua_rawseti(L, -2, ++n);
+    }
+    break;
+  }
+  case FIO_OP_READLINK:
+  case FIO_OP_REALPATH:
+    lua_pushlstring(L, op->mem, (size_t)res);
+    break;
+  case FIO_OP_MKDTEMP:
+    lua_pushstring(L, op->mem);
+    break;
+  default:
+    lua_pushboolean(L, 1);
+  }
+  fio_op_free(op);
+  return 1;
+}
+
+/* Run op code on path (and path2), with `area` bytes for the result before
+ * the paths. */
+static int path_call(lua_State *L, int code, const char *path,
+                     const char *path2, size_t area, fio_op **opp) {
+  (void)opp;
+  fio_loop *loop = fio_loop_get(L);
+  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
+  size_t n1 = strlen(path) + 1, n2 = path2 ? strlen(path2) + 1 : 0;
+  fio_op *op = fio_op_new(area + n1 + n2);
+  if (!op) return luaL_error(L, "not enough memory");
+  op->code = (uint8_t)code;
+  memcpy(op->mem + area, path, n1);
+  op->path = op->mem + area;
+  if (path2) {
+    memcpy(op->mem + area + n1, path2, n2);
+    op->path2 = op->mem + area + n1;
+  }
+  /* the caller set nothing else yet: flags and mode come from upvalues */
+  op->flags = (int)lua_tointeger(L, lua_upvalueindex(3));
+  op->mode = (uint32_t)lua_tointeger(L, lua_upvalueindex(4));
+  if (code == FIO_OP_MKDIRAT || code == FIO_OP_CHMOD) {
+    if (!lua_isnoneornil(L, 2)) op->mode = (uint32_t)lua_tointeger(L, 2);
+  } else if (code == FIO_OP_ACCESS) {
+    op->mode = (uint32_t)lua_tointeger(L, 2);
+  } else if (code == FIO_OP_TRUNCATE) {
+    op->off = (uint64_t)lua_tointeger(L, 2);
+  }
+  return fio_op_wait(loop, L, w, op, path_k);
+}
+
+/* The generic path function: upvalues loop, code, flags, default mode. */
+static int l_path1(lua_State *L) {
+  int code = (int)lua_tointeger(L, lua_upvalueindex(2));
+  const char *path = luaL_checkstring(L, 1);
+  size_t area = 0;
+  switch (code) {
+  case FIO_OP_STATX: area = sizeof(struct statx); break;
+  case FIO_OP_READLINK: area = PATH_MAX + 1; break;
+  case FIO_OP_MKDIRAT:
+  case FIO_OP_CHMOD:
+    if (!lua_isnoneornil(L, 2)) {
+      lua_Integer m = luaL_checkinteger(L, 2);
+      luaL_argcheck(L, m >= 0 && m <= 07777, 2, "invalid mode");
+    } else if (code == FIO_OP_CHMOD) {
+      luaL_checkinteger(L, 2);
+    }
+    break;
+  case FIO_OP_ACCESS: {
+    /* a string of r, w, x ("" or nil: exists) */
+    const char *m = luaL_optstring(L, 2, "");
+    int mode = 0;
+    for (; *m; m++) {
+      if (*m == 'r') mode |= R_OK;
+      else if (*m == 'w') mode |= W_OK;
+      else if (*m == 'x') mode |= X_OK;
+      else if (*m != 'f') return luaL_argerror(L, 2, "invalid mode (use r, w, x)");
+    }
+    lua_settop(L, 1);
+    lua_pushinteger(L, mode ? mode : F_OK);
+    break;
+  }
+  case FIO_OP_TRUNCATE: {
+    lua_Integer n = luaL_optinteger(L, 2, 0);
+    luaL_argcheck(L, n >= 0, 2, "negative size");
+    lua_settop(L, 1);
+    lua_pushinteger(L, n);
+    break;
+  }
+  }
+  return path_call(L, code, path, NULL, area, NULL);
+}
+
+/* rename, link, symlink: two paths. */
+static int l_path2(lua_State *L) {
+  int code = (int)lua_tointeger(L, lua_upvalueindex(2));
+  const char *a = luaL_checkstring(L, 1), *b = luaL_checkstring(L, 2);
+  lua_settop(L, 2);
+  return path_call(L, code, a, b, 0, NULL);
+}
+
+/* fio.mkdtemp([template]) -> path: template ends in XXXXXX; default
+ * $TMPDIR/fiberio-XXXXXX. */
+static int l_mkdtemp(lua_State *L) {
+  const char *tmpl = luaL_optstring(L, 1, NULL);
+  lua_settop(L, 1);
+  if (!tmpl) {
+    const char *dir = getenv("TMPDIR");
+    lua_pushfstring(L, "%s/fiberio-XXXXXX", dir && *dir ? dir : "/tmp");
+    lua_replace(L, 1);
+    tmpl = lua_tostring(L, 1);
+  }
+  size_t n = strlen(tmpl);
+  luaL_argcheck(L, n >= 6 && strcmp(tmpl + n - 6, "XXXXXX") == 0, 1,
+                "template must end in XXXXXX");
+  lua_settop(L, 1);
+  fio_loop *loop = fio_loop_get(L);
+  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
+  fio_op *op = fio_op_new(n + 1);
+  if (!op) return luaL_error(L, "not enough memory");
+  memcpy(op->mem, tmpl, n + 1);
+  op->path = op->mem;
+  op->code = FIO_OP_MKDTEMP;
+  return fio_op_wait(loop, L, w, op, path_k);
+}
+
+/* --- whole files ------------------------------------------------------------------ */
+
+/* A whole-file call runs several ops in turn with one waiter. Its fds are
+ * closed whatever happens: on error, on cancel (before Canceled is raised),
+ * and by the loop if the call is gone when an open completes. */
+typedef struct wf {
+  int fd, fd2;        /* open fds, -1 when none */
+  int stage;
+  int err;            /* first failure, -errno */
+} wf;
+
+static int wf_k(lua_State *L, int status, lua_KContext ctx);
+
+static int wf_cancel_pending(fio_fiber *w) {
+  fio_fiber *owner = w->pseudo ? w->owner : w;
+  return owner && owner->cancel_req && !owner->shield;
+}
+
+static void wf_cleanup(wf *st) {
+  if (st->fd >= 0) close(st->fd);
+  if (st->fd2 >= 0) close(st->fd2);
+  st->fd = st->fd2 = -1;
+}
+
+/* Stack: 1 path (src), 2 data or dst, 3 mode/perm, 4 wf userdata. Upvalue 2:
+ * which call (0 readfile, 1 writefile, 2 copyfile). */
+enum { RF_OPEN, RF_READ, WF_OPEN, WF_WRITE, CF_OPEN1, CF_OPEN2, CF_COPY };
+
+static int wf_submit(lua_State *L, fio_fiber *w, fio_op *op) {
+  fio_loop *loop = fio_loop_get(L);
+  return fio_op_wait(loop, L, w, op, wf_k);
+}
+
+static int wf_fail(lua_State *L, wf *st, int err, const char *path) {
+  wf_cleanup(st);
+  return fio_errresult(L, path, err);
+}
+
+static int wf_k(lua_State *L, int status, lua_KContext ctx) {
+  fio_fiber *w = (fio_fiber *)ctx;
+  wf *st = lua_touserdata(L, 4);
+  fio_op *op = w->op;
+  int res = op->res;
+  w->op = NULL;
+  if (res == -ECANCELED && wf_cancel_pending(w)) {
+    fio_op_free(op);
+    if (st->stage == CF_COPY) unlink(lua_tostring(L, 2));
+    wf_cleanup(st);
+    return fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
+  }
+  switch (st->stage) {
+  case RF_OPEN: {
+    if (res < 0) {
+      fio_op_free(op);
+      return wf_fail(L, st, -res, lua_tostring(L, 1));
+    }
+    st->fd = res;
+    struct stat sb;
+    size_t cap = 64 * 1024;
+    int regular = fstat(st->fd, &sb) == 0 && S_ISREG(sb.st_mode);
+    if (regular) cap = (size_t)sb.st_size + 1;
+    char *m = realloc(op->mem, cap);
+    if (!m) {
+      fio_op_free(op);
+      wf_cleanup(st);
+      return luaL_error(L, "not enough memory");
+    }
+    op->mem = m;
+    op->cap = cap;
+    op->got = 0;
+    op->want = regular; /* a short read is EOF only for a regular file */
+    op->fd_owned = 0;
+    st->stage = RF_READ;
+    break;
+  }
+  case RF_READ:
+    if (res < 0) {
+      fio_op_free(op);
+      return wf_fail(L, st, -res, lua_tostring(L, 1));
+    }
+    op->got += (size_t)res;
+    if (res == 0 || (op->want && op->got < op->cap)) {
+      wf_cleanup(st);
+      lua_pushlstring(L, op->mem, op->got);
+      fio_op_free(op);
+      return 1;
+    }
+    if (op->got == op->cap) {
+      size_t cap = op->cap * 2;
+      char *m = realloc(op->mem, cap);
+      if (!m) {
+        fio_op_free(op);
+        wf_cleanup(st);
+        return luaL_error(L, "not enough memory");
+      }
+      op->mem = m;
+      op->cap = cap;
+    }
+    break;
+  case WF_OPEN:
+    if (res < 0) {
+      fio_op_free(op);
+      return wf_fail(L, st, -res, lua_tostring(L, 1));
+    }
+    st->fd = res;
+    op->fd_owned = 0;
+    op->got = 0;
+    st->stage = WF_WRITE;
+    break;
+  case WF_WRITE:
+    if (res <= 0) {
+      fio_op_free(op);
+      return wf_fail(L, st, res < 0 ? -res : EIO, lua_tostring(L, 1));
+    }
+    op->got += (size_t)res;
+    if (op->got >= op->want) {
+      fio_op_free(op);
+      int fd = st->fd;
+      st->fd = -1;
+      if (close(fd) < 0 && errno != EINTR)
+        return fio_errresult(L, lua_tostring(L, 1), errno);
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    break;
+  case CF_OPEN1: {
+    if (res < 0) {
+      fio_op_free(op);
+      return wf_fail(L, st, -res, lua_tostring(L, 1));
+    }
+    st->fd = res;
+    struct stat sb;
+    memset(&sb, 0, sizeof sb);
+    op->mode = fstat(st->fd, &sb) == 0 ? (sb.st_mode & 07777) : 0666;
+    if (S_ISDIR(sb.st_mode)) {
+      fio_op_free(op);
+      return wf_fail(L, st, EISDIR, lua_tostring(L, 1));
+    }
+    st->stage = CF_OPEN2;
+    break;
+  }
+  case CF_OPEN2:
+    if (res < 0) {
+      fio_op_free(op);
+      return wf_fail(L, st, -res, lua_tostring(L, 2));
+    }
+    st->fd2 = res;
+    op->fd_owned = 0;
+    st->stage = CF_COPY;
+    break;
+  case CF_COPY:
+    fio_op_free(op);
+    if (res < 0) {
+      unlink(lua_tostring(L, 2)); /* no half copy left behind */
+      return wf_fail(L, st, -res, lua_tostring(L, 2));
+    }
+    wf_cleanup(st);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  /* The next step is a new suspension point: a pending cancel lands here,
+   * after the fds are closed. */
+  if (wf_cancel_pending(w)) {
+    fio_op_free(op);
+    if (st->stage == CF_COPY) unlink(lua_tostring(L, 2));
+    wf_cleanup(st);
+    return fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
+  }
+  w->wake = FIO_WAKE_NONE;
+  switch (st->stage) {
+  case RF_READ:
+    op->code = FIO_OP_READ;
+    op->fd = st->fd;
+    op->buf = op->mem + op->got;
+    op->len = op->cap - op->got;
+    if (op->len > 0x7ffff000) op->len = 0x7ffff000;
+    op->off = (uint64_t)-1;
+    break;
+  case WF_WRITE: {
+    size_t len;
+    const char *data = lua_tolstring(L, 2, &len);
+    op->code = FIO_OP_WRITE;
+    op->fd = st->fd;
+    op->buf = (char *)data + op->got; /* the string lives on this stack */
+    op->want = len;
+    op->len = len - op->got > 0x7ffff000 ? 0x7ffff000 : len - op->got;
+    op->off = (uint64_t)-1;
+    if (len == 0) {
+      fio_op_free(op);
+      int fd = st->fd;
+      st->fd = -1;
+      close(fd);
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    break;
+  }
+  case CF_OPEN2: {
+    const char *dst = lua_tostring(L, 2);
+    size_t n = strlen(dst) + 1;
+    if (op->cap < n) {
+      char *m = realloc(op->mem, n);
+      if (!m) {
+        fio_op_free(op);
+        wf_cleanup(st);
+        return luaL_error(L, "not enough memory");
+      }
+      op->mem = m;
+      op->cap = n;
+    }
+    memcpy(op->mem, dst, n);
+    op->path = op->mem;
+    op->code = FIO_OP_OPENAT;
+    op->flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+    op->fd_owned = 1;
+    break;
+  }
+  case CF_COPY:
+    op->code = FIO_OP_COPY;
+    op->fd = st->fd;
+    op->fd2 = st->fd2;
+    break;
+  }
+  return wf_submit(L, w, op);
+}
+
+static int wf_gc(lua_State *L) {
+  wf_cleanup(lua_touserdata(L, 1));
+  return 0;
+}
+
+/* Start a whole-file call: open path with flags, then go on in wf_k. */
+static int wf_start(lua_State *L, int stage, const char *path, int flags,
+                    unsigned perm) {
+  fio_loop *loop = fio_loop_get(L);
+  lua_settop(L, 3);
+  wf *st = lua_newuserdatauv(L, sizeof *st, 0);
+  st->fd = st->fd2 = -1;
+  st->stage = stage;
+  st->err = 0;
+  if (luaL_newmetatable(L, "fiberio.wholefile")) {
+    lua_pushcfunction(L, wf_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
+  size_t n = strlen(path) + 1;
+  fio_op *op = fio_op_new(n);
+  if (!op) return luaL_error(L, "not enough memory");
+  memcpy(op->mem, path, n);
+  op->path = op->mem;
+  op->code = FIO_OP_OPENAT;
+  op->flags = flags | O_CLOEXEC;
+  op->mode = perm;
+  op->fd_owned = 1;
+  return fio_op_wait(loop, L, w, op, wf_k);
+}
+
+/* fio.readfile(path) -> the whole content */
+static int l_readfile(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  return wf_start(L, RF_OPEN, path, O_RDONLY, 0);
+}
+
+/* fio.writefile(path, data [, perm]) -> true: creates or truncates. */
+static int l_writefile(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  luaL_checkstring(L, 2);
+  lua_Integer perm = luaL_optinteger(L, 3, 0666);
+  luaL_argcheck(L, perm >= 0 && perm <= 07777, 3, "invalid permissions");
+  return wf_start(L, WF_OPEN, path, O_WRONLY | O_CREAT | O_TRUNC,
+                  (unsigned)perm);
+}
+
+/* fio.copyfile(src, dst) -> true: the kernel copies (copy_file_range, or
+ * sendfile across filesystems); dst gets src's permission bits (less the
+ * umask). A failed or canceled copy removes dst. */
+static int l_copyfile(lua_State *L) {
+  const char *src = luaL_checkstring(L, 1);
+  luaL_checkstring(L, 2);
+  return wf_start(L, CF_OPEN1, src, O_RDONLY, 0);
+}
+
+static void reg(lua_State *L, const char *name, lua_CFunction fn, int code,
+                int flags, int mode) {
+  lua_pushvalue(L, -1); /* loop */
+  lua_pushinteger(L, code);
+  lua_pushinteger(L, flags);
+  lua_pushinteger(L, mode);
+  lua_pushcclosure(L, fn, 4);
+  lua_setfield(L, -3, name);
+}
+
+/* Module table at -2, loop userdata at -1. */
+void fio_open_fs(lua_State *L) {
+  reg(L, "stat", l_path1, FIO_OP_STATX, 0, 0);
+  reg(L, "lstat", l_path1, FIO_OP_STATX, AT_SYMLINK_NOFOLLOW, 0);
+  reg(L, "readdir", l_path1, FIO_OP_GETDENTS, 0, 0);
+  reg(L, "mkdir", l_path1, FIO_OP_MKDIRAT, 0, 0777);
+  reg(L, "rmdir", l_path1, FIO_OP_UNLINKAT, AT_REMOVEDIR, 0);
+  reg(L, "unlink", l_path1, FIO_OP_UNLINKAT, 0, 0);
+  reg(L, "readlink", l_path1, FIO_OP_READLINK, 0, 0);
+  reg(L, "access", l_path1, FIO_OP_ACCESS, 0, 0);
+  reg(L, "chmod", l_path1, FIO_OP_CHMOD, 0, 0);
+  reg(L, "truncate", l_path1, FIO_OP_TRUNCATE, 0, 0);
+  reg(L, "realpath", l_path1, FIO_OP_REALPATH, 0, 0);
+  reg(L, "rename", l_path2, FIO_OP_RENAMEAT, 0, 0);
+  reg(L, "link", l_path2, FIO_OP_LINKAT, 0, 0);
+  reg(L, "symlink", l_path2, FIO_OP_SYMLINKAT, 0, 0);
+  reg(L, "mkdtemp", l_mkdtemp, 0, 0, 0);
+  reg(L, "readfile", l_readfile, 0, 0, 0);
+  reg(L, "writefile", l_writefile, 0, 0, 0);
+  reg(L, "copyfile", l_copyfile, 0, 0, 0);
+}
