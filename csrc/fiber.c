@@ -403,6 +403,7 @@ void fio_open_fiber(lua_State *L) {
   lua_pushvalue(L, -3);
   luaL_setfuncs(L, future_methods, 1);
   lua_setfield(L, -2, "__index");
+  loop->future_mt = lua_topointer(L, -1);
   loop->future_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* The Canceled value: one userdata, compared by identity. */
   loop->canceled = lua_newuserdatauv(L, 1, 0);

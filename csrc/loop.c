@@ -52,61 +52,61 @@ static void rq_remove(fio_loop *loop, fio_fiber *f) {
   loop->rq_len--;
 }
 
-/* --- timers: a binary min-heap of waiters on (deadline, seq) -------------- */
+/* --- timers: a binary min-heap of (deadline, seq, waiter) ----------------- */
 
-static int heap_less(const fio_fiber *a, const fio_fiber *b) {
+static int heap_less(const fio_timer *a, const fio_timer *b) {
   if (a->deadline != b->deadline) return a->deadline < b->deadline;
-  return (int32_t)(a->timer_seq - b->timer_seq) < 0;
+  return a->seq < b->seq;
 }
 
-static void heap_set(fio_loop *loop, size_t i, fio_fiber *f) {
-  loop->heap[i] = f;
-  f->heap_idx = (uint32_t)i + 1;
+static void heap_set(fio_loop *loop, size_t i, fio_timer t) {
+  loop->heap[i] = t;
+  t.w->heap_idx = (uint32_t)i + 1;
 }
 
 static void heap_up(fio_loop *loop, size_t i) {
-  fio_fiber *f = loop->heap[i];
+  fio_timer t = loop->heap[i];
   while (i > 0) {
     size_t p = (i - 1) / 2;
-    if (!heap_less(f, loop->heap[p])) break;
+    if (!heap_less(&t, &loop->heap[p])) break;
     heap_set(loop, i, loop->heap[p]);
     i = p;
   }
-  heap_set(loop, i, f);
+  heap_set(loop, i, t);
 }
 
 static void heap_down(fio_loop *loop, size_t i) {
-  fio_fiber *f = loop->heap[i];
+  fio_timer t = loop->heap[i];
   size_t n = loop->heap_len;
   for (;;) {
     size_t c = 2 * i + 1;
     if (c >= n) break;
-    if (c + 1 < n && heap_less(loop->heap[c + 1], loop->heap[c])) c++;
-    if (!heap_less(loop->heap[c], f)) break;
+    if (c + 1 < n && heap_less(&loop->heap[c + 1], &loop->heap[c])) c++;
+    if (!heap_less(&loop->heap[c], &t)) break;
     heap_set(loop, i, loop->heap[c]);
     i = c;
   }
-  heap_set(loop, i, f);
+  heap_set(loop, i, t);
 }
 
 static void timer_disarm(fio_loop *loop, fio_fiber *w) {
   if (!w->heap_idx) return;
   size_t i = w->heap_idx - 1;
   w->heap_idx = 0;
-  fio_fiber *last = loop->heap[--loop->heap_len];
+  fio_timer last = loop->heap[--loop->heap_len];
   if (i == loop->heap_len) return;
   heap_set(loop, i, last);
-  if (i > 0 && heap_less(last, loop->heap[(i - 1) / 2])) heap_up(loop, i);
+  if (i > 0 && heap_less(&last, &loop->heap[(i - 1) / 2])) heap_up(loop, i);
   else heap_down(loop, i);
 }
 
-/* Arm w's timer (replacing an armed one). Raises nothing; on ENOMEM aborts
- * the process, as Lua does when it cannot allocate. */
+/* Arm w's timer (replacing an armed one). On ENOMEM aborts the process, as
+ * Lua does when it cannot allocate. */
 void fio_timer_arm(fio_loop *loop, fio_fiber *w, uint64_t deadline) {
   timer_disarm(loop, w);
   if (loop->heap_len == loop->heap_cap) {
     size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
-    fio_fiber **h = realloc(loop->heap, cap * sizeof *h);
+    fio_timer *h = realloc(loop->heap, cap * sizeof *h);
     if (!h) {
       fputs("fiberio: out of memory for timers\n", stderr);
       abort();
@@ -114,10 +114,17 @@ void fio_timer_arm(fio_loop *loop, fio_fiber *w, uint64_t deadline) {
     loop->heap = h;
     loop->heap_cap = cap;
   }
-  w->deadline = deadline;
-  w->timer_seq = loop->timer_seq++;
-  loop->heap[loop->heap_len] = w;
+  fio_timer t = {deadline, loop->timer_seq++, w};
+  loop->heap[loop->heap_len] = t;
   heap_up(loop, loop->heap_len++);
+}
+
+/* Pop the earliest timer if it is due at now: its waiter, or NULL. */
+static fio_fiber *timer_pop_due(fio_loop *loop, uint64_t now) {
+  if (!loop->heap_len || loop->heap[0].deadline > now) return NULL;
+  fio_fiber *w = loop->heap[0].w;
+  timer_disarm(loop, w);
+  return w;
 }
 
 /* --- waiter links ---------------------------------------------------------- */
@@ -419,7 +426,17 @@ void fio_loop_drain(fio_loop *loop) {
 /* --- fibers ---------------------------------------------------------------- */
 
 fio_fiber *fio_checkfuture(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, FIO_FUTURE);
+  /* luaL_checkudata looks the metatable up by name (a string hash and
+   * compare) on every call: compare with the loop's pointer instead. */
+  fio_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
+  fio_fiber *f = lua_touserdata(L, idx);
+  if (f && lua_getmetatable(L, idx)) {
+    int ok = lua_topointer(L, -1) == loop->future_mt;
+    lua_pop(L, 1);
+    if (ok) return f;
+  }
+  luaL_typeerror(L, idx, FIO_FUTURE);
+  return NULL;
 }
 
 fio_fiber *fio_spawn(lua_State *L, fio_loop *loop, int idx, int nargs,
@@ -568,9 +585,8 @@ int fio_push_results(lua_State *L, fio_fiber *t) {
 static void fire_timers(fio_loop *loop) {
   if (!loop->heap_len) return;
   uint64_t now = fio_now_ns();
-  while (loop->heap_len && loop->heap[0]->deadline <= now) {
-    fio_fiber *w = loop->heap[0];
-    timer_disarm(loop, w);
+  fio_fiber *w;
+  while ((w = timer_pop_due(loop, now))) {
     if (w->wait == FIO_W_OP) {
       /* A deadline on an operation: cancel it; its completion wakes w. */
       if (w->op && !w->op->cancel_sent) {
@@ -597,7 +613,7 @@ static void turn(fio_loop *loop, lua_State *from, fio_fiber *w) {
   int64_t timeout = -1;
   if (loop->rq_len || (w && w->state != FIO_SUSPENDED)) timeout = 0;
   else if (loop->heap_len) {
-    uint64_t now = fio_now_ns(), d = loop->heap[0]->deadline;
+    uint64_t now = fio_now_ns(), d = loop->heap[0].deadline;
     timeout = d > now ? (int64_t)(d - now) : 0;
   }
   if (timeout < 0 && loop->ninflight == 0) {
@@ -616,7 +632,7 @@ static int loop_gc(lua_State *L) {
   if (loop->closed) return 0;
   loop->closed = 1;
   while (loop->rq_head) rq_remove(loop, loop->rq_head);
-  for (size_t i = 0; i < loop->heap_len; i++) loop->heap[i]->heap_idx = 0;
+  for (size_t i = 0; i < loop->heap_len; i++) loop->heap[i].w->heap_idx = 0;
   loop->heap_len = 0;
   free(loop->heap);
   loop->heap = NULL;
