@@ -32,7 +32,12 @@ ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sa
 
 .PHONY: all deps test check bench demo install clean valgrind
 
-all: $(SO)
+all: $(SO) $(BUILD)/noring
+
+# A test tool: runs a command with io_uring refused by seccomp.
+$(BUILD)/noring: tools/noring.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -o $@ $<
 
 $(BUILD)/obj/%.o: csrc/%.c $(HDRS)
 	@mkdir -p $(dir $@)

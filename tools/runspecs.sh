@@ -10,6 +10,7 @@ backends=${FIBERIO_TEST_BACKENDS:-io_uring threads}
 root=$(pwd)
 export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/spec/?.lua;;"
 export LUA_CPATH="$root/$build/?.so;;"
+export FIBERIO_NORING="$root/$build/noring"
 runner="lua5.4 /usr/bin/busted"
 case "$FIBERIO_SANITIZE" in
   asan)
