@@ -28,6 +28,9 @@ struct fio_backend {
   void (*wait)(fio_loop *loop, int64_t timeout_ns);
   /* From any thread: make a wait of this loop return soon. */
   void (*wake)(fio_loop *loop);
+  /* Optional: add what it knows about itself to the table at -1 (for
+   * fio._info: specs and debugging). */
+  void (*info)(fio_loop *loop, lua_State *L);
 };
 
 extern const fio_backend fio_backend_uring;

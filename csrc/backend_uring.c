@@ -38,6 +38,9 @@ typedef struct uring {
   uint64_t probe;          /* supported opcodes < 64 */
   int wake_armed;          /* the wake poll is in the kernel */
   unsigned noring;         /* FIO_OP_* bits forced onto the pool */
+  unsigned einval;         /* FIO_OP_* bits whose ring result is replaced by
+                            * -EINVAL (tests: a kernel refusing the call) */
+  uint64_t pooled, reruns; /* ops sent to the pool: no opcode / refused */
 } uring;
 
 #define WAKE_TAG 1 /* never an op: ops are aligned */
@@ -51,19 +54,30 @@ static void arm_wake(fio_loop *loop, uring *u) {
   u->wake_armed = 1;
 }
 
-/* FIBERIO_NO_RING_OPS="statx,openat,...": run these on the pool even though
- * the ring has them (stands in, in the specs, for a kernel that lacks an
- * opcode). */
-static unsigned noring_mask(void) {
+/* A set of FIO_OP_* bits from a list of names in env var `var`. Two stand-ins
+ * for kernels we do not have, used by the fallback specs:
+ *   FIBERIO_NO_RING_OPS="statx,openat": as if the probe lacked these opcodes;
+ *   FIBERIO_TEST_RING_EINVAL="statx": as if the kernel answered -EINVAL. */
+static unsigned op_mask(const char *var) {
   static const char *const names[FIO_OP_LAST] = {
       NULL,       "read",      "write",    "close",    "openat",
       "statx",    "fsync",     "ftruncate", "unlinkat", "renameat",
       "mkdirat",  "symlinkat", "linkat"};
-  const char *env = getenv("FIBERIO_NO_RING_OPS");
+  const char *env = getenv(var);
   unsigned m = 0;
   for (int c = 1; env && c < FIO_OP_LAST; c++)
     if (names[c] && strstr(env, names[c])) m |= 1u << c;
   return m;
+}
+
+/* FIBERIO_TEST_REFUSE_FLAGS="defer_taskrun,single_issuer": set-up with these
+ * flags fails with EINVAL, as on a kernel that lacks them. */
+static int refused(unsigned flags) {
+  const char *env = getenv("FIBERIO_TEST_REFUSE_FLAGS");
+  if (!env) return 0;
+  return ((flags & IORING_SETUP_SINGLE_ISSUER) && strstr(env, "single_issuer")) ||
+         ((flags & IORING_SETUP_DEFER_TASKRUN) && strstr(env, "defer_taskrun")) ||
+         ((flags & IORING_SETUP_COOP_TASKRUN) && strstr(env, "coop_taskrun"));
 }
 
 static int uring_init(fio_loop *loop) {
@@ -81,7 +95,8 @@ static int uring_init(fio_loop *loop) {
     memset(&p, 0, sizeof p);
     p.flags = tries[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
     p.cq_entries = entries * 4;
-    r = io_uring_queue_init_params(entries, &u->ring, &p);
+    r = refused(tries[i]) ? -EINVAL
+                          : io_uring_queue_init_params(entries, &u->ring, &p);
     if (r != -EINVAL) {
       u->flags = tries[i];
       break;
@@ -102,7 +117,8 @@ static int uring_init(fio_loop *loop) {
   unsigned workers[2] = {(unsigned)(ncpu > 0 ? ncpu * 4 : 8), 64};
   io_uring_register_iowq_max_workers(&u->ring, workers);
   io_uring_register_ring_fd(&u->ring); /* saves an fd lookup per enter */
-  u->noring = noring_mask();
+  u->noring = op_mask("FIBERIO_NO_RING_OPS");
+  u->einval = op_mask("FIBERIO_TEST_RING_EINVAL");
   loop->bdata = u;
   arm_wake(loop, u);
   return 0;
@@ -123,10 +139,12 @@ static void reap(fio_loop *loop, uring *u) {
       } else if (tag) {
         fio_op *op = (fio_op *)(uintptr_t)tag;
         int res = cqe->res;
+        if (u->einval & (1u << op->code)) res = -EINVAL;
         if ((res == -EOPNOTSUPP || res == -EINVAL) && !op->cancel_sent &&
             op->code != FIO_OP_READ && op->code != FIO_OP_WRITE) {
           /* The probe listed the opcode, but this kernel or filesystem
            * refuses the call on the ring: rerun it on the pool. */
+          u->reruns++;
           to_pool(loop, op);
           continue;
         }
@@ -193,6 +211,7 @@ static void uring_submit(fio_loop *loop, fio_op *op) {
   op->bpriv = NULL;
   if (opc < 0 || opc >= 64 || !(u->probe & (1ull << opc)) ||
       (u->noring & (1u << op->code))) {
+    u->pooled++;
     to_pool(loop, op);
     return;
   }
@@ -288,7 +307,22 @@ static void uring_close(fio_loop *loop) {
 
 static void uring_wake(fio_loop *loop) { fio_loop_wake(loop); }
 
+static void uring_info(fio_loop *loop, lua_State *L) {
+  uring *u = loop->bdata;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  if (u->flags & IORING_SETUP_SINGLE_ISSUER) luaL_addstring(&b, "single_issuer ");
+  if (u->flags & IORING_SETUP_DEFER_TASKRUN) luaL_addstring(&b, "defer_taskrun ");
+  if (u->flags & IORING_SETUP_COOP_TASKRUN) luaL_addstring(&b, "coop_taskrun ");
+  luaL_pushresult(&b);
+  lua_setfield(L, -2, "ring_flags");
+  lua_pushinteger(L, (lua_Integer)u->pooled);
+  lua_setfield(L, -2, "pooled");
+  lua_pushinteger(L, (lua_Integer)u->reruns);
+  lua_setfield(L, -2, "reruns");
+}
+
 const fio_backend fio_backend_uring = {
     "io_uring", uring_init, uring_close, uring_submit,
-    uring_cancel, uring_wait, uring_wake,
+    uring_cancel, uring_wait, uring_wake, uring_info,
 };

@@ -364,6 +364,16 @@ static int l_backend(lua_State *L) {
   return 1;
 }
 
+/* fio._info() -> {backend=, ...what the backend says}: for specs. */
+static int l_info(lua_State *L) {
+  fio_loop *loop = fio_loop_get(L);
+  lua_newtable(L);
+  lua_pushstring(L, loop->be->name);
+  lua_setfield(L, -2, "backend");
+  if (loop->be->info) loop->be->info(loop, L);
+  return 1;
+}
+
 static int canceled_tostring(lua_State *L) {
   lua_pushliteral(L, "fiberio: canceled");
   return 1;
@@ -384,6 +394,7 @@ static const luaL_Reg fiber_funcs[] = {
     {"config", l_config},
     {"backend", l_backend},
     {"_join", l_join},
+    {"_info", l_info},
     {"_request_cancel", l_request_cancel},
     {"_observe", l_observe},
     {"_shield_enter", l_shield_enter},

@@ -13,6 +13,7 @@ local async, join, request_cancel, observe = core.async, core._join, core._reque
 local pack, unpack = table.pack, table.unpack
 
 M._VERSION = "fiberio scm"
+M._info = core._info -- what the backend says about itself (specs, debugging)
 
 -- fio.shield(fn, ...): run fn with cancellation held off; a cancel that
 -- arrives meanwhile lands at the next suspension point after it returns.
