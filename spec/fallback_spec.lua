@@ -1,0 +1,118 @@
+-- The fallback ladder of DESIGN.md §2, rung by rung. Where this kernel has
+-- what a rung is about, an environment switch stands in for a kernel that
+-- lacks it (each spec says which).
+local helper = require "helper"
+local fio = helper.fio
+
+local noring = os.getenv("FIBERIO_NORING")
+
+local function shquote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- Run code in a child lua5.4 with extra environment and an optional wrapper
+-- (noring). Returns output and exit code.
+local function child(code, env, wrapper)
+  local file = os.tmpname()
+  local f = assert(io.open(file, "w"))
+  f:write(code)
+  f:close()
+  local prefix = "LUA_PATH=" .. shquote(os.getenv("LUA_PATH") or package.path) ..
+                 " LUA_CPATH=" .. shquote(os.getenv("LUA_CPATH") or package.cpath) .. " "
+  for k, v in pairs(env or {}) do prefix = prefix .. k .. "=" .. shquote(v) .. " " end
+  local p = assert(io.popen(prefix .. (wrapper or "") .. " lua5.4 " .. shquote(file) .. " 2>&1"))
+  local out = p:read("a")
+  local _, _, rc = p:close()
+  os.remove(file)
+  return out, rc
+end
+
+-- A script that uses timers, pipes, files and paths and prints what it saw.
+local WORKLOAD = [[
+  local fio = require "fiberio"
+  local dir = assert(fio.mkdtemp())
+  local out = fio.run(function()
+    local r, w = fio.pipe()
+    local reader = fio.async(function() return r:read(5) end)
+    fio.sleep(0.01)
+    w:write("hello")
+    assert(fio.writefile(dir .. "/f", "one\ntwo\n"))
+    local lines = {}
+    for l in fio.lines(dir .. "/f") do lines[#lines + 1] = l end
+    local st = assert(fio.stat(dir .. "/f"))
+    assert(fio.unlink(dir .. "/f"))
+    return reader:await() .. " " .. table.concat(lines, ",") .. " " .. st.size
+  end)
+  assert(fio.rmdir(dir))
+  print(fio.backend(), out)
+]]
+
+describe("io_uring refused by seccomp", function()
+  if not noring then
+    pending("FIBERIO_NORING is not set: run the suite with tools/runspecs.sh")
+    return
+  end
+  for _, errno in ipairs { "EPERM", "ENOSYS", "ENOMEM" } do
+    it("io_uring_setup failing with " .. errno .. " falls back to the threads backend, silently", function()
+      local out, rc = child(WORKLOAD, { FIBERIO_BACKEND = "auto" }, noring .. " -e " .. errno)
+      assert.equal(0, rc, out)
+      assert.equal("threads\thello one,two 8\n", out)
+    end)
+  end
+
+  it("an explicit FIBERIO_BACKEND=io_uring that cannot start is a clear error", function()
+    local out, rc = child([[
+      local fio = require "fiberio"
+      print(pcall(fio.sleep, 0))
+    ]], { FIBERIO_BACKEND = "io_uring" }, noring)
+    assert.equal(0, rc, out)
+    assert.matches("false\tfiberio: cannot start the io_uring backend: Operation not permitted", out, 1, true)
+  end)
+end)
+
+describe("the ladder on a working ring", function()
+  if fio.backend() ~= "io_uring" then
+    pending("these rungs are about io_uring; this run uses " .. fio.backend())
+    return
+  end
+
+  it("setup flags the kernel refuses are dropped one at a time (FIBERIO_TEST_REFUSE_FLAGS stands in for an older kernel)", function()
+    local out, rc = child([[
+      local fio = require "fiberio"
+      fio.sleep(0)
+      print(fio._info().ring_flags)
+    ]], { FIBERIO_TEST_REFUSE_FLAGS = "defer_taskrun" })
+    assert.equal(0, rc, out)
+    assert.equal("single_issuer coop_taskrun \n", out)
+    out, rc = child([[
+      local fio = require "fiberio"
+      fio.sleep(0)
+      print(fio._info().ring_flags)
+    ]], { FIBERIO_TEST_REFUSE_FLAGS = "defer_taskrun,single_issuer,coop_taskrun" })
+    assert.equal(0, rc, out)
+    assert.equal("\n", out)
+  end)
+
+  it("the whole workload works with every ring flag refused", function()
+    local out, rc = child(WORKLOAD, { FIBERIO_TEST_REFUSE_FLAGS = "defer_taskrun,single_issuer,coop_taskrun" })
+    assert.equal(0, rc, out)
+    assert.equal("io_uring\thello one,two 8\n", out)
+  end)
+
+  it("an opcode missing from the probe runs that call on the pool (FIBERIO_NO_RING_OPS stands in for the missing opcode)", function()
+    local out, rc = child(WORKLOAD .. [[
+      print(fio._info().pooled > 0)
+    ]], { FIBERIO_NO_RING_OPS = "openat,statx,read,write,close,unlinkat,mkdirat" })
+    assert.equal(0, rc, out)
+    assert.equal("io_uring\thello one,two 8\ntrue\n", out)
+  end)
+
+  it("a completion of -EINVAL for a probed opcode reruns the call on the pool (FIBERIO_TEST_RING_EINVAL stands in for the refusing kernel)", function()
+    local out, rc = child([[
+      local fio = require "fiberio"
+      local st = fio.stat("/")
+      local missing, msg, errno = fio.stat("/nonexistent-fiberio")
+      print(st.type, missing, msg, errno, fio._info().reruns)
+    ]], { FIBERIO_TEST_RING_EINVAL = "statx" })
+    assert.equal(0, rc, out)
+    assert.equal("directory\tnil\t/nonexistent-fiberio: No such file or directory\t2\t2\n", out)
+  end)
+end)
