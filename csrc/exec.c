@@ -49,6 +49,16 @@ static int getdents_all(fio_op *op) {
       return -e;
     }
     if (n == 0) break;
+    /* Some filesystems leave d_type unknown: ask, so that the caller (walk)
+     * knows a directory when it sees one. */
+    for (long pos = 0; pos < n;) {
+      struct dirent64 *d = (struct dirent64 *)(op->mem + used + pos);
+      pos += d->d_reclen;
+      struct stat sb;
+      if (d->d_type == DT_UNKNOWN &&
+          fstatat(fd, d->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+        d->d_type = IFTODT(sb.st_mode);
+    }
     used += (size_t)n;
   }
   close(fd);

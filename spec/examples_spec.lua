@@ -1,0 +1,440 @@
+-- The example tools (examples/cptree.lua, treesum.lua, grep.lua), each run as
+-- a child process on real trees — /usr/share/lua and a tree built here — and
+-- compared with what the standard tool gives for the same files: cp -a,
+-- sha256sum, grep -rHn. The children get this process's LUA_PATH, LUA_CPATH
+-- and FIBERIO_BACKEND (the specs are pending when that backend cannot start
+-- in this build, as the tools could only say so).
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- The examples directory, as an absolute path.
+local examples do
+  local src = debug.getinfo(1, "S").source:match("^@(.*)$") or "spec/examples_spec.lua"
+  local dir = src:match("^(.*)/[^/]*$") or "."
+  if dir:sub(1, 1) ~= "/" then
+    local p = assert(io.popen("pwd"))
+    dir = p:read("l") .. "/" .. dir
+    p:close()
+  end
+  examples = dir .. "/../examples"
+end
+
+-- The environment of a tool's run. Under a sanitizer (make check) the tools
+-- run with its LD_PRELOAD, but the standard tools they are compared with do not
+-- (sh below drops it: a leak report in mktemp or cp must not count).
+local ENV = "LUA_PATH=" .. q(os.getenv("LUA_PATH") or package.path) ..
+            " LUA_CPATH=" .. q(os.getenv("LUA_CPATH") or package.cpath) .. " " ..
+            (os.getenv("LD_PRELOAD") and "LD_PRELOAD=" .. q(os.getenv("LD_PRELOAD")) .. " " or "")
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Run a shell command: its stdout, stderr and exit code.
+local function sh(cmd)
+  local errfile = os.tmpname()
+  local p = assert(io.popen("(exec env -u LD_PRELOAD sh -c " .. q(cmd) .. ") 2>" .. q(errfile)))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  local err = slurp(errfile)
+  os.remove(errfile)
+  return out, err, code
+end
+
+-- Run examples/<tool>.lua with arguments (each one quoted).
+local function run(tool, ...)
+  local args = {}
+  for i = 1, select("#", ...) do args[i] = q((select(i, ...))) end
+  return sh(ENV .. "lua5.4 " .. q(examples .. "/" .. tool .. ".lua") .. " " .. table.concat(args, " "))
+end
+
+local function lines_sorted(s)
+  local t = {}
+  for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
+  table.sort(t)
+  return t
+end
+
+local function write(path, data, mode)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+  if mode then assert(select(3, sh("chmod " .. mode .. " " .. q(path))) == 0) end
+end
+
+local function mkdir(path, mode)
+  local _, err, code = sh("mkdir -p " .. q(path) .. (mode and " && chmod " .. mode .. " " .. q(path) or ""))
+  assert(code == 0, err)
+end
+
+-- What `find -printf '%P %m %y %l\n'` lists for a tree, sorted: relative
+-- path, permission bits, type, link target.
+local function listing(root)
+  local out, err, code = sh("cd " .. q(root) .. " && find . -printf '%P %m %y %l\\n' | LC_ALL=C sort")
+  assert(code == 0, err)
+  return out
+end
+
+local function count_lines(s)
+  local _, n = s:gsub("\n", "")
+  return n
+end
+
+-- The tree the specs build: nested directories, an empty directory, names
+-- with spaces and a backslash, an empty file, a 1 MiB file (its last line with
+-- no newline), files whose sizes straddle SHA-256's padding boundaries, a
+-- relative and a dangling symbolic link, a read-only file, a directory with
+-- mode 0700 and a read-only directory with a file in it.
+local function build_tree(root)
+  mkdir(root)
+  mkdir(root .. "/a/b/c")
+  mkdir(root .. "/empty dir")
+  mkdir(root .. "/dir with spaces/inner")
+  write(root .. "/a/top.txt", "alpha\nneedle in a\nomega\n")
+  write(root .. "/a/b/mid.lua", "local x = 1\n-- needle\nreturn x\n")
+  write(root .. "/a/b/c/deep.txt", "deep needle\n\nneedle again, no newline at the end")
+  write(root .. "/dir with spaces/file with spaces.txt", "a needle with spaces\n")
+  write(root .. "/dir with spaces/inner/x", "nothing here\n")
+  write(root .. "/back\\slash.txt", "needle behind a backslash\n")
+  write(root .. "/empty.txt", "")
+  write(root .. "/just newline", "\n")
+  for _, n in ipairs { 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000 } do
+    write(root .. "/a/size" .. n, string.rep("x", n - 1) .. "\n")
+  end
+  local big, n = {}, 0
+  local size = 0
+  while size < 1048576 do
+    n = n + 1
+    local l = n % 7 == 0 and ("row " .. n .. " has a needle\n") or ("row " .. n .. " plain text\n")
+    big[#big + 1] = l
+    size = size + #l
+  end
+  write(root .. "/big.txt", table.concat(big):sub(1, 1048576))
+  write(root .. "/readonly.txt", "read only needle\n", "0444")
+  mkdir(root .. "/private")
+  write(root .. "/private/secret.txt", "secret needle\n", "0600")
+  sh("chmod 0700 " .. q(root .. "/private"))
+  mkdir(root .. "/ro dir")
+  write(root .. "/ro dir/kept.txt", "kept needle\n", "0640")
+  write(root .. "/a/script.sh", "#!/bin/sh\necho needle\n", "0755")
+  assert(select(3, sh("ln -s b/c/deep.txt " .. q(root .. "/a/link to deep"))) == 0)
+  assert(select(3, sh("ln -s ../nowhere " .. q(root .. "/a/dangling"))) == 0)
+  assert(select(3, sh("ln -s 'dir with spaces' " .. q(root .. "/dirlink"))) == 0)
+  sh("chmod 0555 " .. q(root .. "/ro dir"))
+end
+
+local tmp, tree
+local LUA = "/usr/share/lua"
+
+-- Set when the backend FIBERIO_BACKEND asks for cannot start in this build
+-- (the tools would only print that): the specs are then pending.
+local unavailable
+
+-- `it`, pending when the backend cannot start.
+local function it_(name, fn)
+  it(name, function()
+    if unavailable then return pending(unavailable) end
+    return fn()
+  end)
+end
+
+lazy_setup(function()
+  local _, perr = sh(ENV .. "lua5.4 -e " .. q('require("fiberio").run(function() end)'))
+  unavailable = perr:match("fiberio: (backend '[^']*' is not available)")
+  local out, err, code = sh("mktemp -d /tmp/fiberio-examples-XXXXXX")
+  assert(code == 0, err)
+  tmp = out:gsub("\n$", "")
+  tree = tmp .. "/tree"
+  build_tree(tree)
+end)
+
+lazy_teardown(function()
+  if tmp then sh("chmod -R u+rwx " .. q(tmp) .. "; rm -rf " .. q(tmp)) end
+end)
+
+describe("examples/cptree.lua", function()
+  local function compare_with_cp(src, name)
+    local ref, mine = tmp .. "/" .. name .. ".cp", tmp .. "/" .. name .. ".cptree"
+    local _, err, code = sh("cp -a " .. q(src) .. " " .. q(ref))
+    assert(code == 0, err)
+    local out, terr, tcode = run("cptree", src, mine)
+    assert.equal("", terr)
+    assert.equal("", out)
+    assert.equal(0, tcode)
+    local dout, derr, dcode = sh("diff -r --no-dereference " .. q(ref) .. " " .. q(mine))
+    assert.equal("", dout .. derr)
+    assert.equal(0, dcode)
+    local want = listing(ref)
+    assert.is_true(count_lines(want) > 10)
+    assert.equal(want, listing(mine))
+  end
+
+  it_("copies /usr/share/lua as cp -a does (bytes, modes, symlinks)", function()
+    compare_with_cp(LUA, "usl")
+  end)
+
+  it_("copies the built tree as cp -a does (read-only file and dir, 0700 dir, links, spaces)", function()
+    compare_with_cp(tree, "tree")
+    local l = listing(tmp .. "/tree.cptree")
+    assert.truthy(l:find("\nreadonly.txt 444 f \n", 1, true))
+    assert.truthy(l:find("\nprivate 700 d \n", 1, true))
+    assert.truthy(l:find("\nro dir 555 d \n", 1, true))
+    assert.truthy(l:find("\na/link to deep 777 l b/c/deep.txt\n", 1, true))
+    assert.truthy(l:find("\nempty dir 755 d \n", 1, true))
+  end)
+
+  it_("keeps exact modes whatever the umask (copyfile's mode is masked)", function()
+    local dst = tmp .. "/umask.cptree"
+    local _, err, code = sh("umask 077 && " .. ENV .. "lua5.4 " .. q(examples .. "/cptree.lua") ..
+                            " " .. q(tree) .. " " .. q(dst))
+    assert.equal("", err)
+    assert.equal(0, code)
+    assert.equal(listing(tree), listing(dst))
+  end)
+
+  it_("copies read-only directories as a user without root's override (setpriv nobody)", function()
+    -- As root, permission bits never stop a copy; as another user, a 0555
+    -- directory can only be filled if its mode is set after the files.
+    local uid = sh("id -u"):gsub("%s", "")
+    if uid ~= "0" or select(3, sh("command -v setpriv")) ~= 0 then
+      return pending("needs root and setpriv to run as nobody")
+    end
+    local base = tmp .. "/nobody"
+    mkdir(base)
+    sh("chmod 0755 " .. q(tmp) .. " && chown nobody " .. q(base))
+    local function as_nobody(cmd)
+      return sh("setpriv --reuid=nobody --regid=nogroup --clear-groups sh -c " .. q("umask 022; " .. cmd))
+    end
+    local _, err, code = as_nobody(
+      "cd " .. q(base) .. " && mkdir -p src/ro/sub src/rx && echo a > src/ro/sub/f && " ..
+      "echo b > src/ro/g && echo c > src/rx/h && chmod 0444 src/ro/sub/f src/ro/g && " ..
+      "chmod 0555 src/ro/sub src/ro && chmod 0500 src/rx && cp -a src ref")
+    assert(code == 0, err)
+    local out
+    out, err, code = as_nobody(ENV .. "lua5.4 " .. q(examples .. "/cptree.lua") .. " " ..
+                               q(base .. "/src") .. " " .. q(base .. "/copy"))
+    assert.equal("", out .. err)
+    assert.equal(0, code)
+    assert.equal(listing(base .. "/ref"), listing(base .. "/copy"))
+    assert.truthy(listing(base .. "/copy"):find("\nro/sub 555 d \n", 1, true))
+    assert.equal("", (sh("diff -r " .. q(base .. "/ref") .. " " .. q(base .. "/copy"))))
+  end)
+
+  it_("copies a single file or link given as SRC", function()
+    local _, _, code = run("cptree", tree .. "/a/script.sh", tmp .. "/one.sh")
+    assert.equal(0, code)
+    assert.equal(slurp(tree .. "/a/script.sh"), slurp(tmp .. "/one.sh"))
+    assert.equal("755\n", (sh("stat -c %a " .. q(tmp .. "/one.sh"))))
+    _, _, code = run("cptree", tree .. "/a/link to deep", tmp .. "/one.link")
+    assert.equal(0, code)
+    assert.equal("b/c/deep.txt\n", (sh("readlink " .. q(tmp .. "/one.link"))))
+  end)
+
+  it_("skips a FIFO with a warning and copies the rest", function()
+    local src = tmp .. "/withfifo"
+    mkdir(src .. "/d")
+    write(src .. "/d/f", "data\n")
+    assert.equal(0, select(3, sh("mkfifo " .. q(src .. "/d/pipe"))))
+    local out, err, code = run("cptree", src, tmp .. "/withfifo.copy")
+    assert.equal("", out)
+    assert.equal(0, code)
+    assert.equal("cptree: warning: " .. src .. "/d/pipe: skipping fifo\n", err)
+    assert.equal("data\n", slurp(tmp .. "/withfifo.copy/d/f"))
+    assert.equal(1, select(3, sh("test -e " .. q(tmp .. "/withfifo.copy/d/pipe"))))
+  end)
+
+  it_("fails with status 1 when DST exists, leaving it alone", function()
+    local dst = tmp .. "/exists"
+    mkdir(dst)
+    local out, err, code = run("cptree", tree, dst)
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.equal("cptree: " .. dst .. ": File exists\n", err)
+    assert.equal("", (sh("ls -A " .. q(dst))))
+  end)
+
+  it_("fails with status 1 on a missing SRC, a missing DST parent, or DST inside SRC", function()
+    local _, err, code = run("cptree", tmp .. "/nope", tmp .. "/nope.copy")
+    assert.equal(1, code)
+    assert.equal("cptree: " .. tmp .. "/nope: No such file or directory\n", err)
+    _, err, code = run("cptree", tree, tmp .. "/no/parent")
+    assert.equal(1, code)
+    assert.equal("cptree: " .. tmp .. "/no/parent: No such file or directory\n", err)
+    _, err, code = run("cptree", tree, tree .. "/a/inside")
+    assert.equal(1, code)
+    assert.matches("^cptree: cannot copy a directory", err)
+    assert.equal(1, select(3, sh("test -e " .. q(tree .. "/a/inside"))))
+  end)
+
+  it_("prints usage and exits 2 on bad usage", function()
+    for _, args in ipairs { {}, { "only" }, { "a", "b", "c" } } do
+      local out, err, code = run("cptree", table.unpack(args))
+      assert.equal(2, code)
+      assert.equal("", out)
+      assert.matches("usage: cptree SRC DST", err, 1, true)
+    end
+  end)
+end)
+
+describe("examples/treesum.lua", function()
+  local function sha256sum(root)
+    local out, err, code = sh("find " .. q(root) .. " -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum")
+    assert(code == 0, err)
+    return out
+  end
+  local function totals(root)
+    local out = sh("find " .. q(root) .. " -type f -printf '%s\\n'")
+    local n, bytes = 0, 0
+    for s in out:gmatch("%d+") do n, bytes = n + 1, bytes + tonumber(s) end
+    return n, bytes
+  end
+  local function check(root, ...)
+    local want = sha256sum(root)
+    assert.is_true(count_lines(want) > 5)
+    local out, err, code = run("treesum", ...)
+    assert.equal(0, code)
+    assert.equal(want, out)
+    local n, bytes = totals(root)
+    local gn, gbytes = err:match("^treesum: (%d+) files, (%d+) bytes, [%d.]+ s\n$")
+    assert.equal(n, tonumber(gn))
+    assert.equal(bytes, tonumber(gbytes))
+  end
+
+  it_("prints what sha256sum prints for /usr/share/lua, sorted by path", function()
+    check(LUA, LUA)
+  end)
+
+  it_("prints what sha256sum prints for the built tree (empty, 1 MiB, padding sizes, backslash)", function()
+    check(tree, tree)
+    local out = run("treesum", tree)
+    assert.truthy(out:find("\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  " ..
+                           tree .. "/empty.txt\n", 1, true))
+    assert.truthy(out:find("\n\\%x+  " .. tree:gsub("%p", "%%%0") .. "/back\\\\slash.txt\n"))
+  end)
+
+  it_("gives the same output with -j 1, -j 3 and -j3", function()
+    check(tree, "-j", "1", tree)
+    check(tree, "-j", "3", tree)
+    check(tree, "-j3", tree)
+  end)
+
+  it_("spells paths as given: a ROOT with a trailing slash", function()
+    check(tree .. "/", tree .. "/")
+  end)
+
+  it_("fails with status 1 on a missing ROOT", function()
+    local out, err, code = run("treesum", tmp .. "/nope")
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.equal("treesum: " .. tmp .. "/nope: No such file or directory\n", err)
+  end)
+
+  it_("prints usage and exits 2 on bad usage", function()
+    for _, args in ipairs { {}, { "-j" }, { "-j", "0", tree }, { "-j", "x", tree },
+                            { "-x", tree }, { tree, tree } } do
+      local out, err, code = run("treesum", table.unpack(args))
+      assert.equal(2, code)
+      assert.equal("", out)
+      assert.matches("usage: treesum [-j N] ROOT", err, 1, true)
+    end
+  end)
+end)
+
+describe("examples/grep.lua", function()
+  local function check(pattern, flags, ...)
+    local paths = {}
+    for i = 1, select("#", ...) do paths[i] = q((select(i, ...))) end
+    local want, werr, wcode = sh("LC_ALL=C grep " .. flags .. " " .. q(pattern) .. " " .. table.concat(paths, " "))
+    assert(wcode <= 1, werr)
+    local args = { flags:match("^%-H(.*)$") }
+    if args[1] == "" then args = {} else args[1] = "-" .. args[1] end
+    args[#args + 1] = pattern
+    for i = 1, select("#", ...) do args[#args + 1] = (select(i, ...)) end
+    local out, err, code = run("grep", table.unpack(args))
+    assert.equal("", err)
+    assert.equal(wcode, code)
+    assert.same(lines_sorted(want), lines_sorted(out))
+    return out
+  end
+
+  it_("-rn finds what grep -rHn finds in /usr/share/lua", function()
+    local out = check("require", "-Hrn", LUA)
+    assert.is_true(count_lines(out) > 50)
+    check("^local function", "-Hrn", LUA)
+  end)
+
+  it_("-r without -n finds what grep -rH finds", function()
+    check("function", "-Hr", LUA)
+    check("needle", "-Hr", tree)
+  end)
+
+  it_("-nr on the built tree: spaces in names, no final newline, 1 MiB file, links not followed", function()
+    local out = check("needle", "-Hnr", tree)
+    assert.truthy(out:find(tree .. "/a/b/c/deep.txt:3:needle again, no newline at the end\n", 1, true))
+    assert.truthy(out:find(tree .. "/dir with spaces/file with spaces.txt:1:a needle with spaces\n", 1, true))
+    assert.is_nil(out:find("link to deep", 1, true))
+  end)
+
+  it_("searches the files named, in any number", function()
+    check("needle", "-Hn", tree .. "/a/top.txt", tree .. "/readonly.txt", tree .. "/big.txt")
+    check("x", "-H", tree .. "/a/size1", tree .. "/a/size64")
+  end)
+
+  it_("prints each file's lines in one piece, in order", function()
+    local out = run("grep", "-rn", "e", LUA)
+    local seen, current, last = {}, nil, 0
+    local n = 0
+    for line in out:gmatch("[^\n]+") do
+      local path, num = line:match("^(.-):(%d+):")
+      assert.truthy(path, line)
+      num = tonumber(num)
+      if path ~= current then
+        assert.is_nil(seen[path], path .. " printed in two pieces")
+        seen[path], current, last = true, path, 0
+      end
+      assert.is_true(num > last)
+      last = num
+      n = n + 1
+    end
+    assert.is_true(n > 1000)
+  end)
+
+  it_("exits 1 when nothing matches, 0 when something does", function()
+    local out, err, code = run("grep", "-r", "no such text anywhere", tree)
+    assert.equal("", out .. err)
+    assert.equal(1, code)
+    _, _, code = run("grep", "needle", tree .. "/a/top.txt")
+    assert.equal(0, code)
+  end)
+
+  it_("exits 2 on a missing file or a directory without -r, after the other files", function()
+    local out, err, code = run("grep", "needle", tmp .. "/nope", tree .. "/a/top.txt")
+    assert.equal(2, code)
+    assert.equal("grep: " .. tmp .. "/nope: No such file or directory\n", err)
+    assert.equal(tree .. "/a/top.txt:needle in a\n", out)
+    out, err, code = run("grep", "needle", tree)
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.equal("grep: " .. tree .. ": Is a directory\n", err)
+  end)
+
+  it_("exits 2 on a malformed pattern", function()
+    local out, err, code = run("grep", "[a", tree .. "/a/top.txt")
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.matches("^grep: .*malformed pattern", err)
+  end)
+
+  it_("prints usage and exits 2 on bad usage", function()
+    for _, args in ipairs { {}, { "pattern" }, { "-z", "x", tree }, { "-r" } } do
+      local out, err, code = run("grep", table.unpack(args))
+      assert.equal(2, code)
+      assert.equal("", out)
+      assert.matches("usage: grep [-n] [-r] PATTERN PATH...", err, 1, true)
+    end
+  end)
+end)
