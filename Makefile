@@ -64,8 +64,12 @@ valgrind: deps all
 bench: deps all
 	@sh bench/run.sh
 
+DEMO_ENV = LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
+
 demo: deps all
-	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/demo.lua
+	@$(DEMO_ENV) $(LUA) examples/demo.lua
+	@echo "--- examples/treesum.lua /usr/share/lua/5.1/busted (sha256sum-compatible, files read concurrently)"
+	@$(DEMO_ENV) $(LUA) examples/treesum.lua /usr/share/lua/5.1/busted
 
 install: deps
 	luarocks --lua-version 5.4 make fiberio-scm-1.rockspec
