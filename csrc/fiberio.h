@@ -163,6 +163,8 @@ struct fio_op {
   uint8_t state;          /* FIO_OPS_* */
   uint8_t cancel_sent;    /* a cancel for it went to the backend */
   uint8_t fd_owned;       /* res is an fd to close if orphaned */
+  uint8_t owns_fds;       /* fio_op_free closes fd and fd2 (>= 0) */
+  uint8_t stage;          /* where a multi-step call is */
 };
 
 struct fio_loop {

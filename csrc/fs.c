@@ -228,14 +228,12 @@ static int l_mkdtemp(lua_State *L) {
 
 /* --- whole files ------------------------------------------------------------------ */
 
-/* A whole-file call runs several ops in turn with one waiter. Its fds are
- * closed whatever happens: on error, on cancel (before Canceled is raised),
- * and by the loop if the call is gone when an open completes. */
-typedef struct wf {
-  int fd, fd2;        /* open fds, -1 when none */
-  int stage;
-  int err;            /* first failure, -errno */
-} wf;
+/* A whole-file call runs several ops in turn with one op record, which owns
+ * the call's fds (op->fd, op->fd2; owns_fds): they are closed whatever
+ * happens — on error, on cancel (before Canceled is raised), and by the loop
+ * if the call is gone while an op is in flight. Stack: 1 path (src), 2 data
+ * or dst. */
+enum { RF_OPEN, RF_READ, WF_OPEN, WF_WRITE, CF_OPEN1, CF_OPEN2, CF_COPY };
 
 static int wf_k(lua_State *L, int status, lua_KContext ctx);
 
@@ -244,161 +242,128 @@ static int wf_cancel_pending(fio_fiber *w) {
   return owner && owner->cancel_req && !owner->shield;
 }
 
-static void wf_cleanup(wf *st) {
-  if (st->fd >= 0) close(st->fd);
-  if (st->fd2 >= 0) close(st->fd2);
-  st->fd = st->fd2 = -1;
-}
-
-/* Stack: 1 path (src), 2 data or dst, 3 mode/perm, 4 wf userdata. Upvalue 2:
- * which call (0 readfile, 1 writefile, 2 copyfile). */
-enum { RF_OPEN, RF_READ, WF_OPEN, WF_WRITE, CF_OPEN1, CF_OPEN2, CF_COPY };
-
-static int wf_submit(lua_State *L, fio_fiber *w, fio_op *op) {
-  fio_loop *loop = fio_loop_get(L);
-  return fio_op_wait(loop, L, w, op, wf_k);
-}
-
-static int wf_fail(lua_State *L, wf *st, int err, const char *path) {
-  wf_cleanup(st);
+/* End the call: free op (closing its fds) and return the error result. */
+static int wf_fail(lua_State *L, fio_op *op, int err, const char *path) {
+  fio_op_free(op);
   return fio_errresult(L, path, err);
+}
+
+/* Grow op->mem to cap bytes, or fail the call (raises after freeing op). */
+static void wf_grow(lua_State *L, fio_op *op, size_t cap) {
+  char *m = realloc(op->mem, cap);
+  if (!m) {
+    fio_op_free(op);
+    luaL_error(L, "not enough memory");
+  }
+  op->mem = m;
+  op->cap = cap;
+}
+
+/* Close fd now, reporting close's error (a write's last chance to fail). */
+static int wf_close(int *fd) {
+  int r = close(*fd);
+  *fd = -1;
+  return r < 0 && errno != EINTR ? errno : 0;
 }
 
 static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   fio_fiber *w = (fio_fiber *)ctx;
-  wf *st = lua_touserdata(L, 4);
   fio_op *op = w->op;
   int res = op->res;
   w->op = NULL;
   if (res == -ECANCELED && wf_cancel_pending(w)) {
+    if (op->stage == CF_COPY) unlink(lua_tostring(L, 2));
     fio_op_free(op);
-    if (st->stage == CF_COPY) unlink(lua_tostring(L, 2));
-    wf_cleanup(st);
     return fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
   }
-  switch (st->stage) {
+  switch (op->stage) {
   case RF_OPEN: {
-    if (res < 0) {
-      fio_op_free(op);
-      return wf_fail(L, st, -res, lua_tostring(L, 1));
-    }
-    st->fd = res;
+    if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 1));
+    op->fd = res;
+    op->fd_owned = 0;
     struct stat sb;
     size_t cap = 64 * 1024;
-    int regular = fstat(st->fd, &sb) == 0 && S_ISREG(sb.st_mode);
-    if (regular) cap = (size_t)sb.st_size + 1;
-    char *m = realloc(op->mem, cap);
-    if (!m) {
-      fio_op_free(op);
-      wf_cleanup(st);
-      return luaL_error(L, "not enough memory");
-    }
-    op->mem = m;
-    op->cap = cap;
+    /* A short read is EOF only for a regular file: ask once, and size the
+     * buffer to fit the whole file. */
+    int regular = fstat(op->fd, &sb) == 0 && S_ISREG(sb.st_mode);
+    if (regular && sb.st_size > 0) cap = (size_t)sb.st_size + 1;
+    if (op->cap < cap || op->cap > 2 * cap) wf_grow(L, op, cap);
     op->got = 0;
-    op->want = regular; /* a short read is EOF only for a regular file */
-    op->fd_owned = 0;
-    st->stage = RF_READ;
+    op->want = regular && sb.st_size > 0;
+    op->stage = RF_READ;
     break;
   }
   case RF_READ:
-    if (res < 0) {
-      fio_op_free(op);
-      return wf_fail(L, st, -res, lua_tostring(L, 1));
-    }
+    if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 1));
     op->got += (size_t)res;
     if (res == 0 || (op->want && op->got < op->cap)) {
-      wf_cleanup(st);
       lua_pushlstring(L, op->mem, op->got);
       fio_op_free(op);
       return 1;
     }
-    if (op->got == op->cap) {
-      size_t cap = op->cap * 2;
-      char *m = realloc(op->mem, cap);
-      if (!m) {
-        fio_op_free(op);
-        wf_cleanup(st);
-        return luaL_error(L, "not enough memory");
-      }
-      op->mem = m;
-      op->cap = cap;
-    }
+    if (op->got == op->cap) wf_grow(L, op, op->cap * 2);
     break;
   case WF_OPEN:
-    if (res < 0) {
-      fio_op_free(op);
-      return wf_fail(L, st, -res, lua_tostring(L, 1));
-    }
-    st->fd = res;
+    if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 1));
+    op->fd = res;
     op->fd_owned = 0;
     op->got = 0;
-    st->stage = WF_WRITE;
+    op->stage = WF_WRITE;
     break;
   case WF_WRITE:
-    if (res <= 0) {
-      fio_op_free(op);
-      return wf_fail(L, st, res < 0 ? -res : EIO, lua_tostring(L, 1));
-    }
+    if (res <= 0) return wf_fail(L, op, res < 0 ? -res : EIO, lua_tostring(L, 1));
     op->got += (size_t)res;
     if (op->got >= op->want) {
+      int err = wf_close(&op->fd);
       fio_op_free(op);
-      int fd = st->fd;
-      st->fd = -1;
-      if (close(fd) < 0 && errno != EINTR)
-        return fio_errresult(L, lua_tostring(L, 1), errno);
+      if (err) return fio_errresult(L, lua_tostring(L, 1), err);
       lua_pushboolean(L, 1);
       return 1;
     }
     break;
   case CF_OPEN1: {
-    if (res < 0) {
-      fio_op_free(op);
-      return wf_fail(L, st, -res, lua_tostring(L, 1));
-    }
-    st->fd = res;
+    if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 1));
+    op->fd = res;
+    op->fd_owned = 0;
     struct stat sb;
-    memset(&sb, 0, sizeof sb);
-    op->mode = fstat(st->fd, &sb) == 0 ? (sb.st_mode & 07777) : 0666;
-    if (S_ISDIR(sb.st_mode)) {
-      fio_op_free(op);
-      return wf_fail(L, st, EISDIR, lua_tostring(L, 1));
-    }
-    st->stage = CF_OPEN2;
+    if (fstat(op->fd, &sb) < 0) return wf_fail(L, op, errno, lua_tostring(L, 1));
+    if (S_ISDIR(sb.st_mode)) return wf_fail(L, op, EISDIR, lua_tostring(L, 1));
+    op->mode = sb.st_mode & 07777;
+    op->stage = CF_OPEN2;
     break;
   }
   case CF_OPEN2:
-    if (res < 0) {
-      fio_op_free(op);
-      return wf_fail(L, st, -res, lua_tostring(L, 2));
-    }
-    st->fd2 = res;
+    if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 2));
+    op->fd2 = res;
     op->fd_owned = 0;
-    st->stage = CF_COPY;
+    op->stage = CF_COPY;
     break;
-  case CF_COPY:
-    fio_op_free(op);
+  case CF_COPY: {
     if (res < 0) {
       unlink(lua_tostring(L, 2)); /* no half copy left behind */
-      return wf_fail(L, st, -res, lua_tostring(L, 2));
+      return wf_fail(L, op, -res, lua_tostring(L, 2));
     }
-    wf_cleanup(st);
+    int err = wf_close(&op->fd2);
+    fio_op_free(op);
+    if (err) {
+      unlink(lua_tostring(L, 2));
+      return fio_errresult(L, lua_tostring(L, 2), err);
+    }
     lua_pushboolean(L, 1);
     return 1;
+  }
   }
   /* The next step is a new suspension point: a pending cancel lands here,
    * after the fds are closed. */
   if (wf_cancel_pending(w)) {
+    if (op->stage == CF_COPY) unlink(lua_tostring(L, 2));
     fio_op_free(op);
-    if (st->stage == CF_COPY) unlink(lua_tostring(L, 2));
-    wf_cleanup(st);
     return fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
   }
   w->wake = FIO_WAKE_NONE;
-  switch (st->stage) {
+  switch (op->stage) {
   case RF_READ:
     op->code = FIO_OP_READ;
-    op->fd = st->fd;
     op->buf = op->mem + op->got;
     op->len = op->cap - op->got;
     if (op->len > 0x7ffff000) op->len = 0x7ffff000;
@@ -407,35 +372,24 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   case WF_WRITE: {
     size_t len;
     const char *data = lua_tolstring(L, 2, &len);
+    if (len == 0) {
+      int err = wf_close(&op->fd);
+      fio_op_free(op);
+      if (err) return fio_errresult(L, lua_tostring(L, 1), err);
+      lua_pushboolean(L, 1);
+      return 1;
+    }
     op->code = FIO_OP_WRITE;
-    op->fd = st->fd;
     op->buf = (char *)data + op->got; /* the string lives on this stack */
     op->want = len;
     op->len = len - op->got > 0x7ffff000 ? 0x7ffff000 : len - op->got;
     op->off = (uint64_t)-1;
-    if (len == 0) {
-      fio_op_free(op);
-      int fd = st->fd;
-      st->fd = -1;
-      close(fd);
-      lua_pushboolean(L, 1);
-      return 1;
-    }
     break;
   }
   case CF_OPEN2: {
     const char *dst = lua_tostring(L, 2);
     size_t n = strlen(dst) + 1;
-    if (op->cap < n) {
-      char *m = realloc(op->mem, n);
-      if (!m) {
-        fio_op_free(op);
-        wf_cleanup(st);
-        return luaL_error(L, "not enough memory");
-      }
-      op->mem = m;
-      op->cap = n;
-    }
+    if (op->cap < n) wf_grow(L, op, n);
     memcpy(op->mem, dst, n);
     op->path = op->mem;
     op->code = FIO_OP_OPENAT;
@@ -445,35 +399,19 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   }
   case CF_COPY:
     op->code = FIO_OP_COPY;
-    op->fd = st->fd;
-    op->fd2 = st->fd2;
     break;
   }
-  return wf_submit(L, w, op);
-}
-
-static int wf_gc(lua_State *L) {
-  wf_cleanup(lua_touserdata(L, 1));
-  return 0;
+  return fio_op_wait(w->loop, L, w, op, wf_k);
 }
 
 /* Start a whole-file call: open path with flags, then go on in wf_k. */
 static int wf_start(lua_State *L, int stage, const char *path, int flags,
                     unsigned perm) {
   fio_loop *loop = fio_loop_get(L);
-  lua_settop(L, 3);
-  wf *st = lua_newuserdatauv(L, sizeof *st, 0);
-  st->fd = st->fd2 = -1;
-  st->stage = stage;
-  st->err = 0;
-  if (luaL_newmetatable(L, "fiberio.wholefile")) {
-    lua_pushcfunction(L, wf_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
+  lua_settop(L, 2);
   fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
   size_t n = strlen(path) + 1;
-  fio_op *op = fio_op_new(n);
+  fio_op *op = fio_op_new(n < 256 ? 256 : n);
   if (!op) return luaL_error(L, "not enough memory");
   memcpy(op->mem, path, n);
   op->path = op->mem;
@@ -481,6 +419,8 @@ static int wf_start(lua_State *L, int stage, const char *path, int flags,
   op->flags = flags | O_CLOEXEC;
   op->mode = perm;
   op->fd_owned = 1;
+  op->owns_fds = 1;
+  op->stage = (uint8_t)stage;
   return fio_op_wait(loop, L, w, op, wf_k);
 }
 

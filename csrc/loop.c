@@ -331,6 +331,10 @@ fio_op *fio_op_new(size_t cap) {
 
 void fio_op_free(fio_op *op) {
   if (!op) return;
+  if (op->owns_fds) {
+    if (op->fd >= 0) close(op->fd);
+    if (op->fd2 >= 0) close(op->fd2);
+  }
   free(op->mem);
   free(op);
 }
