@@ -210,7 +210,7 @@ static void uring_submit(fio_loop *loop, fio_op *op) {
   int opc = opcode_of(op->code);
   op->bpriv = NULL;
   if (opc < 0 || opc >= 64 || !(u->probe & (1ull << opc)) ||
-      (u->noring & (1u << op->code))) {
+      (u->noring & (1u << op->code)) || op->pool_only) {
     u->pooled++;
     to_pool(loop, op);
     return;

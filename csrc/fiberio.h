@@ -165,6 +165,7 @@ struct fio_op {
   uint8_t fd_owned;       /* res is an fd to close if orphaned */
   uint8_t owns_fds;       /* fio_op_free closes fd and fd2 (>= 0) */
   uint8_t stage;          /* where a multi-step call is */
+  uint8_t pool_only;      /* run it on the pool even if the ring could */
 };
 
 struct fio_loop {

@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <locale.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@ typedef struct fio_file {
   uint8_t mode;       /* BUF_* */
   int8_t seekable;    /* -1: not known yet */
   uint8_t eof;        /* the last fill read nothing */
+  uint8_t canread, canwrite; /* from the open mode, as stdio's */
   int busy;           /* an op of this handle's buffered I/O is in flight */
   int inflight;       /* ops in flight on fd (pread, pwrite, sync, ...) */
   fio_op *bufop;      /* the op that borrows a buffer, and which one */
@@ -57,7 +59,49 @@ typedef struct fio_file {
   size_t rcap, rpos, rlen;
   char *wbuf;         /* unwritten bytes: wbuf[wpos, wlen) */
   size_t wcap, wpos, wlen;
+  struct fio_file *eprev, *enext; /* the at-exit list */
+  int etracked;                   /* on it (from the first buffered write) */
 } fio_file;
+
+/* --- flushing at exit --------------------------------------------------------- */
+
+/* io's buffers are flushed by exit(3) even when the state is never closed
+ * (os.exit without close): so are ours. Every handle that has a write buffer
+ * is on this list; exit_mu guards it (a leaf lock). */
+static pthread_mutex_t exit_mu = PTHREAD_MUTEX_INITIALIZER;
+static fio_file *exit_head;
+static int exit_hooked;
+
+static void flush_sync(struct fio_file *f);
+
+static void flush_all_at_exit(void) {
+  pthread_mutex_lock(&exit_mu);
+  for (fio_file *f = exit_head; f; f = f->enext)
+    if (f->fd >= 0 && !f->busy) flush_sync(f);
+  pthread_mutex_unlock(&exit_mu);
+}
+
+static void exit_track(fio_file *f) {
+  pthread_mutex_lock(&exit_mu);
+  if (!exit_hooked) exit_hooked = atexit(flush_all_at_exit) == 0;
+  f->etracked = 1;
+  f->eprev = NULL;
+  f->enext = exit_head;
+  if (exit_head) exit_head->eprev = f;
+  exit_head = f;
+  pthread_mutex_unlock(&exit_mu);
+}
+
+static void exit_untrack(fio_file *f) {
+  if (!f->etracked) return;
+  pthread_mutex_lock(&exit_mu);
+  f->etracked = 0;
+  if (f->eprev) f->eprev->enext = f->enext;
+  else if (exit_head == f) exit_head = f->enext;
+  if (f->enext) f->enext->eprev = f->eprev;
+  f->eprev = f->enext = NULL;
+  pthread_mutex_unlock(&exit_mu);
+}
 
 /* --- handles ----------------------------------------------------------------- */
 
@@ -85,6 +129,7 @@ static int seekable(fio_file *f) {
 
 /* Free the buffers, unless an op still borrows one: it takes that one. */
 static void freebufs(fio_file *f) {
+  exit_untrack(f);
   if (f->bufop) {
     fio_op *op = f->bufop;
     op->mem = f->bufop_base; /* freed with the op, after the kernel is done */
@@ -92,6 +137,7 @@ static void freebufs(fio_file *f) {
     if (f->bufop_base && f->bufop_base == f->wbuf) f->wbuf = NULL;
     f->bufop = NULL;
   }
+  exit_untrack(f);
   free(f->rbuf);
   free(f->wbuf);
   f->rbuf = f->wbuf = NULL;
@@ -300,60 +346,74 @@ static void shrink(fio_file *f) {
   }
 }
 
-static int test2(const char **p, const char *e, const char *set) {
-  if (*p < e && (**p == set[0] || **p == set[1])) {
-    (*p)++;
-    return 1;
+/* "n", as liolib's read_number (the same 200-character limit, the same
+ * consumption), over the buffer. Returns 1 (pushed a number or nil), or 0
+ * when the numeral runs into the end of the buffered data before EOF (more
+ * input is needed; the leading spaces stay consumed, as in io). */
+typedef struct rn {
+  const char *p, *e;
+  int eof, more;
+  size_t n;
+  char buff[201];
+} rn;
+
+static int rn_c(rn *r) {
+  if (r->p < r->e) return (unsigned char)*r->p;
+  if (!r->eof) r->more = 1;
+  return EOF;
+}
+
+static int rn_next(rn *r) {
+  if (r->n >= 200) { /* overflow: invalidate, as liolib's nextc */
+    r->buff[0] = '\0';
+    return 0;
   }
+  r->buff[r->n++] = *r->p++;
+  return 1;
+}
+
+static int rn_test2(rn *r, const char *set) {
+  int c = rn_c(r);
+  if (c != EOF && (c == set[0] || c == set[1])) return rn_next(r);
   return 0;
 }
 
-static int readdigits(const char **p, const char *e, int hex, size_t *n) {
-  int count = 0;
-  while (*p < e && *n < 200 && (hex ? isxdigit((unsigned char)**p)
-                                    : isdigit((unsigned char)**p))) {
-    (*p)++;
-    (*n)++;
+static int rn_digits(rn *r, int hex) {
+  int count = 0, c;
+  while ((c = rn_c(r)) != EOF && (hex ? isxdigit(c) : isdigit(c)) &&
+         rn_next(r))
     count++;
-  }
   return count;
 }
 
-/* "n": as liolib's read_number, over the buffer. Returns 1 (pushed a number
- * or fail), or 0: more input needed. */
 static int read_number(lua_State *L, fio_file *f) {
-  const char *s = f->rbuf ? f->rbuf + f->rpos : "", *e = s + (f->rlen - f->rpos);
-  while (s < e && isspace((unsigned char)*s)) s++;
-  if (f->rbuf) f->rpos = (size_t)(s - f->rbuf); /* the spaces are consumed */
-  if (!f->eof && (size_t)(e - s) < 201) return 0; /* need a longer window */
-  const char *p = s;
-  size_t n = 0;
-  int count = 0, hex = 0;
+  rn r;
+  r.p = f->rbuf ? f->rbuf + f->rpos : "";
+  r.e = r.p + (f->rlen - f->rpos);
+  r.eof = f->eof;
+  r.more = 0;
+  r.n = 0;
+  while (r.p < r.e && isspace((unsigned char)*r.p)) r.p++;
+  if (f->rbuf) f->rpos = (size_t)(r.p - f->rbuf); /* spaces are consumed */
+  if (r.p == r.e && !r.eof) return 0;
+  const char *start = r.p;
   char decp[2] = {localeconv()->decimal_point[0], '.'};
-  if (test2(&p, e, "-+")) n++;
-  if (test2(&p, e, "00")) {
-    n++;
-    if (test2(&p, e, "xX")) {
-      n++;
-      hex = 1;
-    } else count = 1;
+  int count = 0, hex = 0;
+  rn_test2(&r, "-+");
+  if (rn_test2(&r, "00")) {
+    if (rn_test2(&r, "xX")) hex = 1;
+    else count = 1;
   }
-  count += readdigits(&p, e, hex, &n);
-  if (test2(&p, e, decp)) {
-    n++;
-    count += readdigits(&p, e, hex, &n);
+  count += rn_digits(&r, hex);
+  if (rn_test2(&r, decp)) count += rn_digits(&r, hex);
+  if (count > 0 && rn_test2(&r, hex ? "pP" : "eE")) {
+    rn_test2(&r, "-+");
+    rn_digits(&r, 0);
   }
-  if (count > 0 && test2(&p, e, hex ? "pP" : "eE")) {
-    n++;
-    if (test2(&p, e, "-+")) n++;
-    readdigits(&p, e, 0, &n);
-  }
-  /* liolib consumes what it read (plus one lookahead it ungets). */
-  char buff[201];
-  memcpy(buff, s, n);
-  buff[n] = '\0';
-  f->rpos += n;
-  if (n < 200 && lua_stringtonumber(L, buff)) return 1;
+  if (r.more) return 0; /* the numeral may go on past what we have */
+  if (r.n < sizeof r.buff) r.buff[r.n] = '\0';
+  f->rpos += (size_t)(r.p - start);
+  if (lua_stringtonumber(L, r.buff)) return 1;
   lua_pushnil(L);
   return 1;
 }
@@ -390,7 +450,7 @@ static int read_one(lua_State *L, fio_file *f, int i, size_t *need) {
   switch (*p) {
   case 'n':
     if (!read_number(L, f)) {
-      *need = 201;
+      *need = 1;
       return 0;
     }
     return lua_isnil(L, -1) ? -1 : 1;
@@ -427,7 +487,8 @@ static int read_finish(lua_State *L, int mode, int nres) {
   if (!(mode & LINES)) return nres;
   int n = mode & 0xffff;
   int first = 3 + n;
-  if (!lua_isnil(L, first)) return nres;
+  if (lua_toboolean(L, first)) return nres;
+  /* as io's lines: an error raises; EOF gives nothing (and may close) */
   if (nres > 1 && lua_isstring(L, first + 1))
     return luaL_error(L, "%s", lua_tostring(L, first + 1));
   if (mode & CLOSEATEOF) {
@@ -438,7 +499,7 @@ static int read_finish(lua_State *L, int mode, int nres) {
       freebufs(f);
     }
   }
-  return 1;
+  return 0;
 }
 
 static int run_read(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
@@ -448,6 +509,10 @@ static int run_read(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
   int n = mode & 0xffff, ret;
   if (f->fd < 0) {
     if (mode & LINES) return luaL_error(L, "file is already closed");
+    return fio_errresult(L, NULL, EBADF);
+  }
+  if (!f->canread) {
+    if (mode & LINES) return luaL_error(L, "%s", strerror(EBADF));
     return fio_errresult(L, NULL, EBADF);
   }
   if (f->busy) return wait_idle(L, loop, f, w, pseudo, read_k);
@@ -507,8 +572,7 @@ static int start_read(lua_State *L, int first, int mode) {
   luaL_argcheck(L, n <= 250, first, "too many arguments");
   for (int i = first; i < first + n; i++) {
     if (lua_type(L, i) == LUA_TNUMBER) {
-      luaL_argcheck(L, lua_isinteger(L, i) && lua_tointeger(L, i) >= 0, i,
-                    "invalid format");
+      luaL_argcheck(L, luaL_checkinteger(L, i) >= 0, i, "invalid format");
     } else {
       const char *p = luaL_checkstring(L, i);
       if (*p == '*') p++;
@@ -540,25 +604,28 @@ static int io_readline(lua_State *L) {
   return run_read(L, NULL, &pseudo);
 }
 
-/* Push the lines iterator over the file at 1, formats at first..top. */
-static void push_lines(lua_State *L, int first, int closeateof) {
+/* Replace the formats at first..top with the lines iterator over the file
+ * at fidx (upvalues: loop, file, mode, formats...). */
+static void push_lines(lua_State *L, int fidx, int first, int closeateof) {
   int n = lua_gettop(L) - first + 1;
   if (n <= 0) {
     lua_pushliteral(L, "l");
     n = 1;
   }
   luaL_argcheck(L, n <= 250, first, "too many arguments");
-  lua_pushinteger(L, n | LINES | (closeateof ? CLOSEATEOF : 0));
-  lua_insert(L, first);
+  luaL_checkstack(L, n + 3, "too many arguments");
   lua_pushvalue(L, lua_upvalueindex(1)); /* the loop */
-  lua_insert(L, 1);
+  lua_pushvalue(L, fidx);
+  lua_pushinteger(L, n | LINES | (closeateof ? CLOSEATEOF : 0));
+  for (int i = 0; i < n; i++) lua_pushvalue(L, first + i);
   lua_pushcclosure(L, io_readline, 3 + n);
+  lua_replace(L, first);
+  lua_settop(L, first);
 }
 
 static int f_lines(lua_State *L) {
   tofile(L, 1);
-  lua_settop(L, lua_gettop(L) < 251 ? lua_gettop(L) : 251);
-  push_lines(L, 2, 0);
+  push_lines(L, 1, 2, 0);
   return 1;
 }
 
@@ -573,7 +640,7 @@ static int run_write(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
   size_t len, off = (size_t)lua_tointeger(L, 3);
   const char *s = lua_tolstring(L, 2, &len);
   int ret;
-  if (f->fd < 0) return fio_errresult(L, NULL, EBADF);
+  if (f->fd < 0 || !f->canwrite) return fio_errresult(L, NULL, EBADF);
   if (f->busy) return wait_idle(L, loop, f, w, pseudo, write_k);
   drop_unread(f);
   while (off < len) {
@@ -583,6 +650,7 @@ static int run_write(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
         f->wbuf = malloc(f->bufsize);
         if (!f->wbuf) return luaL_error(L, "not enough memory");
         f->wcap = f->bufsize;
+        exit_track(f);
       }
       memcpy(f->wbuf + f->wlen, s + off, left);
       f->wlen += left;
@@ -725,7 +793,7 @@ static int ctl_finish(lua_State *L, fio_file *f, int kind, fio_fiber *w,
   fio_op *op;
   switch (kind) {
   case K_FLUSH:
-    lua_settop(L, 1);
+    lua_pushboolean(L, 1); /* as Lua 5.4's io */
     return 1;
   case K_SEEK: {
     static const int modes[] = {SEEK_SET, SEEK_CUR, SEEK_END};
@@ -890,6 +958,12 @@ static int pio_k(lua_State *L, int status, lua_KContext ctx) {
   return fio_op_wait(w->loop, L, w, op, pio_k);
 }
 
+/* pread and pwrite need a file with positions: ESPIPE as pread(2) says. */
+static int check_seekable(lua_State *L, fio_file *f) {
+  if (seekable(f)) return 0;
+  return fio_errresult(L, NULL, ESPIPE);
+}
+
 static int pio_go(lua_State *L, fio_file *f, fio_fiber *w, fio_op *op) {
   op->fd = f->fd;
   f->inflight++;
@@ -904,6 +978,7 @@ static int f_pread(lua_State *L) {
   luaL_argcheck(L, n >= 0 && n <= MAXIO, 2, "invalid count");
   luaL_argcheck(L, off >= 0, 3, "negative offset");
   lua_settop(L, 1);
+  if (!seekable(f)) return check_seekable(L, f);
   if (n == 0) {
     lua_pushliteral(L, "");
     return 1;
@@ -925,6 +1000,7 @@ static int f_pwrite(lua_State *L) {
   lua_Integer off = luaL_checkinteger(L, 3);
   luaL_argcheck(L, off >= 0, 3, "negative offset");
   lua_settop(L, 2); /* the string stays alive on the stack */
+  if (!seekable(f)) return check_seekable(L, f);
   if (len == 0) {
     lua_settop(L, 1);
     return 1;
@@ -985,22 +1061,47 @@ static int open_k(lua_State *L, int status, lua_KContext ctx) {
   fio_fiber *w = (fio_fiber *)ctx;
   fio_op *op = w->op;
   int res = fio_op_result(L, w); /* a canceled open: raises, op freed */
+  int islines = lua_toboolean(L, lua_upvalueindex(2));
+  struct stat sb;
+  if (!op->pool_only &&
+      (res == -ENXIO || (res >= 0 && fstat(res, &sb) == 0 &&
+                         S_ISFIFO(sb.st_mode)))) {
+    /* The ring tries an open without blocking first: a FIFO then opens at
+     * once for reading, or fails with ENXIO for writing, where open(2) waits
+     * for the other end. Do it again, blocking, on the pool. */
+    if (res >= 0) close(res);
+    op->pool_only = 1;
+    fio_wait_again(L, w);
+    return fio_op_wait(w->loop, L, w, op, open_k);
+  }
   w->op = NULL;
+  int flags = op->flags;
   fio_op_free(op);
   if (res < 0) {
-    if (lua_toboolean(L, lua_upvalueindex(2)))
-      return luaL_error(L, "%s: %s", lua_tostring(L, 1), strerror(-res));
+    if (islines)
+      return luaL_error(L, "cannot open file '%s' (%s)", lua_tostring(L, 1),
+                        strerror(-res));
     return fio_errresult(L, lua_tostring(L, 1), -res);
   }
   fio_file *f = lua_touserdata(L, -1);
   f->fd = res;
-  if (lua_toboolean(L, lua_upvalueindex(2))) {
-    /* fio.lines(path, ...): stack path, formats..., nil, file. The iterator
-     * closes the file at EOF. */
+  f->canread = (flags & O_ACCMODE) != O_WRONLY;
+  f->canwrite = (flags & O_ACCMODE) != O_RDONLY;
+  /* as fopen's "a" (not "a+": it reads from the start) */
+  if ((flags & O_APPEND) && (flags & O_ACCMODE) == O_WRONLY)
+    lseek(res, 0, SEEK_END);
+  if (islines) {
+    /* fio.lines(path, ...): stack path, formats..., nil, file. As io.lines:
+     * the iterator closes the file at EOF, and the file is the to-be-closed
+     * value of a generic for. */
     lua_replace(L, 1);
     lua_pop(L, 1);
-    push_lines(L, 2, 1);
-    return 1;
+    push_lines(L, 1, 2, 1); /* file, iterator */
+    lua_insert(L, 1);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_rotate(L, 2, -1); /* iterator, nil, nil, file */
+    return 4;
   }
   return 1;
 }
@@ -1039,10 +1140,11 @@ static int l_open(lua_State *L) {
 /* fio.lines([path, ...]) -> iterator, as io.lines (closes at EOF). */
 static int l_lines(lua_State *L) {
   if (lua_isnoneornil(L, 1)) {
+    if (lua_gettop(L) == 0) lua_pushnil(L);
     lua_getfield(L, LUA_REGISTRYINDEX, "fiberio.stdin");
     lua_replace(L, 1);
     tofile(L, 1);
-    push_lines(L, 2, 0);
+    push_lines(L, 1, 2, 0);
     return 1;
   }
   const char *path = luaL_checkstring(L, 1);
@@ -1061,6 +1163,7 @@ static int l_pipe(lua_State *L) {
   if (pipe2(fds, O_CLOEXEC) < 0) return fio_errresult(L, "pipe", errno);
   r->fd = fds[0];
   w->fd = fds[1];
+  r->canread = w->canwrite = 1;
   r->seekable = w->seekable = 0;
   w->mode = BUF_NO; /* between fibers, a write should be seen at once */
   return 2;
@@ -1082,6 +1185,8 @@ static void stdfile(lua_State *L, int fd, const char *name, const char *reg) {
   fio_file *f = newfile(L);
   f->fd = fd;
   f->isstd = 1;
+  f->canread = fd == 0;
+  f->canwrite = fd != 0;
   if (fd == 2) f->mode = BUF_NO;
   else if (fd == 1 && isatty(1)) f->mode = BUF_LINE;
   lua_pushvalue(L, -1);

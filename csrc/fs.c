@@ -5,6 +5,8 @@
  * is the bare one, as os.rename's. mkdirp, scandir and walk are in Lua. */
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -83,6 +85,9 @@ static int path_k(lua_State *L, int status, lua_KContext ctx) {
     int code = op->code;
     fio_op_free(op);
     if (code == FIO_OP_RENAMEAT) return fio_errresult(L, NULL, -res);
+    /* symlink fails about the link it makes, never about its target text */
+    if (code == FIO_OP_SYMLINKAT)
+      return fio_errresult(L, lua_tostring(L, 2), -res);
     return fio_errresult(L, lua_tostring(L, 1), -res);
   }
   switch (op->code) {
@@ -272,7 +277,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   int res = op->res;
   w->op = NULL;
   if (res == -ECANCELED && wf_cancel_pending(w)) {
-    if (op->stage == CF_COPY) unlink(lua_tostring(L, 2));
+    if (op->stage == CF_COPY) unlink(lua_tostring(L, 3));
     fio_op_free(op);
     return fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
   }
@@ -330,23 +335,33 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     if (S_ISDIR(sb.st_mode)) return wf_fail(L, op, EISDIR, lua_tostring(L, 1));
     op->mode = sb.st_mode & 07777;
     op->stage = CF_OPEN2;
+    /* The copy goes to a new file beside dst, renamed over dst once it is
+     * whole: a failed or canceled copy leaves dst as it was, and copying a
+     * file onto itself (or a link to it) loses nothing. */
+    static atomic_uint counter;
+    lua_settop(L, 2);
+    lua_pushfstring(L, "%s.fio-%d-%d.tmp", lua_tostring(L, 2), (int)getpid(),
+                    (int)atomic_fetch_add(&counter, 1));
     break;
   }
   case CF_OPEN2:
     if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 2));
+    /* (the temporary's name failing is dst's failure: same directory) */
     op->fd2 = res;
     op->fd_owned = 0;
     op->stage = CF_COPY;
     break;
   case CF_COPY: {
+    const char *tmp = lua_tostring(L, 3);
     if (res < 0) {
-      unlink(lua_tostring(L, 2)); /* no half copy left behind */
+      unlink(tmp); /* no half copy left behind */
       return wf_fail(L, op, -res, lua_tostring(L, 2));
     }
     int err = wf_close(&op->fd2);
     fio_op_free(op);
+    if (!err && rename(tmp, lua_tostring(L, 2)) < 0) err = errno;
     if (err) {
-      unlink(lua_tostring(L, 2));
+      unlink(tmp);
       return fio_errresult(L, lua_tostring(L, 2), err);
     }
     lua_pushboolean(L, 1);
@@ -356,7 +371,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   /* The next step is a new suspension point: a pending cancel lands here,
    * after the fds are closed. */
   if (wf_cancel_pending(w)) {
-    if (op->stage == CF_COPY) unlink(lua_tostring(L, 2));
+    if (op->stage == CF_COPY) unlink(lua_tostring(L, 3));
     fio_op_free(op);
     return fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
   }
@@ -387,13 +402,13 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     break;
   }
   case CF_OPEN2: {
-    const char *dst = lua_tostring(L, 2);
-    size_t n = strlen(dst) + 1;
+    const char *tmp = lua_tostring(L, 3);
+    size_t n = strlen(tmp) + 1;
     if (op->cap < n) wf_grow(L, op, n);
-    memcpy(op->mem, dst, n);
+    memcpy(op->mem, tmp, n);
     op->path = op->mem;
     op->code = FIO_OP_OPENAT;
-    op->flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+    op->flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
     op->fd_owned = 1;
     break;
   }

@@ -372,6 +372,11 @@ int fio_op_result(lua_State *L, fio_fiber *w) {
 }
 
 void fio_op_complete(fio_loop *loop, fio_op *op, int res) {
+  /* A blocking call interrupted for a cancel (io-wq or a pool thread) may
+   * end with EINTR or the kernel's restart codes: it was canceled. */
+  if (op->cancel_sent && (res == -EINTR || res == -512 || res == -513 ||
+                          res == -514 || res == -516))
+    res = -ECANCELED;
   op->res = res;
   op->state = FIO_OPS_DONE;
   if (op->prev) op->prev->next = op->next;

@@ -1,0 +1,1284 @@
+-- Paths, whole files and trees (DESIGN.md section 1, "Files"): stat, lstat,
+-- readdir, scandir, mkdir, mkdirp, rmdir, unlink, rename, link, symlink,
+-- readlink, access, chmod, truncate, realpath, mkdtemp; readfile, writefile,
+-- copyfile; walk. Failures are compared with what os.remove, os.rename and
+-- io.open return for the same case where one of them does the same thing;
+-- fixtures are made and checked with the shell, io and os, not with the code
+-- under test. Every call is also run from fio.run, fibers and callers that
+-- cannot yield.
+local helper = require "helper"
+local fio = helper.fio
+local pack = helper.pack
+
+local function octal(s) return tonumber(s, 8) end
+
+local function shq(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function sh(cmd)
+  assert(os.execute(cmd), "command failed: " .. cmd)
+end
+
+-- The lines a shell command prints.
+local function lines_of(cmd)
+  local p = assert(io.popen(cmd))
+  local t = {}
+  for l in p:lines() do t[#t + 1] = l end
+  p:close()
+  return t
+end
+
+local function put(path, s)
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(s))
+  assert(f:close())
+end
+
+local function get(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function exists(path)
+  return os.execute("test -e " .. shq(path) .. " || test -L " .. shq(path)) == true
+end
+
+local function perm_of(path)
+  return tonumber(lines_of("stat -c %a " .. shq(path))[1], 8)
+end
+
+local function mktempdir()
+  local d = lines_of("mktemp -d /tmp/fiberio-fs-XXXXXX")[1]
+  assert(d and d ~= "", "mktemp -d failed")
+  return d
+end
+
+local function rmtree(d)
+  os.execute("chmod -R u+rwx " .. shq(d) .. " 2>/dev/null; rm -rf " .. shq(d))
+end
+
+local function umask()
+  return tonumber(lines_of("umask")[1], 8)
+end
+
+-- Run code in a child lua5.4 under `timeout`; opts.prefix is shell run
+-- before it. Returns the output (stdout and stderr) and the exit code.
+local function child(code, opts)
+  opts = opts or {}
+  local file = os.tmpname()
+  put(file, "io.stdout:setvbuf('no')\n" .. code)
+  local cmd = (opts.prefix or "")
+    .. "LUA_PATH=" .. shq(os.getenv("LUA_PATH") or package.path)
+    .. " LUA_CPATH=" .. shq(os.getenv("LUA_CPATH") or package.cpath)
+    .. (opts.env or "")
+    .. " timeout -s KILL " .. helper.bound(30)
+    .. " lua5.4 " .. shq(file) .. " 2>&1"
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local _, _, rc = p:close()
+  os.remove(file)
+  if rc == 137 then error("the child was killed by its timeout; output so far:\n" .. out, 2) end
+  return out, rc
+end
+
+-- A directory chmod 000 holding a file and a subdirectory, and whether its
+-- mode stops this process (not when running as root).
+local function locked_dir(dir)
+  local locked = dir .. "/locked"
+  sh("mkdir " .. shq(locked) .. " " .. shq(locked .. "/sub"))
+  put(locked .. "/file", "secret")
+  sh("chmod 000 " .. shq(locked))
+  local f, _, err = io.open(locked .. "/file")
+  if f then
+    f:close()
+    return locked, "running as root: io.open succeeds in a directory with mode 000"
+  end
+  if err ~= 13 then return locked, "io.open fails there with errno " .. tostring(err) .. ", not EACCES" end
+  return locked
+end
+
+-- Start the loop and whatever it creates lazily before counting fds.
+local function warm(dir)
+  fio.run(function()
+    assert(fio.writefile(dir .. "/warm", "x"))
+    assert(fio.readfile(dir .. "/warm"))
+    assert(fio.copyfile(dir .. "/warm", dir .. "/warm2"))
+    for _ in fio.walk(dir) do end
+    assert(fio.unlink(dir .. "/warm"))
+    assert(fio.unlink(dir .. "/warm2"))
+  end)
+  helper.fullgc()
+end
+
+local ENOENT = "No such file or directory"
+
+describe("fio.stat and fio.lstat", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  local INTS = { "size", "mode", "perm", "nlink", "uid", "gid", "ino", "dev", "blocks" }
+  local TIMES = { "atime", "mtime", "ctime" }
+
+  it("return a table with every field, integers and times in seconds", function()
+    put(dir .. "/f", "12345")
+    for _, st in ipairs { fio.stat(dir .. "/f"), fio.lstat(dir .. "/f"), fio.stat(dir) } do
+      assert.equal("table", type(st))
+      for _, k in ipairs(INTS) do assert.equal("integer", math.type(st[k]), k) end
+      for _, k in ipairs(TIMES) do assert.equal("number", type(st[k]), k) end
+      assert.equal("string", type(st.type))
+    end
+  end)
+
+  it("agree with stat(1) for a file, a directory and a symlink", function()
+    put(dir .. "/f", ("x"):rep(10000))
+    sh("chmod 640 " .. shq(dir .. "/f") .. " && ln -s f " .. shq(dir .. "/l"))
+    local cases = {
+      { fio.stat, "stat -L", dir .. "/f" }, { fio.stat, "stat -L", dir },
+      { fio.lstat, "stat", dir .. "/l" }, { fio.stat, "stat -L", dir .. "/l" },
+    }
+    for _, c in ipairs(cases) do
+      local st = assert(c[1](c[3]))
+      local w = lines_of(c[2] .. " -c '%s %a %h %u %g %i %d %b %f %Y %Z' " .. shq(c[3]))[1]
+      local size, perm, nlink, uid, gid, ino, dev, blocks, mode, mtime, ctime =
+        w:match("^(%d+) (%x+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%x+) (%d+) (%d+)$")
+      local what = c[2] .. " " .. c[3]
+      assert.equal(tonumber(size), st.size, what)
+      assert.equal(tonumber(perm, 8), st.perm, what)
+      assert.equal(tonumber(nlink), st.nlink, what)
+      assert.equal(tonumber(uid), st.uid, what)
+      assert.equal(tonumber(gid), st.gid, what)
+      assert.equal(tonumber(ino), st.ino, what)
+      assert.equal(tonumber(dev), st.dev, what)
+      assert.equal(tonumber(blocks), st.blocks, what)
+      assert.equal(tonumber(mode, 16), st.mode, what)
+      assert.equal(tonumber(mtime), math.floor(st.mtime), what)
+      assert.equal(tonumber(ctime), math.floor(st.ctime), what)
+      assert.equal(st.mode & octal("7777"), st.perm, what)
+    end
+  end)
+
+  it("times keep their fraction of a second", function()
+    put(dir .. "/f", "")
+    sh("touch -d @1234567890.25 " .. shq(dir .. "/f"))
+    local st = fio.stat(dir .. "/f")
+    assert.equal(1234567890.25, st.mtime)
+    assert.equal(1234567890.25, st.atime)
+  end)
+
+  it("type names the kind: file, directory, link, fifo, char", function()
+    put(dir .. "/f", "")
+    sh("mkfifo " .. shq(dir .. "/p") .. " && ln -s f " .. shq(dir .. "/l"))
+    assert.equal("file", fio.stat(dir .. "/f").type)
+    assert.equal("directory", fio.stat(dir).type)
+    assert.equal("link", fio.lstat(dir .. "/l").type)
+    assert.equal("file", fio.stat(dir .. "/l").type)
+    assert.equal("fifo", fio.stat(dir .. "/p").type)
+    assert.equal("char", fio.stat("/dev/null").type)
+    assert.equal("file", fio.lstat(dir .. "/f").type)
+  end)
+
+  it("type is 'socket' for a Unix socket", function()
+    local sock = dir .. "/s"
+    if not os.execute("command -v python3 >/dev/null") then pending("python3 is needed to make a socket") end
+    sh("python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' " .. shq(sock))
+    assert.equal("socket", fio.stat(sock).type)
+  end)
+
+  it("type is 'block' for a block device", function()
+    local dev = lines_of("find /dev -maxdepth 1 -type b 2>/dev/null | head -n 1")[1]
+    if not dev then pending("no block device in /dev here") end
+    assert.equal("block", fio.stat(dev).type)
+  end)
+
+  it("stat follows a dangling link to ENOENT; lstat reports the link, size the target's length", function()
+    sh("ln -s no/such/target " .. shq(dir .. "/dangling"))
+    assert.same(pack(nil, dir .. "/dangling: " .. ENOENT, 2), pack(fio.stat(dir .. "/dangling")))
+    local st = assert(fio.lstat(dir .. "/dangling"))
+    assert.equal("link", st.type)
+    assert.equal(#"no/such/target", st.size)
+  end)
+
+  it("a missing path gives io.open's nil, 'path: No such file or directory', 2", function()
+    for _, p in ipairs { dir .. "/missing", dir .. "/no/such/dir", "" } do
+      local want = pack(io.open(p))
+      assert.same(want, pack(fio.stat(p)))
+      assert.same(want, pack(fio.lstat(p)))
+    end
+  end)
+
+  it("a path through a file gives io.open's 'Not a directory'", function()
+    put(dir .. "/f", "")
+    local want = pack(io.open(dir .. "/f/x"))
+    assert.equal(20, want[3])
+    assert.same(want, pack(fio.stat(dir .. "/f/x")))
+    assert.same(want, pack(fio.lstat(dir .. "/f/x")))
+  end)
+
+  it("permission denied gives io.open's nil, 'path: Permission denied', 13", function()
+    local locked, why = locked_dir(dir)
+    if why then pending(why) end
+    local want = pack(io.open(locked .. "/file"))
+    assert.same(want, pack(fio.stat(locked .. "/file")))
+    assert.same(want, pack(fio.lstat(locked .. "/file")))
+  end)
+
+  it("work on names with spaces and non-UTF-8 bytes", function()
+    local p = dir .. "/caf\xe9 \xff.txt"
+    put(p, "abc")
+    assert.equal(3, fio.stat(p).size)
+    assert.equal("file", fio.lstat(p).type)
+    assert.same(pack(io.open(p .. "x")), pack(fio.stat(p .. "x")))
+  end)
+
+  it("raise on a bad argument", function()
+    assert.is_false(pcall(fio.stat))
+    assert.is_false(pcall(fio.stat, {}))
+    assert.is_false(pcall(fio.lstat, nil))
+  end)
+end)
+
+describe("fio.readdir and fio.scandir", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  local FINDTYPE = { f = "file", d = "directory", l = "link", p = "fifo", s = "socket", c = "char", b = "block" }
+
+  -- What find(1) lists in d: name -> type.
+  local function find_entries(d)
+    local t = {}
+    for _, l in ipairs(lines_of("find " .. shq(d) .. " -mindepth 1 -maxdepth 1 -printf '%y %f\\n'")) do
+      t[l:sub(3)] = FINDTYPE[l:sub(1, 1)]
+    end
+    return t
+  end
+
+  local function build(d)
+    sh("mkdir " .. shq(d .. "/sub") .. " " .. shq(d .. "/empty dir") .. " " .. shq(d .. "/.hidden"))
+    put(d .. "/file", "x")
+    put(d .. "/with space", "")
+    put(d .. "/caf\xe9 \xff", "")
+    sh("ln -s file " .. shq(d .. "/link") .. " && ln -s nowhere " .. shq(d .. "/dangling")
+      .. " && mkfifo " .. shq(d .. "/fifo"))
+  end
+
+  it("readdir lists every entry as {name=, type=}, without . and .., as find does", function()
+    build(dir)
+    local list = assert(fio.readdir(dir))
+    local got = {}
+    for _, e in ipairs(list) do
+      assert.equal("table", type(e))
+      assert.is_nil(got[e.name], "listed twice: " .. e.name)
+      got[e.name] = e.type
+      assert.is_true(e.name ~= "." and e.name ~= "..", "lists " .. e.name)
+    end
+    assert.same(find_entries(dir), got)
+  end)
+
+  it("readdir of an empty directory is an empty table", function()
+    assert.same({}, fio.readdir(dir))
+  end)
+
+  it("readdir lists 3000 entries with long names, more than one getdents buffer", function()
+    sh("cd " .. shq(dir) .. " && for i in $(seq 1 3000); do : > \"entry-$i-" .. ("n"):rep(60) .. "\"; done")
+    local list = assert(fio.readdir(dir))
+    assert.equal(3000, #list)
+    local seen = {}
+    for _, e in ipairs(list) do
+      assert.equal("file", e.type)
+      local i = tonumber(e.name:match("^entry%-(%d+)%-"))
+      assert.is_truthy(i, e.name)
+      assert.is_nil(seen[i])
+      seen[i] = true
+    end
+  end)
+
+  it("scandir yields the same name, type pairs as readdir", function()
+    build(dir)
+    local want, got = {}, {}
+    for _, e in ipairs(fio.readdir(dir)) do want[e.name] = e.type end
+    local it = assert(fio.scandir(dir))
+    for name, t in it do
+      assert.is_nil(got[name])
+      got[name] = t
+    end
+    assert.same(want, got)
+    assert.same(find_entries(dir), got)
+    assert.is_nil(it())
+  end)
+
+  it("scandir of an empty directory yields nothing", function()
+    for _ in assert(fio.scandir(dir)) do error("yielded an entry") end
+  end)
+
+  it("a missing directory gives io.open's nil, 'path: No such file or directory', 2", function()
+    local p = dir .. "/missing"
+    local want = pack(io.open(p))
+    assert.same(want, pack(fio.readdir(p)))
+    assert.same(want, pack(fio.scandir(p)))
+  end)
+
+  it("a file gives nil, 'path: Not a directory', 20", function()
+    put(dir .. "/f", "")
+    local want = pack(nil, dir .. "/f: Not a directory", 20)
+    assert.same(want, pack(fio.readdir(dir .. "/f")))
+    assert.same(want, pack(fio.scandir(dir .. "/f")))
+  end)
+
+  it("an unreadable directory gives nil, 'path: Permission denied', 13", function()
+    local locked, why = locked_dir(dir)
+    if why then pending(why) end
+    local want = pack(nil, locked .. ": Permission denied", 13)
+    assert.same(want, pack(fio.readdir(locked)))
+    assert.same(want, pack(fio.scandir(locked)))
+  end)
+end)
+
+describe("fio.mkdir, fio.mkdirp and fio.rmdir", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  it("mkdir creates a directory with 0777 less the umask, as mkdir(1) does", function()
+    assert.same(pack(true), pack(fio.mkdir(dir .. "/d")))
+    sh("mkdir " .. shq(dir .. "/by-shell"))
+    assert.equal("directory", fio.stat(dir .. "/d").type)
+    assert.equal(perm_of(dir .. "/by-shell"), fio.stat(dir .. "/d").perm)
+    assert.equal(octal("777") & ~umask(), fio.stat(dir .. "/d").perm)
+  end)
+
+  it("mkdir(path, perm) uses perm (less the umask)", function()
+    assert.is_true(fio.mkdir(dir .. "/d", octal("700")))
+    assert.equal(octal("700"), perm_of(dir .. "/d"))
+    assert.is_true(fio.mkdir(dir .. "/e", octal("750")))
+    assert.equal(octal("750") & ~umask(), perm_of(dir .. "/e"))
+  end)
+
+  it("mkdir fails with nil, 'path: msg', errno: exists, missing parent, through a file", function()
+    put(dir .. "/f", "")
+    assert.same(pack(nil, dir .. ": File exists", 17), pack(fio.mkdir(dir)))
+    assert.same(pack(nil, dir .. "/f: File exists", 17), pack(fio.mkdir(dir .. "/f")))
+    assert.same(pack(nil, dir .. "/a/b: " .. ENOENT, 2), pack(fio.mkdir(dir .. "/a/b")))
+    assert.same(pack(nil, dir .. "/f/x: Not a directory", 20), pack(fio.mkdir(dir .. "/f/x")))
+  end)
+
+  it("mkdir in an unwritable directory fails as io.open(path, 'w') does", function()
+    local locked, why = locked_dir(dir)
+    if why then pending(why) end
+    local want = pack(io.open(locked .. "/new", "w"))
+    assert.same(want, pack(fio.mkdir(locked .. "/new")))
+  end)
+
+  it("mkdir raises on an invalid mode", function()
+    assert.is_false(pcall(fio.mkdir, dir .. "/d", -1))
+    assert.is_false(pcall(fio.mkdir, dir .. "/d", octal("10000")))
+    assert.is_false(pcall(fio.mkdir, dir .. "/d", "rwx"))
+    assert.is_false(pcall(fio.mkdir))
+    assert.is_false(exists(dir .. "/d"))
+  end)
+
+  it("mkdirp creates every missing parent and returns true", function()
+    assert.same(pack(true), pack(fio.mkdirp(dir .. "/a/b/c/d")))
+    assert.equal("directory", fio.stat(dir .. "/a/b/c/d").type)
+    assert.same(pack(true), pack(fio.mkdirp(dir .. "/a/b/c/d")))
+    assert.same(pack(true), pack(fio.mkdirp(dir .. "/a/x")))
+    assert.same(pack(true), pack(fio.mkdirp(dir)))
+    assert.same(pack(true), pack(fio.mkdirp("/")))
+  end)
+
+  it("mkdirp takes trailing and repeated slashes and names with spaces", function()
+    assert.is_true(fio.mkdirp(dir .. "/p//q/"))
+    assert.equal("directory", fio.stat(dir .. "/p/q").type)
+    assert.is_true(fio.mkdirp(dir .. "/with space/caf\xe9 \xff/x"))
+    assert.equal("directory", fio.stat(dir .. "/with space/caf\xe9 \xff/x").type)
+  end)
+
+  it("mkdirp(path, perm) gives each new directory perm", function()
+    assert.is_true(fio.mkdirp(dir .. "/a/b", octal("700")))
+    assert.equal(octal("700"), perm_of(dir .. "/a"))
+    assert.equal(octal("700"), perm_of(dir .. "/a/b"))
+  end)
+
+  it("mkdirp over a file fails with 'File exists', through a file with 'Not a directory'", function()
+    put(dir .. "/f", "")
+    assert.same(pack(nil, dir .. "/f: File exists", 17), pack(fio.mkdirp(dir .. "/f")))
+    local r = pack(fio.mkdirp(dir .. "/f/g/h"))
+    assert.is_nil(r[1])
+    assert.matches(": Not a directory$", r[2])
+    assert.equal(20, r[3])
+    assert.equal("", get(dir .. "/f"))
+  end)
+
+  it("rmdir removes an empty directory", function()
+    sh("mkdir " .. shq(dir .. "/d"))
+    assert.same(pack(true), pack(fio.rmdir(dir .. "/d")))
+    assert.is_false(exists(dir .. "/d"))
+  end)
+
+  it("rmdir of a non-empty or missing directory fails as os.remove does", function()
+    sh("mkdir " .. shq(dir .. "/d"))
+    put(dir .. "/d/f", "")
+    local want = pack(os.remove(dir .. "/d"))
+    assert.equal(39, want[3])
+    assert.same(want, pack(fio.rmdir(dir .. "/d")))
+    want = pack(os.remove(dir .. "/missing"))
+    assert.same(want, pack(fio.rmdir(dir .. "/missing")))
+    assert.is_true(exists(dir .. "/d/f"))
+  end)
+
+  it("rmdir of a file fails with nil, 'path: Not a directory', 20 and keeps it", function()
+    put(dir .. "/f", "x")
+    assert.same(pack(nil, dir .. "/f: Not a directory", 20), pack(fio.rmdir(dir .. "/f")))
+    assert.equal("x", get(dir .. "/f"))
+  end)
+
+  it("rmdir in a locked directory fails as os.remove does", function()
+    local locked, why = locked_dir(dir)
+    if why then pending(why) end
+    assert.same(pack(os.remove(locked .. "/sub")), pack(fio.rmdir(locked .. "/sub")))
+  end)
+end)
+
+describe("fio.unlink", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  it("removes a file and returns true", function()
+    put(dir .. "/f", "x")
+    assert.same(pack(true), pack(fio.unlink(dir .. "/f")))
+    assert.is_false(exists(dir .. "/f"))
+  end)
+
+  it("removes a symlink, not its target", function()
+    put(dir .. "/f", "x")
+    sh("ln -s f " .. shq(dir .. "/l"))
+    assert.is_true(fio.unlink(dir .. "/l"))
+    assert.is_false(exists(dir .. "/l"))
+    assert.equal("x", get(dir .. "/f"))
+  end)
+
+  it("a missing file fails as os.remove does", function()
+    for _, p in ipairs { dir .. "/missing", dir .. "/no/dir/f", "" } do
+      assert.same(pack(os.remove(p)), pack(fio.unlink(p)))
+    end
+  end)
+
+  it("a directory is refused with nil, 'path: Is a directory', 21, as unlink(2)", function()
+    sh("mkdir " .. shq(dir .. "/d"))
+    assert.same(pack(nil, dir .. "/d: Is a directory", 21), pack(fio.unlink(dir .. "/d")))
+    assert.is_true(exists(dir .. "/d"))
+  end)
+
+  it("a file in a locked directory fails as os.remove does", function()
+    local locked, why = locked_dir(dir)
+    if why then pending(why) end
+    assert.same(pack(os.remove(locked .. "/file")), pack(fio.unlink(locked .. "/file")))
+  end)
+
+  it("an open handle still reads the unlinked file", function()
+    put(dir .. "/f", "still here")
+    local f = assert(fio.open(dir .. "/f"))
+    assert.is_true(fio.unlink(dir .. "/f"))
+    assert.equal("still here", f:read("a"))
+    f:close()
+  end)
+
+  it("removes names with spaces and non-UTF-8 bytes", function()
+    local p = dir .. "/caf\xe9 \xff.txt"
+    put(p, "")
+    assert.is_true(fio.unlink(p))
+    assert.is_false(exists(p))
+  end)
+end)
+
+describe("fio.rename", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  it("moves a file and returns true", function()
+    put(dir .. "/a", "content")
+    assert.same(pack(true), pack(fio.rename(dir .. "/a", dir .. "/b")))
+    assert.is_false(exists(dir .. "/a"))
+    assert.equal("content", get(dir .. "/b"))
+  end)
+
+  it("replaces an existing file", function()
+    put(dir .. "/a", "new")
+    put(dir .. "/b", "old and longer")
+    assert.is_true(fio.rename(dir .. "/a", dir .. "/b"))
+    assert.equal("new", get(dir .. "/b"))
+  end)
+
+  it("moves a directory with its contents, and names with spaces and non-UTF-8 bytes", function()
+    sh("mkdir -p " .. shq(dir .. "/d/sub"))
+    put(dir .. "/d/sub/f", "x")
+    assert.is_true(fio.rename(dir .. "/d", dir .. "/caf\xe9 \xff dir"))
+    assert.equal("x", get(dir .. "/caf\xe9 \xff dir/sub/f"))
+  end)
+
+  -- Each case: a setup, then the two paths. os.rename runs first; as it
+  -- fails, nothing changes before fio.rename runs the same case.
+  local cases = {
+    { "a missing source", function(d) end, "missing", "x" },
+    { "a missing destination directory", function(d) put(d .. "/a", "") end, "a", "no/such/b" },
+    { "a directory onto a non-empty directory", function(d)
+        sh("mkdir -p " .. shq(d .. "/d1") .. " " .. shq(d .. "/d2/x"))
+      end, "d1", "d2" },
+    { "a file onto a directory", function(d)
+        put(d .. "/a", "")
+        sh("mkdir " .. shq(d .. "/d"))
+      end, "a", "d" },
+    { "a directory onto a file", function(d)
+        put(d .. "/a", "")
+        sh("mkdir " .. shq(d .. "/d"))
+      end, "d", "a" },
+    { "a directory into itself", function(d) sh("mkdir -p " .. shq(d .. "/d/sub")) end, "d", "d/sub/d" },
+    { "a path through a file", function(d) put(d .. "/f", "") end, "f/x", "y" },
+  }
+  for _, c in ipairs(cases) do
+    it("fails as os.rename does, with no path in the message: " .. c[1], function()
+      c[2](dir)
+      local a, b = dir .. "/" .. c[3], dir .. "/" .. c[4]
+      local want = pack(os.rename(a, b))
+      assert.is_nil(want[1])
+      assert.same(want, pack(fio.rename(a, b)))
+    end)
+  end
+
+  it("fails as os.rename does in a locked directory", function()
+    local locked, why = locked_dir(dir)
+    if why then pending(why) end
+    local want = pack(os.rename(locked .. "/file", dir .. "/out"))
+    assert.same(want, pack(fio.rename(locked .. "/file", dir .. "/out")))
+  end)
+
+  it("raises on bad arguments", function()
+    assert.is_false(pcall(fio.rename, dir .. "/a"))
+    assert.is_false(pcall(fio.rename, nil, dir .. "/a"))
+  end)
+end)
+
+describe("fio.link, fio.symlink and fio.readlink", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  it("link makes a hard link: the same inode, two links", function()
+    put(dir .. "/f", "shared")
+    assert.same(pack(true), pack(fio.link(dir .. "/f", dir .. "/h")))
+    local a, b = fio.stat(dir .. "/f"), fio.stat(dir .. "/h")
+    assert.equal(a.ino, b.ino)
+    assert.equal(2, b.nlink)
+    assert.equal("shared", get(dir .. "/h"))
+  end)
+
+  it("link fails with nil, msg, errno: missing source, existing destination, a directory", function()
+    put(dir .. "/f", "")
+    put(dir .. "/g", "")
+    sh("mkdir " .. shq(dir .. "/d"))
+    assert.same(pack(nil, dir .. "/missing: " .. ENOENT, 2), pack(fio.link(dir .. "/missing", dir .. "/h")))
+    local r = pack(fio.link(dir .. "/f", dir .. "/g"))
+    assert.is_nil(r[1])
+    assert.matches(": File exists$", r[2])
+    assert.equal(17, r[3])
+    r = pack(fio.link(dir .. "/d", dir .. "/dl"))
+    assert.is_nil(r[1])
+    assert.matches(": Operation not permitted$", r[2])
+    assert.equal(1, r[3])
+  end)
+
+  it("symlink(target, linkpath) makes a link whose readlink is target, verbatim", function()
+    put(dir .. "/f", "x")
+    local targets = { "f", dir .. "/f", "../" .. dir:match("[^/]+$") .. "/f", "no/such/target",
+      "with space", "caf\xe9 \xff", ("t"):rep(1000), ("s/"):rep(2047) .. "x" }
+    for i, t in ipairs(targets) do
+      local l = dir .. "/l" .. i
+      assert.same(pack(true), pack(fio.symlink(t, l)))
+      assert.equal("link", fio.lstat(l).type)
+      assert.same(pack(t), pack(fio.readlink(l)))
+      assert.equal(t, lines_of("readlink " .. shq(l))[1])
+    end
+    assert.equal("x", get(dir .. "/l1"))
+  end)
+
+  it("symlink onto an existing path fails with nil, 'linkpath: File exists', 17", function()
+    put(dir .. "/f", "")
+    put(dir .. "/taken", "keep")
+    assert.same(pack(nil, dir .. "/taken: File exists", 17), pack(fio.symlink("f", dir .. "/taken")))
+    assert.equal("keep", get(dir .. "/taken"))
+  end)
+
+  it("symlink into a missing directory fails with nil, 'linkpath: No such file or directory', 2", function()
+    local l = dir .. "/no/such/l"
+    assert.same(pack(nil, l .. ": " .. ENOENT, 2), pack(fio.symlink("target", l)))
+  end)
+
+  it("readlink of a non-link fails with nil, 'path: Invalid argument', 22; of a missing path with ENOENT", function()
+    put(dir .. "/f", "")
+    assert.same(pack(nil, dir .. "/f: Invalid argument", 22), pack(fio.readlink(dir .. "/f")))
+    assert.same(pack(nil, dir .. ": Invalid argument", 22), pack(fio.readlink(dir)))
+    assert.same(pack(io.open(dir .. "/missing")), pack(fio.readlink(dir .. "/missing")))
+  end)
+
+  it("raise on bad arguments", function()
+    assert.is_false(pcall(fio.symlink, "t"))
+    assert.is_false(pcall(fio.link, dir .. "/f"))
+    assert.is_false(pcall(fio.readlink))
+  end)
+end)
+
+describe("fio.access and fio.chmod", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  it("access(path) is true when the path exists; letters r, w, x test those rights", function()
+    put(dir .. "/f", "")
+    sh("chmod 755 " .. shq(dir .. "/f"))
+    assert.same(pack(true), pack(fio.access(dir .. "/f")))
+    for _, m in ipairs { "", "r", "w", "x", "rw", "rx", "rwx", "xwr" } do
+      assert.same(pack(true), pack(fio.access(dir .. "/f", m)), m)
+    end
+    assert.same(pack(true), pack(fio.access(dir, "rwx")))
+  end)
+
+  it("access(path, 'x') on a file without any x bit fails with 'Permission denied', 13", function()
+    put(dir .. "/f", "")
+    sh("chmod 644 " .. shq(dir .. "/f"))
+    assert.same(pack(nil, dir .. "/f: Permission denied", 13), pack(fio.access(dir .. "/f", "x")))
+    assert.same(pack(nil, dir .. "/f: Permission denied", 13), pack(fio.access(dir .. "/f", "rx")))
+  end)
+
+  it("access of a missing path gives io.open's nil, 'path: No such file or directory', 2", function()
+    assert.same(pack(io.open(dir .. "/missing")), pack(fio.access(dir .. "/missing")))
+    assert.same(pack(io.open(dir .. "/missing")), pack(fio.access(dir .. "/missing", "r")))
+  end)
+
+  it("access in a locked directory fails with 'Permission denied', 13", function()
+    local locked, why = locked_dir(dir)
+    if why then pending(why) end
+    assert.same(pack(nil, locked .. "/file: Permission denied", 13), pack(fio.access(locked .. "/file")))
+  end)
+
+  it("access raises on letters other than r, w, x", function()
+    put(dir .. "/f", "")
+    assert.is_false(pcall(fio.access, dir .. "/f", "q"))
+    assert.is_false(pcall(fio.access, dir .. "/f", "rwxa"))
+  end)
+
+  it("chmod sets the permission bits, setuid, setgid and sticky included, and returns true", function()
+    put(dir .. "/f", "")
+    for _, m in ipairs { "600", "755", "0", "4755", "2750", "1777", "7777" } do
+      assert.same(pack(true), pack(fio.chmod(dir .. "/f", octal(m))), m)
+      assert.equal(octal(m), perm_of(dir .. "/f"), m)
+      assert.equal(octal(m), fio.stat(dir .. "/f").perm, m)
+    end
+  end)
+
+  it("chmod follows a symlink to its target", function()
+    put(dir .. "/f", "")
+    sh("chmod 644 " .. shq(dir .. "/f") .. " && ln -s f " .. shq(dir .. "/l"))
+    assert.is_true(fio.chmod(dir .. "/l", octal("600")))
+    assert.equal(octal("600"), perm_of(dir .. "/f"))
+  end)
+
+  it("chmod of a missing path gives io.open's nil, 'path: No such file or directory', 2", function()
+    assert.same(pack(io.open(dir .. "/missing")), pack(fio.chmod(dir .. "/missing", octal("644"))))
+  end)
+
+  it("chmod raises without a mode or with an invalid one", function()
+    put(dir .. "/f", "")
+    assert.is_false(pcall(fio.chmod, dir .. "/f"))
+    assert.is_false(pcall(fio.chmod, dir .. "/f", -1))
+    assert.is_false(pcall(fio.chmod, dir .. "/f", octal("10000")))
+    assert.is_false(pcall(fio.chmod, dir .. "/f", "rw"))
+  end)
+end)
+
+describe("fio.truncate and fio.realpath", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  it("truncate(path, n) shrinks or extends with zero bytes; without n to 0; returns true", function()
+    put(dir .. "/f", "0123456789")
+    assert.same(pack(true), pack(fio.truncate(dir .. "/f", 4)))
+    assert.equal("0123", get(dir .. "/f"))
+    assert.same(pack(true), pack(fio.truncate(dir .. "/f", 6)))
+    assert.equal("0123\0\0", get(dir .. "/f"))
+    assert.same(pack(true), pack(fio.truncate(dir .. "/f")))
+    assert.equal("", get(dir .. "/f"))
+  end)
+
+  it("truncate to 3 GiB makes a sparse file of that size", function()
+    put(dir .. "/f", "")
+    local G3 = 3 * 1024 * 1024 * 1024
+    assert.is_true(fio.truncate(dir .. "/f", G3))
+    assert.equal(G3, fio.stat(dir .. "/f").size)
+    assert.equal(tostring(G3), lines_of("stat -c %s " .. shq(dir .. "/f"))[1])
+  end)
+
+  it("truncate fails with nil, 'path: msg', errno on a missing file and on a directory", function()
+    assert.same(pack(io.open(dir .. "/missing")), pack(fio.truncate(dir .. "/missing", 1)))
+    assert.same(pack(io.open(dir, "w")), pack(fio.truncate(dir, 1)))
+    assert.is_false(exists(dir .. "/missing"))
+  end)
+
+  it("truncate raises on a negative size", function()
+    put(dir .. "/f", "abc")
+    assert.is_false(pcall(fio.truncate, dir .. "/f", -1))
+    assert.equal("abc", get(dir .. "/f"))
+  end)
+
+  it("realpath resolves ., .., repeated slashes and symlinks as realpath(1)", function()
+    sh("mkdir -p " .. shq(dir .. "/a/b") .. " && ln -s a/b " .. shq(dir .. "/lb")
+      .. " && ln -s " .. shq(dir .. "/a") .. " " .. shq(dir .. "/abs"))
+    put(dir .. "/a/b/f", "")
+    for _, p in ipairs { dir, dir .. "/a/./b/../b//f", dir .. "/lb/f", dir .. "/abs/b/", dir .. "/lb/.." } do
+      assert.same(pack(lines_of("realpath " .. shq(p))[1]), pack(fio.realpath(p)), p)
+    end
+    assert.equal(lines_of("pwd -P")[1], fio.realpath("."))
+  end)
+
+  it("realpath fails with nil, 'path: msg', errno: missing, and a loop of symlinks", function()
+    assert.same(pack(io.open(dir .. "/missing")), pack(fio.realpath(dir .. "/missing")))
+    sh("ln -s l2 " .. shq(dir .. "/l1") .. " && ln -s l1 " .. shq(dir .. "/l2"))
+    assert.same(pack(nil, dir .. "/l1: Too many levels of symbolic links", 40), pack(fio.realpath(dir .. "/l1")))
+  end)
+end)
+
+describe("fio.mkdtemp", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  it("without a template makes a new empty directory, mode 0700, a different one each call", function()
+    local a = assert(fio.mkdtemp())
+    local b = assert(fio.mkdtemp())
+    assert.are_not.equal(a, b)
+    for _, d in ipairs { a, b } do
+      assert.equal("directory", fio.stat(d).type)
+      assert.equal(octal("700"), fio.stat(d).perm)
+      assert.same({}, fio.readdir(d))
+      assert.equal((os.getenv("TMPDIR") or "/tmp"):gsub("/$", ""), (d:match("^(.*)/[^/]+$")))
+      rmtree(d)
+    end
+  end)
+
+  it("without a template uses $TMPDIR", function()
+    local out = child([[
+      local fio = require "fiberio"
+      local d = assert(fio.mkdtemp())
+      print(d:match("^(.*)/[^/]+$"))
+    ]], { env = " TMPDIR=" .. shq(dir) })
+    assert.equal(dir .. "\n", out)
+  end)
+
+  it("fills the XXXXXX of a template and keeps the rest", function()
+    local d = assert(fio.mkdtemp(dir .. "/my tmp.XXXXXX"))
+    assert.matches("^" .. dir:gsub("%p", "%%%0") .. "/my tmp%.%w%w%w%w%w%w$", d)
+    assert.are_not.equal(dir .. "/my tmp.XXXXXX", d)
+    assert.equal("directory", fio.stat(d).type)
+    assert.equal(octal("700"), fio.stat(d).perm)
+  end)
+
+  it("fails with nil, 'template: No such file or directory', 2 in a missing directory", function()
+    local t = dir .. "/no/such/XXXXXX"
+    assert.same(pack(nil, t .. ": " .. ENOENT, 2), pack(fio.mkdtemp(t)))
+  end)
+
+  it("raises on a template that does not end in XXXXXX", function()
+    for _, t in ipairs { dir .. "/x", dir .. "/XXXXX", dir .. "/XXXXXXa", "" } do
+      assert.is_false(pcall(fio.mkdtemp, t), t)
+    end
+    assert.same({}, fio.readdir(dir))
+  end)
+end)
+
+describe("fio.readfile and fio.writefile", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  local function all_bytes()
+    local t = {}
+    for i = 0, 255 do t[#t + 1] = string.char(i) end
+    return table.concat(t)
+  end
+
+  it("readfile returns the whole content: empty, binary, 5 MiB", function()
+    for _, s in ipairs { "", "x", all_bytes():rep(3), ("0123456789abcdef"):rep(5 * 65536) .. "!" } do
+      put(dir .. "/f", s)
+      local got = fio.readfile(dir .. "/f")
+      assert.equal(#s, #got)
+      assert.is_true(s == got)
+    end
+  end)
+
+  it("readfile reads a /proc file that stat says is empty, as io's read('a')", function()
+    local f = assert(io.open("/proc/version"))
+    local want = f:read("a")
+    f:close()
+    assert.equal(0, fio.stat("/proc/version").size)
+    assert.equal(want, fio.readfile("/proc/version"))
+  end)
+
+  it("readfile of a missing file gives io.open's nil, 'path: No such file or directory', 2", function()
+    for _, p in ipairs { dir .. "/missing", dir .. "/no/dir/f", "" } do
+      assert.same(pack(io.open(p)), pack(fio.readfile(p)))
+    end
+  end)
+
+  it("readfile of a directory fails with nil, 'path: Is a directory', 21, as io's read does", function()
+    local f = assert(io.open(dir))
+    local want = pack(f:read("a"))
+    f:close()
+    assert.same(pack(nil, dir .. ": " .. want[2], want[3]), pack(fio.readfile(dir)))
+  end)
+
+  it("readfile of an unreadable file fails as io.open does", function()
+    local locked, why = locked_dir(dir)
+    if why then pending(why) end
+    assert.same(pack(io.open(locked .. "/file")), pack(fio.readfile(locked .. "/file")))
+  end)
+
+  it("writefile creates a file with data and returns true", function()
+    for i, s in ipairs { "", "x", all_bytes():rep(3), ("z"):rep(20 * 1024 * 1024) } do
+      local p = dir .. "/f" .. i
+      assert.same(pack(true), pack(fio.writefile(p, s)))
+      assert.is_true(get(p) == s)
+    end
+  end)
+
+  it("writefile replaces a longer file's content", function()
+    put(dir .. "/f", ("old"):rep(1000))
+    assert.is_true(fio.writefile(dir .. "/f", "new"))
+    assert.equal("new", get(dir .. "/f"))
+  end)
+
+  it("writefile writes a number as io's write formats it", function()
+    assert.is_true(fio.writefile(dir .. "/f", 42))
+    assert.equal("42", get(dir .. "/f"))
+  end)
+
+  it("writefile's perm sets a new file's mode (less the umask); an existing file keeps its own", function()
+    assert.is_true(fio.writefile(dir .. "/f", "x", octal("600")))
+    assert.equal(octal("600"), perm_of(dir .. "/f"))
+    assert.is_true(fio.writefile(dir .. "/g", "x"))
+    assert.equal(octal("666") & ~umask(), perm_of(dir .. "/g"))
+    assert.is_true(fio.writefile(dir .. "/f", "y", octal("644")))
+    assert.equal(octal("600"), perm_of(dir .. "/f"))
+  end)
+
+  it("writefile fails as io.open(path, 'w') does: missing directory, a directory", function()
+    for _, p in ipairs { dir .. "/no/dir/f", dir, "" } do
+      assert.same(pack(io.open(p, "w")), pack(fio.writefile(p, "x")))
+    end
+  end)
+
+  it("writefile in a locked directory fails as io.open(path, 'w') does", function()
+    local locked, why = locked_dir(dir)
+    if why then pending(why) end
+    assert.same(pack(io.open(locked .. "/new", "w")), pack(fio.writefile(locked .. "/new", "x")))
+  end)
+
+  it("raise on bad arguments", function()
+    assert.is_false(pcall(fio.readfile))
+    assert.is_false(pcall(fio.writefile, dir .. "/f"))
+    assert.is_false(pcall(fio.writefile, dir .. "/f", {}))
+    assert.is_false(pcall(fio.writefile, dir .. "/f", "x", -1))
+    assert.is_false(exists(dir .. "/f"))
+  end)
+end)
+
+describe("fio.copyfile", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  it("copies a 20 MiB file byte for byte and returns true", function()
+    sh("head -c 20971520 /dev/urandom > " .. shq(dir .. "/src"))
+    assert.same(pack(true), pack(fio.copyfile(dir .. "/src", dir .. "/dst")))
+    assert.is_true(os.execute("cmp -s " .. shq(dir .. "/src") .. " " .. shq(dir .. "/dst")) == true,
+      "the copy differs from the source")
+  end)
+
+  it("copies an empty file and a small binary one", function()
+    put(dir .. "/e", "")
+    assert.is_true(fio.copyfile(dir .. "/e", dir .. "/e2"))
+    assert.equal("", get(dir .. "/e2"))
+    put(dir .. "/b", "\0\1\255\n")
+    assert.is_true(fio.copyfile(dir .. "/b", dir .. "/b2"))
+    assert.equal("\0\1\255\n", get(dir .. "/b2"))
+  end)
+
+  it("copies a /proc file that stat says is empty", function()
+    assert.is_true(fio.copyfile("/proc/version", dir .. "/v"))
+    assert.equal(get("/proc/version"), get(dir .. "/v"))
+  end)
+
+  it("gives a new dst the source's permission bits", function()
+    for _, m in ipairs { "640", "755", "600", "700" } do
+      put(dir .. "/s" .. m, m)
+      sh("chmod " .. m .. " " .. shq(dir .. "/s" .. m))
+      assert.is_true(fio.copyfile(dir .. "/s" .. m, dir .. "/d" .. m))
+      assert.equal(octal(m), perm_of(dir .. "/d" .. m), m)
+      assert.equal(m, get(dir .. "/d" .. m))
+    end
+  end)
+
+  it("replaces an existing dst, which takes the source's content and permission bits", function()
+    put(dir .. "/src", "short")
+    sh("chmod 750 " .. shq(dir .. "/src"))
+    put(dir .. "/dst", ("long old content"):rep(100))
+    sh("chmod 600 " .. shq(dir .. "/dst"))
+    assert.is_true(fio.copyfile(dir .. "/src", dir .. "/dst"))
+    assert.equal("short", get(dir .. "/dst"))
+    assert.equal(octal("750"), perm_of(dir .. "/dst"))
+  end)
+
+  it("a missing source fails with nil, 'src: No such file or directory', 2 and makes no dst", function()
+    assert.same(pack(io.open(dir .. "/missing")), pack(fio.copyfile(dir .. "/missing", dir .. "/dst")))
+    assert.is_false(exists(dir .. "/dst"))
+  end)
+
+  it("a directory as source fails with nil, 'src: Is a directory', 21 and makes no dst", function()
+    sh("mkdir " .. shq(dir .. "/d"))
+    assert.same(pack(nil, dir .. "/d: Is a directory", 21), pack(fio.copyfile(dir .. "/d", dir .. "/dst")))
+    assert.is_false(exists(dir .. "/dst"))
+  end)
+
+  it("a dst that cannot be created fails as io.open(dst, 'w') does", function()
+    put(dir .. "/src", "x")
+    sh("mkdir " .. shq(dir .. "/d"))
+    for _, dst in ipairs { dir .. "/no/dir/dst", dir .. "/d" } do
+      assert.same(pack(io.open(dst, "w")), pack(fio.copyfile(dir .. "/src", dst)))
+    end
+    assert.equal("directory", fio.stat(dir .. "/d").type)
+    assert.equal("x", get(dir .. "/src"))
+  end)
+
+  it("an unreadable source fails as io.open does and makes no dst", function()
+    local locked, why = locked_dir(dir)
+    if why then pending(why) end
+    assert.same(pack(io.open(locked .. "/file")), pack(fio.copyfile(locked .. "/file", dir .. "/dst")))
+    assert.is_false(exists(dir .. "/dst"))
+  end)
+
+  it("a copy that fails part way (file size limit) returns nil, 'dst: File too large', 27 and removes dst", function()
+    sh("head -c 4194304 /dev/urandom > " .. shq(dir .. "/src"))
+    local out = child(([[
+      local fio = require "fiberio"
+      print(fio.copyfile(%q, %q))
+    ]]):format(dir .. "/src", dir .. "/dst"), { prefix = "trap '' XFSZ; ulimit -f 1024; " })
+    assert.equal(("nil\t%s/dst: File too large\t27\n"):format(dir), out)
+    assert.is_false(exists(dir .. "/dst"))
+    assert.equal(4194304, fio.stat(dir .. "/src").size)
+  end)
+
+  it("copying a file onto itself leaves it intact", function()
+    put(dir .. "/f", "precious")
+    sh("ln -s f " .. shq(dir .. "/l") .. " && ln " .. shq(dir .. "/f") .. " " .. shq(dir .. "/h"))
+    for _, dst in ipairs { dir .. "/f", dir .. "/l", dir .. "/h", dir .. "/../" .. dir:match("[^/]+$") .. "/f" } do
+      fio.copyfile(dir .. "/f", dst)
+      assert.equal("precious", get(dir .. "/f"), dst)
+    end
+  end)
+
+  it("raises on bad arguments", function()
+    assert.is_false(pcall(fio.copyfile, dir .. "/a"))
+    assert.is_false(pcall(fio.copyfile, nil, dir .. "/a"))
+  end)
+end)
+
+describe("fio.walk", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  local FINDTYPE = { f = "file", d = "directory", l = "link", p = "fifo", s = "socket", c = "char", b = "block" }
+
+  -- A tree with nested directories, files, symlinks (one to a directory,
+  -- one making a loop, one dangling), an empty directory and names with
+  -- spaces and non-UTF-8 bytes.
+  local function build(root)
+    sh("mkdir -p " .. shq(root .. "/a/b/c/d") .. " " .. shq(root .. "/empty")
+      .. " " .. shq(root .. "/with space/caf\xe9 \xff") .. " " .. shq(root .. "/.hidden"))
+    for _, f in ipairs { "/top", "/a/f1", "/a/b/f2", "/a/b/c/d/deep", "/with space/x y.txt",
+      "/with space/caf\xe9 \xff/\xfe", "/.hidden/.dot" } do
+      put(root .. f, f)
+    end
+    sh("ln -s ../a " .. shq(root .. "/a/b/up") .. " && ln -s a " .. shq(root .. "/to-a")
+      .. " && ln -s nowhere " .. shq(root .. "/dangling") .. " && mkfifo " .. shq(root .. "/fifo"))
+    for i = 1, 40 do put(root .. "/a/b/many" .. i, "") end
+  end
+
+  -- What find prints: path -> type.
+  local function find(root)
+    local t = {}
+    for _, l in ipairs(lines_of("find " .. shq(root) .. " -mindepth 1 -printf '%y %p\\n'")) do
+      t[l:sub(3)] = FINDTYPE[l:sub(1, 1)]
+    end
+    return t
+  end
+
+  local function walked(root, opts)
+    local t, n = {}, 0
+    for e in fio.walk(root, opts) do
+      assert.equal("table", type(e))
+      assert.is_nil(t[e.path], "walked twice: " .. e.path)
+      assert.equal(e.path:match("[^/]+$"), e.name)
+      t[e.path] = e.type
+      n = n + 1
+    end
+    return t, n
+  end
+
+  it("visits every entry below root once, with the path and type find prints", function()
+    build(dir)
+    local want = find(dir)
+    local got = walked(dir)
+    assert.same(want, got)
+  end)
+
+  it("path is root .. '/' .. the relative path, name its last part", function()
+    build(dir)
+    for e in fio.walk(dir) do
+      assert.equal(dir .. "/", e.path:sub(1, #dir + 1))
+      assert.equal(e.name, e.path:match("[^/]+$"))
+    end
+  end)
+
+  it("gives the same set with concurrency 1 and 64", function()
+    build(dir)
+    local want = find(dir)
+    assert.same(want, (walked(dir, { concurrency = 1 })))
+    assert.same(want, (walked(dir, { concurrency = 64 })))
+  end)
+
+  it("does not follow symlinks: a link to a directory is reported as a link", function()
+    build(dir)
+    local got = walked(dir)
+    assert.equal("link", got[dir .. "/to-a"])
+    assert.equal("link", got[dir .. "/a/b/up"])
+    assert.is_nil(got[dir .. "/to-a/f1"])
+    assert.is_nil(got[dir .. "/a/b/up/f1"])
+  end)
+
+  it("an empty root yields nothing; an empty directory yields itself only", function()
+    assert.same({}, (walked(dir)))
+    sh("mkdir " .. shq(dir .. "/empty"))
+    assert.same({ [dir .. "/empty"] = "directory" }, (walked(dir)))
+  end)
+
+  it("walks a tree of 1200 entries as find does", function()
+    sh("cd " .. shq(dir) .. " && for i in $(seq 1 30); do mkdir -p d$i/e$i; for j in $(seq 1 19); do : > d$i/f$j; : > d$i/e$i/g$j; done; done")
+    local got, n = walked(dir)
+    assert.equal(30 * (2 + 19 * 2), n)
+    assert.same(find(dir), got)
+  end)
+
+  it("breaking out of the loop early is fine, and a new walk sees everything", function()
+    build(dir)
+    warm(dir)
+    local before = helper.open_fds()
+    for _ = 1, 20 do
+      local n = 0
+      for _ in fio.walk(dir, { concurrency = 4 }) do
+        n = n + 1
+        if n == 3 then break end
+      end
+    end
+    assert.same(find(dir), (walked(dir)))
+    fio.sleep(0.01)
+    helper.fullgc()
+    assert.equal(before, helper.open_fds())
+  end)
+
+  it("a missing root raises 'root: No such file or directory' without onerror", function()
+    local ok, err = pcall(function()
+      for _ in fio.walk(dir .. "/missing") do end
+    end)
+    assert.is_false(ok)
+    assert.matches(dir .. "/missing: " .. ENOENT, err, 1, true)
+  end)
+
+  it("a missing root calls onerror(root, msg, errno) and yields nothing", function()
+    local calls = {}
+    local got = walked(dir .. "/missing", {
+      onerror = function(...) calls[#calls + 1] = pack(...) end,
+    })
+    assert.same({}, got)
+    assert.same({ pack(dir .. "/missing", dir .. "/missing: " .. ENOENT, 2) }, calls)
+  end)
+
+  it("a directory removed before it is read calls onerror and the walk goes on", function()
+    build(dir)
+    sh("mkdir " .. shq(dir .. "/vanishing"))
+    local calls = {}
+    local seen = {}
+    for e in fio.walk(dir, { concurrency = 1, onerror = function(...) calls[#calls + 1] = pack(...) end }) do
+      seen[e.path] = e.type
+      if e.name == "vanishing" then assert(os.remove(e.path)) end
+    end
+    assert.same({ pack(dir .. "/vanishing", dir .. "/vanishing: " .. ENOENT, 2) }, calls)
+    local want = find(dir)
+    want[dir .. "/vanishing"] = "directory"
+    assert.same(want, seen)
+  end)
+
+  it("a directory removed before it is read raises without onerror", function()
+    sh("mkdir " .. shq(dir .. "/vanishing"))
+    local ok, err = pcall(function()
+      for e in fio.walk(dir) do
+        if e.name == "vanishing" then assert(os.remove(e.path)) end
+      end
+    end)
+    assert.is_false(ok)
+    assert.matches(dir .. "/vanishing: " .. ENOENT, err, 1, true)
+  end)
+
+  it("an unreadable directory calls onerror(dir, 'dir: Permission denied', 13) and the rest is walked", function()
+    build(dir)
+    local locked, why = locked_dir(dir)
+    if why then pending(why) end
+    local calls = {}
+    local got = walked(dir, { onerror = function(...) calls[#calls + 1] = pack(...) end })
+    assert.same({ pack(locked, locked .. ": Permission denied", 13) }, calls)
+    local want = find(dir)
+    assert.same(want, got)
+  end)
+
+  it("an unreadable directory raises without onerror", function()
+    build(dir)
+    local locked, why = locked_dir(dir)
+    if why then pending(why) end
+    local ok, err = pcall(function()
+      for _ in fio.walk(dir) do end
+    end)
+    assert.is_false(ok)
+    assert.matches(locked .. ": Permission denied", err, 1, true)
+  end)
+
+  it("a file as root raises 'Not a directory' (onerror gets errno 20)", function()
+    put(dir .. "/f", "")
+    assert.is_false(pcall(function() for _ in fio.walk(dir .. "/f") do end end))
+    local calls = {}
+    walked(dir .. "/f", { onerror = function(...) calls[#calls + 1] = pack(...) end })
+    assert.same({ pack(dir .. "/f", dir .. "/f: Not a directory", 20) }, calls)
+  end)
+
+  it("raises on a bad root", function()
+    assert.is_false(pcall(fio.walk))
+    assert.is_false(pcall(fio.walk, {}))
+  end)
+end)
+
+describe("paths from every context", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  -- Every path, whole-file and tree call once; returns a summary.
+  local function scenario(d)
+    assert(fio.mkdirp(d .. "/a/b"))
+    assert(fio.mkdir(d .. "/c"))
+    assert(fio.writefile(d .. "/a/f", "hello"))
+    assert(fio.copyfile(d .. "/a/f", d .. "/a/b/g"))
+    assert(fio.rename(d .. "/a/b/g", d .. "/c/g"))
+    assert(fio.link(d .. "/c/g", d .. "/c/h"))
+    assert(fio.symlink("g", d .. "/c/l"))
+    assert(fio.chmod(d .. "/c/g", octal("600")))
+    assert(fio.truncate(d .. "/c/h", 4))
+    assert(fio.access(d .. "/c/l", "rw"))
+    local st, lst = fio.stat(d .. "/c/l"), fio.lstat(d .. "/c/l")
+    local names = {}
+    for name in fio.scandir(d .. "/c") do names[#names + 1] = name end
+    table.sort(names)
+    local paths = {}
+    for e in fio.walk(d) do paths[#paths + 1] = e.path:sub(#d + 2) end
+    table.sort(paths)
+    local t = assert(fio.mkdtemp(d .. "/tmpXXXXXX"))
+    assert(fio.rmdir(t))
+    local r = table.concat({
+      fio.readfile(d .. "/c/g"), st.size, st.perm, lst.type, fio.readlink(d .. "/c/l"),
+      fio.realpath(d .. "/c/l") == fio.realpath(d) .. "/c/g" and "real" or "unreal",
+      #fio.readdir(d .. "/a"), table.concat(names, ","), table.concat(paths, ","),
+    }, "|")
+    assert(fio.unlink(d .. "/c/l"))
+    assert(fio.unlink(d .. "/c/h"))
+    assert(fio.unlink(d .. "/c/g"))
+    return r
+  end
+  local want = "hell|4|384|link|g|real|2|g,h,l|a,a/b,a/f,c,c/g,c/h,c/l"
+
+  it("the main chunk", function()
+    assert.equal(want, scenario(dir .. "/m"))
+  end)
+
+  it("fio.run", function()
+    assert.equal(want, fio.run(scenario, dir .. "/r"))
+  end)
+
+  it("fibers, ten at once", function()
+    fio.run(function()
+      local fs = {}
+      for i = 1, 10 do fs[i] = fio.async(scenario, dir .. "/f" .. i) end
+      for i = 1, 10 do assert.equal(want, fs[i]:await()) end
+    end)
+  end)
+
+  it("a coroutine.wrap (not a fiber) in the main chunk and inside a fiber", function()
+    assert.equal(want, coroutine.wrap(scenario)(dir .. "/w"))
+    assert.equal(want, fio.run(function() return coroutine.wrap(scenario)(dir .. "/wr") end))
+  end)
+
+  it("a table.sort comparator in the main chunk and inside a fiber", function()
+    local function in_sort(d)
+      local got
+      table.sort({ 3, 1, 2 }, function(a, b)
+        if not got then got = scenario(d) end
+        return a < b
+      end)
+      return got
+    end
+    assert.equal(want, in_sort(dir .. "/s"))
+    assert.equal(want, fio.run(in_sort, dir .. "/sr"))
+  end)
+end)
+
+describe("fd hygiene of path calls", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  it("whole-file calls, readdir and walk, successful or failing, leave no fd behind", function()
+    sh("mkdir -p " .. shq(dir .. "/t/a/b"))
+    put(dir .. "/t/a/f", "x")
+    warm(dir)
+    local before = helper.open_fds()
+    for i = 1, 50 do
+      assert(fio.writefile(dir .. "/f", ("x"):rep(i)))
+      assert(fio.readfile(dir .. "/f"))
+      assert(fio.copyfile(dir .. "/f", dir .. "/g"))
+      assert(fio.readdir(dir .. "/t"))
+      for _ in fio.walk(dir .. "/t") do end
+      assert(not fio.readfile(dir .. "/missing"))
+      assert(not fio.readfile(dir))
+      assert(not fio.writefile(dir .. "/no/f", "x"))
+      assert(not fio.copyfile(dir .. "/missing", dir .. "/h"))
+      assert(not fio.copyfile(dir .. "/f", dir .. "/no/h"))
+      assert(not fio.copyfile(dir .. "/t", dir .. "/h"))
+      assert(not fio.readdir(dir .. "/missing"))
+    end
+    helper.fullgc()
+    assert.equal(before, helper.open_fds())
+  end)
+end)
