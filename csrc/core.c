@@ -10,6 +10,7 @@ int luaopen_fiberio_core(lua_State *L) {
   fio_open_time(L);
   fio_open_file(L);
   fio_open_fs(L);
+  fio_open_sync(L);
   lua_pop(L, 1);
   return 1;
 }

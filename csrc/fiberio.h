@@ -287,6 +287,7 @@ void fio_open_fiber(lua_State *L);  /* fills the module table at -1 */
 void fio_open_time(lua_State *L);
 void fio_open_file(lua_State *L);
 void fio_open_fs(lua_State *L);
+void fio_open_sync(lua_State *L);
 
 /* Push nil, "what: strerror(err)", err; returns 3. */
 int fio_errresult(lua_State *L, const char *what, int err);

@@ -738,8 +738,10 @@ static int run_ctl(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
   int kind = (int)lua_tointeger(L, 2), ret;
   if (f->fd < 0) return fio_errresult(L, NULL, EBADF);
   if (f->busy) {
-    if (kind == K_CLOSE && f->bufop && f->bufop->code == FIO_OP_READ) {
-      /* A read may wait forever (an empty pipe): end it, then close. */
+    if (kind == K_CLOSE && f->bufop &&
+        (f->bufop->code == FIO_OP_READ || !seekable(f))) {
+      /* A read may wait forever (an empty pipe), and so may a write to a
+       * full pipe nobody reads: end it, then close. */
       cancel_fd_ops(loop, f->fd);
     }
     return wait_idle(L, loop, f, w, pseudo, ctl_k);

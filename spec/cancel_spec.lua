@@ -3,6 +3,7 @@
 -- (DESIGN.md section 1.) A fiber blocked in a pipe read is in pipe_spec.
 local helper = require "helper"
 local fio = helper.fio
+if helper.backend_gate(describe, it, pending) then return end
 local pack = helper.pack
 local LONG = helper.LONG
 

@@ -4,6 +4,7 @@
 -- futures".) Cancellation is in cancel_spec, groups in group_spec.
 local helper = require "helper"
 local fio = helper.fio
+if helper.backend_gate(describe, it, pending) then return end
 local pack = helper.pack
 
 describe("fio.async", function()

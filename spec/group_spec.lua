@@ -2,6 +2,7 @@
 -- (DESIGN.md section 1.)
 local helper = require "helper"
 local fio = helper.fio
+if helper.backend_gate(describe, it, pending) then return end
 local pack = helper.pack
 local LONG = helper.LONG
 

@@ -60,6 +60,52 @@ function helper.send(w, s)
   return r
 end
 
+-- A to-be-closed guard over pipe handles, for specs where a fiber blocks on
+-- a pipe: when the spec's scope ends (errors included) it closes the given
+-- handles and any added later with guard.add(...), ignoring those already
+-- closed. Closing a handle ends the reads and writes in flight on it, so a
+-- failing spec leaves no fiber blocked forever and fio.run returns. A
+-- watchdog fiber also closes them if the spec is still running after
+-- helper.bound(5) s (something blocked that should not have); the guard then
+-- raises so the spec fails with that reason instead of hanging the suite.
+function helper.closing(...)
+  local handles = table.pack(...)
+  local state = { done = false, fired = false }
+  local function close_all()
+    -- last given first: helper.closing(r, w) closes w before r, so a write
+    -- in flight is never left facing a closed read end (SIGPIPE).
+    for i = handles.n, 1, -1 do pcall(handles[i].close, handles[i]) end
+  end
+  local guard = {}
+  function guard.add(...)
+    for i = 1, select("#", ...) do
+      handles.n = handles.n + 1
+      handles[handles.n] = select(i, ...)
+    end
+  end
+  local limit = helper.bound(5)
+  fio.async(function()
+    local deadline = fio.now() + limit
+    while not state.done do
+      if fio.now() >= deadline then
+        state.fired = true
+        close_all()
+        return
+      end
+      fio.sleep(0.01)
+    end
+  end)
+  return setmetatable(guard, {
+    __close = function(_, err)
+      state.done = true
+      close_all()
+      if state.fired and err == nil then
+        error("watchdog: the spec was still blocked on a pipe after " .. limit .. " s; its handles were closed", 0)
+      end
+    end,
+  })
+end
+
 -- Full garbage collection (twice: userdata with __gc need a second cycle
 -- before their memory is freed).
 function helper.fullgc()
@@ -67,21 +113,35 @@ function helper.fullgc()
   collectgarbage("collect")
 end
 
--- Number of open file descriptors of this process. The listing runs in a
--- child; the pipe io.popen holds while it runs is counted each time, so only
--- differences between two calls mean something.
+-- Number of open file descriptors of this process; only differences between
+-- two calls mean something. lfs (which busted itself needs) lists
+-- /proc/self/fd in process. The fallback lists it from a child: popen's pipe
+-- has both ends open in this process for a moment after the child starts, so
+-- take the smallest of a few counts.
+local has_lfs, lfs = pcall(require, "lfs")
 local pid
 function helper.open_fds()
+  if has_lfs then
+    local n = 0
+    for name in lfs.dir("/proc/self/fd") do
+      if name ~= "." and name ~= ".." then n = n + 1 end
+    end
+    return n
+  end
   if not pid then
     local f = assert(io.open("/proc/self/stat"))
     pid = f:read("l"):match("^(%d+)")
     f:close()
   end
-  local p = assert(io.popen("ls /proc/" .. pid .. "/fd"))
-  local n = 0
-  for _ in p:lines() do n = n + 1 end
-  p:close()
-  return n
+  local best = math.huge
+  for _ = 1, 3 do
+    local p = assert(io.popen("ls /proc/" .. pid .. "/fd"))
+    local n = 0
+    for _ in p:lines() do n = n + 1 end
+    p:close()
+    best = math.min(best, n)
+  end
+  return best
 end
 
 local function shquote(s)
@@ -124,6 +184,34 @@ function helper.io_uring_unavailable()
     if v and v >= 2 then return "kernel.io_uring_disabled = " .. v end
   end
   return nil
+end
+
+-- Called at the top of a spec file with busted's describe, it and pending:
+--   if helper.backend_gate(describe, it, pending) then return end
+-- When the backend named by FIBERIO_BACKEND does not start, the file is
+-- replaced by one spec saying why: pending when this environment cannot run
+-- io_uring (sysctl, seccomp: EPERM, ENOSYS), failing otherwise (a backend
+-- the core lacks is a failure, not a silent pass). Returns true then.
+function helper.backend_gate(describe_, it_, pending_)
+  local ok, err = pcall(fio.backend)
+  if ok then return false end
+  local want = helper.wanted_backend() or "auto"
+  local why = tostring(err)
+  local env = helper.io_uring_unavailable()
+  if not env and want == "io_uring" then
+    for _, s in ipairs { "EPERM", "ENOSYS", "Operation not permitted", "Function not implemented", "seccomp" } do
+      if why:find(s, 1, true) then env = why break end
+    end
+  end
+  describe_("backend " .. want, function()
+    it_("starts", function()
+      if want == "io_uring" and env then
+        pending_("io_uring cannot start here: " .. env)
+      end
+      error("backend " .. want .. " does not start: " .. why, 0)
+    end)
+  end)
+  return true
 end
 
 return helper
