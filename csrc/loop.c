@@ -385,7 +385,9 @@ void fio_op_complete(fio_loop *loop, fio_op *op, int res) {
   op->prev = op->next = NULL;
   loop->ninflight--;
   if (op->waiter) {
-    fio_wake(op->waiter, FIO_WAKE_DONE);
+    /* (a deadline that canceled the op keeps saying so) */
+    fio_wake(op->waiter, op->waiter->wake == FIO_WAKE_TIMER ? FIO_WAKE_TIMER
+                                                           : FIO_WAKE_DONE);
   } else {
     if (op->fd_owned && res >= 0) close(res);
     fio_op_free(op);
