@@ -28,6 +28,7 @@ build = {
         "csrc/core.c", "csrc/loop.c", "csrc/fiber.c", "csrc/time.c",
         "csrc/file.c", "csrc/backend_uring.c", "csrc/exec.c",
         "csrc/pool_inline.c", "csrc/fs.c", "csrc/sync.c",
+        "csrc/parallel.c",
       },
       defines = { "_GNU_SOURCE" },
       libraries = { "uring", "pthread" },

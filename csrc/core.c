@@ -11,6 +11,10 @@ int luaopen_fiberio_core(lua_State *L) {
   fio_open_file(L);
   fio_open_fs(L);
   fio_open_sync(L);
+  fio_open_parallel(L);
+  /* worker threads find their state's loop here */
+  lua_pushlightuserdata(L, lua_touserdata(L, -1));
+  lua_setfield(L, LUA_REGISTRYINDEX, "fiberio.loopptr");
   lua_pop(L, 1);
   return 1;
 }

@@ -31,6 +31,7 @@ typedef struct fio_fiber fio_fiber;
 typedef struct fio_op fio_op;
 typedef struct fio_run fio_run;
 typedef struct fio_backend fio_backend;
+typedef struct fio_workers fio_workers;
 
 /* Fiber states. A pseudo-waiter uses only SUSPENDED and READY. */
 enum { FIO_NEW = 1, FIO_READY, FIO_RUNNING, FIO_SUSPENDED, FIO_DONE };
@@ -138,6 +139,7 @@ enum {
   FIO_OP_MKDTEMP,  /* mkdtemp(path, in mem): res = 0 */
   FIO_OP_TRUNCATE, /* truncate(path, off) */
   FIO_OP_COPY,     /* copy fd to fd2 from their offsets to EOF: res = bytes */
+  FIO_OP_TASK,     /* a fio.parallel task (parallel.c), not a backend's */
   FIO_OP_LAST
 };
 enum { FIO_OPS_IDLE = 0, FIO_OPS_INFLIGHT, FIO_OPS_DONE };
@@ -166,6 +168,7 @@ struct fio_op {
   uint8_t owns_fds;       /* fio_op_free closes fd and fd2 (>= 0) */
   uint8_t stage;          /* where a multi-step call is */
   uint8_t pool_only;      /* run it on the pool even if the ring could */
+  void (*dtor)(fio_op *); /* frees what mem holds (before mem itself) */
 };
 
 struct fio_loop {
@@ -195,6 +198,8 @@ struct fio_loop {
   fio_op *post_head, *post_tail;
   atomic_int posted;
   int wakefd;
+  fio_workers *workers;         /* fio.parallel's pool, once used */
+  int owns_workers;             /* this loop made it (it shuts it down) */
   void *canceled;               /* the Canceled sentinel userdata */
   int canceled_ref, future_mt_ref;
   const void *future_mt;        /* the Future metatable, for type checks */
@@ -288,6 +293,12 @@ void fio_open_time(lua_State *L);
 void fio_open_file(lua_State *L);
 void fio_open_fs(lua_State *L);
 void fio_open_sync(lua_State *L);
+void fio_open_parallel(lua_State *L);
+
+/* Worker threads drive their loop in two steps: run the fibers ready now
+ * (from L); then wait for I/O, timers or a wake (only poll if nonblock). */
+void fio_loop_run_ready(fio_loop *loop, lua_State *L);
+void fio_loop_wait(fio_loop *loop, int nonblock);
 
 /* Push nil, "what: strerror(err)", err; returns 3. */
 int fio_errresult(lua_State *L, const char *what, int err);

@@ -14,6 +14,18 @@
 
 #include "backend.h"
 #include "fiberio.h"
+#include "parallel.h"
+
+/* Operations go to the backend, except parallel tasks (the worker pool). */
+static void op_submit(fio_loop *loop, fio_op *op) {
+  if (op->code == FIO_OP_TASK) fio_workers_submit(loop, op);
+  else loop->be->submit(loop, op);
+}
+
+static void op_cancel(fio_loop *loop, fio_op *op) {
+  if (op->code == FIO_OP_TASK) fio_workers_cancel(loop, op);
+  else loop->be->cancel(loop, op);
+}
 
 #if LUA_VERSION_NUM == 504 && LUA_VERSION_RELEASE_NUM < 50406
 #define fio_closethread(co, from) lua_resetthread(co)
@@ -190,7 +202,7 @@ static void deliver_cancel(fio_loop *loop, fio_fiber *w) {
     /* The op's completion wakes w; its buffer stays alive until then. */
     if (w->op && w->op->state == FIO_OPS_INFLIGHT && !w->op->cancel_sent) {
       w->op->cancel_sent = 1;
-      loop->be->cancel(loop, w->op);
+      op_cancel(loop, w->op);
     }
     break;
   case FIO_W_YIELD:
@@ -331,6 +343,7 @@ fio_op *fio_op_new(size_t cap) {
 
 void fio_op_free(fio_op *op) {
   if (!op) return;
+  if (op->dtor) op->dtor(op);
   if (op->owns_fds) {
     if (op->fd >= 0) close(op->fd);
     if (op->fd2 >= 0) close(op->fd2);
@@ -353,7 +366,7 @@ int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
   loop->ninflight++;
   w->op = op;
   w->wait = FIO_W_OP;
-  loop->be->submit(loop, op);
+  op_submit(loop, op);
   return fio_block(loop, L, w, k);
 }
 
@@ -602,7 +615,7 @@ static void fire_timers(fio_loop *loop) {
       /* A deadline on an operation: cancel it; its completion wakes w. */
       if (w->op && !w->op->cancel_sent) {
         w->op->cancel_sent = 1;
-        loop->be->cancel(loop, w->op);
+        op_cancel(loop, w->op);
       }
       w->wake = FIO_WAKE_TIMER;
     } else {
@@ -636,11 +649,40 @@ static void turn(fio_loop *loop, lua_State *from, fio_fiber *w) {
   fire_timers(loop);
 }
 
+void fio_loop_run_ready(fio_loop *loop, lua_State *L) {
+  size_t n = loop->rq_len;
+  while (n-- > 0 && loop->rq_head) {
+    fio_fiber *f = loop->rq_head;
+    rq_remove(loop, f);
+    if (f->state == FIO_DONE) continue;
+    resume(loop, L, f);
+  }
+}
+
+void fio_loop_wait(fio_loop *loop, int nonblock) {
+  int64_t timeout = -1;
+  if (nonblock || loop->rq_len) timeout = 0;
+  else if (loop->heap_len) {
+    uint64_t now = fio_now_ns(), d = loop->heap[0].deadline;
+    timeout = d > now ? (int64_t)(d - now) : 0;
+  }
+  loop->be->wait(loop, timeout); /* a wake (new task, cancel) ends it */
+  fire_timers(loop);
+}
+
 /* --- the loop object ------------------------------------------------------- */
 
 static int loop_gc(lua_State *L) {
   fio_loop *loop = luaL_checkudata(L, 1, FIO_LOOP);
   if (loop->closed) return 0;
+  if (loop->owns_workers) {
+    /* Workers finish or are canceled, and are joined; what they post back
+     * is completed below. */
+    fio_workers_shutdown(loop->workers);
+    loop->workers = NULL;
+    loop->owns_workers = 0;
+    fio_loop_drain(loop);
+  }
   loop->closed = 1;
   while (loop->rq_head) rq_remove(loop, loop->rq_head);
   for (size_t i = 0; i < loop->heap_len; i++) loop->heap[i].w->heap_idx = 0;
@@ -654,7 +696,7 @@ static int loop_gc(lua_State *L) {
       op->waiter = NULL;
       if (!op->cancel_sent) {
         op->cancel_sent = 1;
-        loop->be->cancel(loop, op);
+        op_cancel(loop, op);
       }
     }
     loop->be->close(loop);

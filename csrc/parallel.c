@@ -1,0 +1,694 @@
+/* parallel.c — fio.parallel: Lua on every core. Worker threads, each with
+ * its own lua_State (standard libraries and fiberio loaded, the caller's
+ * package.path/cpath) and its own loop and ring, run tasks as fibers.
+ *
+ * A task is the function (string.dump'd: no upvalues but _ENV) and its
+ * arguments, copied as values (nil, booleans, numbers, strings and tables of
+ * those). On the caller's side it is an operation (FIO_OP_TASK) that a fiber
+ * waits on like any I/O, so a parallel future awaits and cancels as an
+ * async one does. Tasks wait in one queue; an idle worker takes the next,
+ * and a busy one takes more at each scheduler turn (its tasks are fibers, so
+ * tasks that wait on one another cannot deadlock the pool). Workers start on
+ * demand up to fio.config's threads (default: the CPU count).
+ *
+ * Cancel: a task not started is taken off the queue and never runs; a
+ * running one gets Canceled in its fiber (at its next suspension point, or
+ * within a few thousand VM instructions if it computes: a count hook checks).
+ *
+ * Locks: pool->mu guards the queue, the worker list and every task's state;
+ * the loops' post_mu is taken inside it (a leaf). A task's result buffers
+ * are written by its worker before the task is posted, read by the caller
+ * after: the post's lock orders them. */
+#include <errno.h>
+#include <stdio.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lualib.h>
+
+#include "backend.h"
+#include "fiberio.h"
+#include "parallel.h"
+
+/* --- copying values between states ------------------------------------------- */
+
+typedef struct sbuf {
+  char *p;
+  size_t n, cap;
+  const char *err; /* first failure: a message */
+} sbuf;
+
+static void sb_put(sbuf *b, const void *data, size_t n) {
+  if (b->err) return;
+  if (b->n + n > b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 256;
+    while (cap < b->n + n) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+      b->err = "not enough memory";
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, data, n);
+  b->n += n;
+}
+
+enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TABLE, T_END };
+
+/* Append the value at idx. seen (at stack index `seen`) holds the tables on
+ * the current path, for cycles. */
+static void ser(lua_State *L, int idx, sbuf *b, int seen, int depth) {
+  unsigned char t;
+  idx = lua_absindex(L, idx);
+  if (b->err) return;
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    t = T_NIL;
+    sb_put(b, &t, 1);
+    break;
+  case LUA_TBOOLEAN:
+    t = lua_toboolean(L, idx) ? T_TRUE : T_FALSE;
+    sb_put(b, &t, 1);
+    break;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) {
+      lua_Integer v = lua_tointeger(L, idx);
+      t = T_INT;
+      sb_put(b, &t, 1);
+      sb_put(b, &v, sizeof v);
+    } else {
+      lua_Number v = lua_tonumber(L, idx);
+      t = T_FLT;
+      sb_put(b, &t, 1);
+      sb_put(b, &v, sizeof v);
+    }
+    break;
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    t = T_STR;
+    sb_put(b, &t, 1);
+    sb_put(b, &n, sizeof n);
+    sb_put(b, s, n);
+    break;
+  }
+  case LUA_TTABLE:
+    if (depth > 200) {
+      b->err = "tables nested too deep";
+      return;
+    }
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, seen) != LUA_TNIL) {
+      lua_pop(L, 1);
+      b->err = "a table with a cycle cannot be copied";
+      return;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, idx);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, seen);
+    t = T_TABLE;
+    sb_put(b, &t, 1);
+    luaL_checkstack(L, 4, "tables nested too deep");
+    lua_pushnil(L);
+    while (!b->err && lua_next(L, idx)) {
+      ser(L, -2, b, seen, depth + 1);
+      ser(L, -1, b, seen, depth + 1);
+      lua_pop(L, 1);
+    }
+    if (b->err) lua_pop(L, 1); /* the key lua_next left */
+    t = T_END;
+    sb_put(b, &t, 1);
+    lua_pushvalue(L, idx);
+    lua_pushnil(L);
+    lua_rawset(L, seen);
+    break;
+  default:
+    b->err = lua_type(L, idx) == LUA_TFUNCTION ? "a function cannot be copied"
+             : lua_type(L, idx) == LUA_TUSERDATA ? "a userdata cannot be copied"
+             : lua_type(L, idx) == LUA_TTHREAD  ? "a thread cannot be copied"
+                                                : "a value cannot be copied";
+  }
+}
+
+/* The same, for a worker that must not raise: returns the error or NULL. */
+static const char *ser_values_safe(lua_State *L, int idx, int n, sbuf *b) {
+  idx = lua_absindex(L, idx);
+  lua_newtable(L);
+  int seen = lua_gettop(L);
+  int32_t cnt = n;
+  sb_put(b, &cnt, sizeof cnt);
+  for (int i = 0; i < n; i++) ser(L, idx + i, b, seen, 0);
+  lua_remove(L, seen);
+  return b->err;
+}
+
+typedef struct rd {
+  const char *p, *e;
+} rd;
+
+static int rd_get(rd *r, void *out, size_t n) {
+  if ((size_t)(r->e - r->p) < n) return 0;
+  memcpy(out, r->p, n);
+  r->p += n;
+  return 1;
+}
+
+static int deser(lua_State *L, rd *r, int depth) {
+  unsigned char t;
+  if (!rd_get(r, &t, 1) || depth > 210) return 0;
+  luaL_checkstack(L, 3, "too many values");
+  switch (t) {
+  case T_NIL: lua_pushnil(L); return 1;
+  case T_FALSE: lua_pushboolean(L, 0); return 1;
+  case T_TRUE: lua_pushboolean(L, 1); return 1;
+  case T_INT: {
+    lua_Integer v;
+    if (!rd_get(r, &v, sizeof v)) return 0;
+    lua_pushinteger(L, v);
+    return 1;
+  }
+  case T_FLT: {
+    lua_Number v;
+    if (!rd_get(r, &v, sizeof v)) return 0;
+    lua_pushnumber(L, v);
+    return 1;
+  }
+  case T_STR: {
+    size_t n;
+    if (!rd_get(r, &n, sizeof n) || (size_t)(r->e - r->p) < n) return 0;
+    lua_pushlstring(L, r->p, n);
+    r->p += n;
+    return 1;
+  }
+  case T_TABLE:
+    lua_newtable(L);
+    for (;;) {
+      if (r->p < r->e && (unsigned char)*r->p == T_END) {
+        r->p++;
+        return 1;
+      }
+      if (!deser(L, r, depth + 1) || !deser(L, r, depth + 1)) return 0;
+      lua_rawset(L, -3);
+    }
+  }
+  return 0;
+}
+
+/* Push the values of buffer p (n bytes); returns how many. */
+static int deser_values(lua_State *L, const char *p, size_t n) {
+  rd r = {p, p + n};
+  int32_t cnt;
+  if (!rd_get(&r, &cnt, sizeof cnt)) return luaL_error(L, "fio.parallel: bad copy");
+  luaL_checkstack(L, cnt + 2, "too many values");
+  for (int i = 0; i < cnt; i++)
+    if (!deser(L, &r, 0)) return luaL_error(L, "fio.parallel: bad copy");
+  return cnt;
+}
+
+/* --- tasks and the pool ----------------------------------------------------------- */
+
+enum { TS_QUEUED, TS_RUNNING, TS_DONE };
+enum { TR_OK, TR_ERROR, TR_CANCELED };
+
+typedef struct worker worker;
+
+typedef struct task {
+  struct task *prev, *next; /* the queue, or its worker's running list */
+  fio_op *op;               /* the caller's op (owns this task) */
+  fio_loop *caller;
+  char *fn;                 /* string.dump of the function */
+  size_t fnlen;
+  sbuf args, res;           /* copied arguments; copied results or error */
+  int state, result;
+  atomic_int cancel;        /* the caller asked for a cancel */
+  int cancel_sent;          /* (worker) the fiber was asked */
+  worker *w;                /* running on */
+  fio_fiber *fiber;         /* (worker) its fiber */
+  int fref;                 /* (worker) registry ref of its Future */
+} task;
+
+struct worker {
+  pthread_t thread;
+  fio_workers *pool;
+  fio_loop *loop;           /* set by the worker once its state is up */
+  task *running;            /* its tasks (fibers) */
+  int nrunning;
+  worker *next;
+};
+
+struct fio_workers {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;        /* idle workers wait here */
+  task *qhead, *qtail;      /* tasks not started */
+  worker *workers;
+  int nworkers, max, nidle, starting;
+  int shutdown;
+  char *path, *cpath;       /* the caller's package paths */
+  char backend[16];
+};
+
+static void q_remove(fio_workers *p, task *t) {
+  if (t->prev) t->prev->next = t->next;
+  else p->qhead = t->next;
+  if (t->next) t->next->prev = t->prev;
+  else p->qtail = t->prev;
+  t->prev = t->next = NULL;
+}
+
+static void run_remove(worker *w, task *t) {
+  if (t->prev) t->prev->next = t->next;
+  else w->running = t->next;
+  if (t->next) t->next->prev = t->prev;
+  t->prev = t->next = NULL;
+  w->nrunning--;
+}
+
+/* The op's destructor: the task it owns. */
+static void task_free(fio_op *op) {
+  task *t = (task *)op->mem;
+  if (!t) return;
+  free(t->fn);
+  free(t->args.p);
+  free(t->res.p);
+  free(t);
+  op->mem = NULL;
+}
+
+/* (pool->mu held) Post t's end to its caller; t is the caller's again. */
+static void task_post(task *t, int res) {
+  t->state = TS_DONE;
+  fio_loop_post(t->caller, t->op, res);
+}
+
+/* --- the worker thread --------------------------------------------------------- */
+
+/* Every few thousand instructions of a task's fiber: a cancel the caller
+ * asked for lands even in code that never suspends. (Coroutines the task
+ * starts inherit the hook; their extra space is NULL: they are skipped.) */
+static void cancel_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  task *t = *(task **)lua_getextraspace(L);
+  if (!t || !atomic_load(&t->cancel)) return;
+  fio_fiber *f = t->fiber;
+  if (f->shield || f->cancel_done || f->co != L) return;
+  fio_raise_canceled(L, t->w->loop, f);
+}
+
+/* The body of a task's fiber: upvalue 1 the loop, 2 the task. */
+static int task_done(lua_State *L, int status, lua_KContext ctx) {
+  task *t = (task *)ctx;
+  /* stack: traceback handler, fn results... or (error, traceback) */
+  if (status == LUA_OK || status == LUA_YIELD) {
+    int n = lua_gettop(L) - 1;
+    const char *err = ser_values_safe(L, 2, n, &t->res);
+    if (err) {
+      free(t->res.p);
+      memset(&t->res, 0, sizeof t->res);
+      lua_pushfstring(L, "fio.parallel: results: %s", err);
+      ser_values_safe(L, -1, 1, &t->res);
+      t->result = TR_ERROR;
+    } else {
+      t->result = TR_OK;
+    }
+    return 0;
+  }
+  /* an error: Canceled, or a value (a string gets the worker's traceback) */
+  fio_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->canceled_ref);
+  if (lua_rawequal(L, -1, -2)) {
+    t->result = TR_CANCELED;
+    return 0;
+  }
+  lua_pop(L, 1);
+  t->result = TR_ERROR;
+  if (ser_values_safe(L, -1, 1, &t->res)) {
+    free(t->res.p);
+    memset(&t->res, 0, sizeof t->res);
+    lua_pushliteral(L, "fio.parallel: the error value cannot be copied");
+    ser_values_safe(L, -1, 1, &t->res);
+  }
+  return 0;
+}
+
+static int msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg && lua_type(L, 1) == LUA_TSTRING)
+    luaL_traceback(L, L, msg, 1); /* the worker's traceback */
+  else
+    lua_settop(L, 1);
+  return 1;
+}
+
+static int task_body(lua_State *L) {
+  task *t = lua_touserdata(L, lua_upvalueindex(2));
+  lua_settop(L, 0);
+  lua_pushcfunction(L, msgh);
+  if (luaL_loadbufferx(L, t->fn, t->fnlen, "=(parallel)", "b") != LUA_OK)
+    return task_done(L, LUA_ERRRUN, (lua_KContext)t);
+  int n = deser_values(L, t->args.p, t->args.n);
+  int status = lua_pcallk(L, n, LUA_MULTRET, 1, (lua_KContext)t, task_done);
+  return task_done(L, status, (lua_KContext)t);
+}
+
+/* (pool->mu held) Start t on w: a fiber in w's state. */
+static void start_task(lua_State *L, worker *w, task *t) {
+  t->state = TS_RUNNING;
+  t->w = w;
+  t->next = w->running;
+  t->prev = NULL;
+  if (w->running) w->running->prev = t;
+  w->running = t;
+  w->nrunning++;
+  lua_pushlightuserdata(L, w->loop);
+  lua_pushlightuserdata(L, t);
+  lua_pushcclosure(L, task_body, 2);
+  t->fiber = fio_spawn(L, w->loop, lua_gettop(L), 0, NULL);
+  t->fref = luaL_ref(L, LUA_REGISTRYINDEX); /* read after it ends */
+  lua_pop(L, 1);
+  lua_sethook(t->fiber->co, cancel_hook, LUA_MASKCOUNT, 4096);
+  *(task **)lua_getextraspace(t->fiber->co) = t;
+}
+
+/* Set up a worker's state: libraries, the caller's paths, fiberio with the
+ * caller's backend, its loop started. Returns its loop or NULL. */
+static fio_loop *worker_state(lua_State *L, fio_workers *p) {
+  *(void **)lua_getextraspace(L) = NULL; /* see cancel_hook */
+  luaL_openlibs(L);
+  lua_getglobal(L, "package");
+  lua_pushstring(L, p->path);
+  lua_setfield(L, -2, "path");
+  lua_pushstring(L, p->cpath);
+  lua_setfield(L, -2, "cpath");
+  lua_pop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "fiberio");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) return NULL;
+  lua_getfield(L, -1, "config");
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, p->backend);
+  lua_setfield(L, -2, "backend");
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) return NULL;
+  lua_getfield(L, -1, "backend"); /* starts the loop on this thread */
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) return NULL;
+  lua_pop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, "fiberio.loopptr");
+  fio_loop *loop = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (loop) loop->workers = p; /* nested parallel calls share this pool */
+  return loop;
+}
+
+/* Fail every queued task (no worker can run them). (pool->mu held) */
+static void fail_queue(fio_workers *p, const char *why) {
+  while (p->qhead) {
+    task *t = p->qhead;
+    q_remove(p, t);
+    lua_State *E = luaL_newstate();
+    if (E) {
+      lua_pushstring(E, why);
+      ser_values_safe(E, -1, 1, &t->res);
+      lua_close(E);
+    }
+    t->result = TR_ERROR;
+    task_post(t, 0);
+  }
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  fio_workers *p = w->pool;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  lua_State *L = luaL_newstate();
+  fio_loop *loop = L ? worker_state(L, p) : NULL;
+  pthread_mutex_lock(&p->mu);
+  p->starting--;
+  if (!loop) {
+    p->nworkers--;
+    if (p->nworkers == 0) fail_queue(p, "fio.parallel: a worker could not start");
+    pthread_mutex_unlock(&p->mu);
+    if (L) lua_close(L);
+    return NULL;
+  }
+  w->loop = loop;
+  for (;;) {
+    /* Take one task per turn: the rest stay for idle workers. */
+    task *t = p->qhead;
+    if (t && !p->shutdown) {
+      q_remove(p, t);
+      start_task(L, w, t);
+    } else if (w->nrunning == 0) {
+      if (p->shutdown) break;
+      p->nidle++;
+      pthread_cond_wait(&p->cv, &p->mu);
+      p->nidle--;
+      continue;
+    }
+    /* Cancels the callers asked for (and all of them at shutdown). */
+    for (task *r = w->running; r; r = r->next)
+      if ((atomic_load(&r->cancel) || p->shutdown) && !r->cancel_sent) {
+        r->cancel_sent = 1;
+        atomic_store(&r->cancel, 1);
+        fio_request_cancel(loop, L, r->fiber);
+      }
+    pthread_mutex_unlock(&p->mu);
+    fio_loop_run_ready(loop, L);
+    pthread_mutex_lock(&p->mu);
+    /* Tasks whose fibers have ended go back to their callers. */
+    for (task *r = w->running, *next; r; r = next) {
+      next = r->next;
+      if (r->fiber->state == FIO_DONE) {
+        run_remove(w, r);
+        luaL_unref(L, LUA_REGISTRYINDEX, r->fref);
+        task_post(r, r->result == TR_CANCELED ? -ECANCELED : 0);
+      }
+    }
+    if (w->nrunning == 0) continue; /* idle: take a task, or sleep */
+    int more = p->qhead != NULL || p->shutdown;
+    pthread_mutex_unlock(&p->mu);
+    fio_loop_wait(loop, more);
+    pthread_mutex_lock(&p->mu);
+  }
+  pthread_mutex_unlock(&p->mu);
+  lua_close(L);
+  return NULL;
+}
+
+/* (pool->mu held) Make sure some worker will see the queue. */
+static void kick(fio_workers *p) {
+  if (p->nidle > 0) {
+    pthread_cond_signal(&p->cv);
+    return;
+  }
+  if (p->nworkers < p->max) {
+    worker *w = calloc(1, sizeof *w);
+    if (w) {
+      w->pool = p;
+      if (pthread_create(&w->thread, NULL, worker_main, w) == 0) {
+        w->next = p->workers;
+        p->workers = w;
+        p->nworkers++;
+        p->starting++;
+        return;
+      }
+      free(w);
+    }
+  }
+  /* Every worker is busy: wake them, the first free turn takes it. */
+  for (worker *w = p->workers; w; w = w->next)
+    if (w->loop) fio_loop_wake(w->loop);
+}
+
+void fio_workers_submit(fio_loop *loop, fio_op *op) {
+  fio_workers *p = loop->workers;
+  task *t = (task *)op->mem;
+  t->caller = loop;
+  pthread_mutex_lock(&p->mu);
+  if (p->shutdown) {
+    task_post(t, -ECANCELED);
+  } else {
+    t->state = TS_QUEUED;
+    t->prev = p->qtail;
+    t->next = NULL;
+    if (p->qtail) p->qtail->next = t;
+    else p->qhead = t;
+    p->qtail = t;
+    kick(p);
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
+void fio_workers_cancel(fio_loop *loop, fio_op *op) {
+  fio_workers *p = loop->workers;
+  task *t = (task *)op->mem;
+  pthread_mutex_lock(&p->mu);
+  if (t->state == TS_QUEUED) {
+    q_remove(p, t);
+    t->result = TR_CANCELED;
+    task_post(t, -ECANCELED); /* it never runs */
+  } else if (t->state == TS_RUNNING) {
+    atomic_store(&t->cancel, 1);
+    fio_loop_wake(t->w->loop);
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
+void fio_workers_shutdown(fio_workers *p) {
+  pthread_mutex_lock(&p->mu);
+  p->shutdown = 1;
+  while (p->qhead) {
+    task *t = p->qhead;
+    q_remove(p, t);
+    t->result = TR_CANCELED;
+    task_post(t, -ECANCELED);
+  }
+  for (worker *w = p->workers; w; w = w->next) {
+    for (task *r = w->running; r; r = r->next) atomic_store(&r->cancel, 1);
+    if (w->loop) fio_loop_wake(w->loop);
+  }
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  for (worker *w = p->workers, *next; w; w = next) {
+    next = w->next;
+    pthread_join(w->thread, NULL);
+    free(w);
+  }
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->cv);
+  free(p->path);
+  free(p->cpath);
+  free(p);
+}
+
+/* --- the caller's side ----------------------------------------------------------- */
+
+static int parallel_k(lua_State *L, int status, lua_KContext ctx) {
+  fio_fiber *w = (fio_fiber *)ctx;
+  fio_op *op = w->op;
+  int res = fio_op_result(L, w); /* a cancel of this fiber raises here */
+  w->op = NULL;
+  task *t = (task *)op->mem;
+  if (res < 0 || t->result == TR_CANCELED) {
+    fio_op_free(op);
+    /* canceled without a cancel of ours: the pool shut down */
+    return luaL_error(L, "fio.parallel: the task was canceled");
+  }
+  lua_settop(L, 0);
+  int n = deser_values(L, t->res.p, t->res.n);
+  int err = t->result == TR_ERROR;
+  fio_op_free(op);
+  if (err) return lua_error(L);
+  return n;
+}
+
+/* The fiber that stands for the task on the caller's side: upvalue 1 the
+ * loop; argument: the op (lightuserdata). */
+static int parallel_body(lua_State *L) {
+  fio_loop *loop = fio_loop_get(L);
+  fio_op *op = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
+  return fio_op_wait(loop, L, w, op, parallel_k);
+}
+
+static int writer(lua_State *L, const void *p, size_t sz, void *ud) {
+  (void)L;
+  sb_put(ud, p, sz);
+  return 0;
+}
+
+static fio_workers *pool_of(lua_State *L, fio_loop *loop) {
+  if (loop->workers) return loop->workers;
+  fio_workers *p = calloc(1, sizeof *p);
+  if (!p) luaL_error(L, "not enough memory");
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->cv, NULL);
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  p->max = loop->cfg_threads ? loop->cfg_threads : (ncpu > 0 ? (int)ncpu : 1);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  lua_getfield(L, -2, "cpath");
+  p->path = strdup(lua_tostring(L, -2) ? lua_tostring(L, -2) : "");
+  p->cpath = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+  lua_pop(L, 3);
+  snprintf(p->backend, sizeof p->backend, "%s", loop->be->name);
+  loop->workers = p;
+  loop->owns_workers = 1;
+  return p;
+}
+
+/* fio.parallel(fn, ...) -> Future */
+static int l_parallel(lua_State *L) {
+  fio_loop *loop = fio_loop_get(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (lua_iscfunction(L, 1))
+    return luaL_argerror(L, 1, "a C function cannot run in parallel");
+  for (int i = 1;; i++) {
+    const char *name = lua_getupvalue(L, 1, i);
+    if (!name) break;
+    lua_pop(L, 1);
+    if (strcmp(name, "_ENV") != 0)
+      return luaL_error(L, "fio.parallel: the function has an upvalue '%s': "
+                           "only _ENV may be captured (pass values as "
+                           "arguments)", *name ? name : "?");
+  }
+  int nargs = lua_gettop(L) - 1;
+  pool_of(L, loop);
+  task *t = calloc(1, sizeof *t);
+  fio_op *op = t ? fio_op_new(0) : NULL;
+  if (!op) {
+    free(t);
+    return luaL_error(L, "not enough memory");
+  }
+  op->mem = (char *)t;
+  op->dtor = task_free;
+  op->code = FIO_OP_TASK;
+  t->op = op;
+  /* copy the function and the arguments now: errors raise at the call */
+  sbuf fb = {0};
+  lua_pushvalue(L, 1);
+  lua_dump(L, writer, &fb, 0);
+  lua_pop(L, 1);
+  if (fb.err) {
+    free(fb.p);
+    fio_op_free(op);
+    return luaL_error(L, "not enough memory");
+  }
+  t->fn = fb.p;
+  t->fnlen = fb.n;
+  sbuf ab = {0};
+  lua_newtable(L);
+  int seen = lua_gettop(L);
+  int32_t cnt = nargs;
+  sb_put(&ab, &cnt, sizeof cnt);
+  for (int i = 0; i < nargs; i++) ser(L, 2 + i, &ab, seen, 0);
+  lua_pop(L, 1);
+  if (ab.err) {
+    const char *e = ab.err;
+    free(ab.p);
+    fio_op_free(op);
+    return luaL_error(L, "fio.parallel: arguments: %s", e);
+  }
+  t->args = ab;
+  /* a fiber that waits for the task */
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushcclosure(L, parallel_body, 1);
+  lua_pushlightuserdata(L, op);
+  fio_fiber *cur = fio_current(loop);
+  fio_spawn(L, loop, 1, 1, cur ? cur->run : NULL);
+  return 1;
+}
+
+/* Module table at -2, loop userdata at -1. */
+void fio_open_parallel(lua_State *L) {
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, l_parallel, 1);
+  lua_setfield(L, -3, "parallel");
+}
