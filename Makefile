@@ -54,9 +54,17 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@sh tools/runspecs.sh $(BUILD)
 
+TSAN_BUILD = build-tsan
+TSAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+# TSan runs the specs where threads meet: the pool, the threads backend,
+# fio.parallel, signals and the coordination primitives.
+TSAN_SPECS = $(wildcard spec/parallel_spec.lua spec/pool_spec.lua spec/sync_spec.lua spec/signal_spec.lua spec/fallback_spec.lua spec/fiber_spec.lua spec/pipe_spec.lua)
+
 check: deps
 	@$(MAKE) --no-print-directory all BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
 	@FIBERIO_SANITIZE=asan sh tools/runspecs.sh $(ASAN_BUILD)
+	@$(MAKE) --no-print-directory all BUILD=$(TSAN_BUILD) CFLAGS="$(TSAN_FLAGS)" LDFLAGS="-fsanitize=thread"
+	@FIBERIO_SANITIZE=tsan sh tools/runspecs.sh $(TSAN_BUILD) $(TSAN_SPECS)
 
 valgrind: deps all
 	@FIBERIO_SANITIZE=valgrind sh tools/runspecs.sh $(BUILD)
@@ -75,4 +83,4 @@ install: deps
 	luarocks --lua-version 5.4 make fiberio-scm-1.rockspec
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
