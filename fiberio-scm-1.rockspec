@@ -27,7 +27,7 @@ build = {
       sources = {
         "csrc/core.c", "csrc/loop.c", "csrc/fiber.c", "csrc/time.c",
         "csrc/file.c", "csrc/backend_uring.c", "csrc/exec.c",
-        "csrc/pool_inline.c", "csrc/fs.c", "csrc/sync.c",
+        "csrc/pool.c", "csrc/backend_threads.c", "csrc/fs.c", "csrc/sync.c",
         "csrc/parallel.c",
       },
       defines = { "_GNU_SOURCE" },

@@ -34,5 +34,6 @@ struct fio_backend {
 };
 
 extern const fio_backend fio_backend_uring;
+extern const fio_backend fio_backend_threads;
 
 #endif

@@ -19,6 +19,7 @@
 
 #include "backend.h"
 #include "exec.h"
+#include "pool.h"
 
 /* Valgrind cannot see the kernel write into buffers on io_uring's behalf:
  * tell it, so `make valgrind` checks our code rather than flagging every
@@ -201,14 +202,14 @@ static int opcode_of(int code) {
 
 /* What the ring cannot do runs on the pool; its completion is posted. */
 static void to_pool(fio_loop *loop, fio_op *op) {
+  op->on_pool = 1; /* before: op->bpriv is the pool's from the submit on */
   fio_pool_submit(loop, op);
-  op->bpriv = (void *)1; /* on the pool: cancel there, no second fallback */
 }
 
 static void uring_submit(fio_loop *loop, fio_op *op) {
   uring *u = loop->bdata;
   int opc = opcode_of(op->code);
-  op->bpriv = NULL;
+  op->on_pool = 0;
   if (opc < 0 || opc >= 64 || !(u->probe & (1ull << opc)) ||
       (u->noring & (1u << op->code)) || op->pool_only) {
     u->pooled++;
@@ -261,7 +262,7 @@ static void uring_submit(fio_loop *loop, fio_op *op) {
 
 static void uring_cancel(fio_loop *loop, fio_op *op) {
   uring *u = loop->bdata;
-  if (op->bpriv == (void *)1) {
+  if (op->on_pool) {
     fio_pool_cancel(loop, op);
     return;
   }
@@ -300,6 +301,9 @@ static void uring_close(fio_loop *loop) {
    * leaked on purpose: the kernel may still write into it. */
   uint64_t until = fio_now_ns() + 1000000000u;
   while (loop->ninflight && fio_now_ns() < until) uring_wait(loop, 10000000);
+  /* Ops still on the pool become the pool's: none posts to this loop now. */
+  fio_pool_forget(loop);
+  fio_loop_drain(loop);
   io_uring_queue_exit(&u->ring);
   free(u);
   loop->bdata = NULL;

@@ -169,6 +169,7 @@ struct fio_op {
   uint8_t stage;          /* where a multi-step call is */
   uint8_t pool_only;      /* run it on the pool even if the ring could */
   void (*dtor)(fio_op *); /* frees what mem holds (before mem itself) */
+  uint8_t on_pool;        /* backend: this submission went to the pool */
 };
 
 struct fio_loop {

@@ -727,14 +727,26 @@ fio_loop *fio_loop_new(lua_State *L) {
 static int start(fio_loop *loop) {
   const char *want = loop->cfg_backend[0] ? loop->cfg_backend
                                           : getenv("FIBERIO_BACKEND");
-  if (want && *want && strcmp(want, "auto") != 0 &&
-      strcmp(want, "io_uring") != 0)
+  int automatic = !want || !*want || strcmp(want, "auto") == 0;
+  int threads = !automatic && strcmp(want, "threads") == 0;
+  if (!automatic && !threads && strcmp(want, "io_uring") != 0)
     return -ENOTSUP;
-  loop->be = &fio_backend_uring;
   if (loop->wakefd < 0) {
     loop->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (loop->wakefd < 0) return -errno;
   }
+  if (!threads) {
+    loop->be = &fio_backend_uring;
+    int r = loop->be->init(loop);
+    /* The fallback ladder: no io_uring here (a seccomp profile,
+     * io_uring_disabled, an old kernel, RLIMIT_MEMLOCK) -> the thread pool
+     * for everything. Only when the backend is automatic: an explicit
+     * io_uring that cannot start is an error. */
+    if (r == 0 || !automatic ||
+        (r != -EPERM && r != -ENOSYS && r != -ENOMEM && r != -EACCES))
+      return r;
+  }
+  loop->be = &fio_backend_threads;
   return loop->be->init(loop);
 }
 

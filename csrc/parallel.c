@@ -292,11 +292,18 @@ static void task_post(task *t, int res) {
  * starts inherit the hook; their extra space is NULL: they are skipped.) */
 static void cancel_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  task *t = *(task **)lua_getextraspace(L);
-  if (!t || !atomic_load(&t->cancel)) return;
-  fio_fiber *f = t->fiber;
-  if (f->shield || f->cancel_done || f->co != L) return;
-  fio_raise_canceled(L, t->w->loop, f);
+  /* Every thread of a worker's state carries the worker in its extra space
+   * (copied from the main thread at creation). The task is the one whose
+   * fiber runs now: the code may be in a coroutine that fiber resumed. */
+  worker *w = *(worker **)lua_getextraspace(L);
+  if (!w || !w->loop) return;
+  fio_fiber *f = w->loop->current;
+  if (!f || f->shield || f->cancel_done) return;
+  for (task *t = w->running; t; t = t->next)
+    if (t->fiber == f) {
+      if (atomic_load(&t->cancel)) fio_raise_canceled(L, w->loop, f);
+      return;
+    }
 }
 
 /* The body of a task's fiber: upvalue 1 the loop, 2 the task. */
@@ -336,9 +343,8 @@ static int task_done(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int msgh(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg && lua_type(L, 1) == LUA_TSTRING)
-    luaL_traceback(L, L, msg, 1); /* the worker's traceback */
+  if (lua_type(L, 1) == LUA_TSTRING) /* (not lua_tostring: keep numbers) */
+    luaL_traceback(L, L, lua_tostring(L, 1), 1); /* the worker's traceback */
   else
     lua_settop(L, 1);
   return 1;
@@ -371,13 +377,12 @@ static void start_task(lua_State *L, worker *w, task *t) {
   t->fref = luaL_ref(L, LUA_REGISTRYINDEX); /* read after it ends */
   lua_pop(L, 1);
   lua_sethook(t->fiber->co, cancel_hook, LUA_MASKCOUNT, 4096);
-  *(task **)lua_getextraspace(t->fiber->co) = t;
 }
 
 /* Set up a worker's state: libraries, the caller's paths, fiberio with the
  * caller's backend, its loop started. Returns its loop or NULL. */
-static fio_loop *worker_state(lua_State *L, fio_workers *p) {
-  *(void **)lua_getextraspace(L) = NULL; /* see cancel_hook */
+static fio_loop *worker_state(lua_State *L, worker *w, fio_workers *p) {
+  *(worker **)lua_getextraspace(L) = w; /* see cancel_hook */
   luaL_openlibs(L);
   lua_getglobal(L, "package");
   lua_pushstring(L, p->path);
@@ -426,7 +431,7 @@ static void *worker_main(void *arg) {
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);
   lua_State *L = luaL_newstate();
-  fio_loop *loop = L ? worker_state(L, p) : NULL;
+  fio_loop *loop = L ? worker_state(L, w, p) : NULL;
   pthread_mutex_lock(&p->mu);
   p->starting--;
   if (!loop) {

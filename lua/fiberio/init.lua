@@ -68,6 +68,11 @@ end
 local function member(g, fn, ...)
   if g.sem then
     g.sem:acquire()
+    if core.canceled() then
+      -- canceled after its turn came but before it ran: it never runs
+      g.sem:release()
+      core.checkcancel()
+    end
     return settle(g, release_after(g.sem, pcall(fn, ...)))
   end
   return settle(g, pcall(fn, ...))

@@ -1,0 +1,322 @@
+-- Signals delivered to fibers: fio.signal(name) (DESIGN.md section 1,
+-- "Coordination between fibers"; issue 5), and a tool that stops cleanly on
+-- Ctrl-C: examples/cptree.lua interrupted by SIGINT or SIGTERM halfway
+-- through a copy exits with a message and leaves only whole files.
+--
+-- The signals are sent with kill(1) from a child shell, to this process or to
+-- the tool's. Once fio.signal("INT") has been called the signal stays blocked
+-- in this process (sync.c), so a SIGINT meant for a spec never kills busted.
+local helper = require "helper"
+local fio = helper.fio
+if helper.backend_gate(describe, it, pending) then return end
+local pack = helper.pack
+local LONG = helper.LONG
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- This process's id (busted's lua5.4).
+local PID do
+  local f = assert(io.open("/proc/self/stat"))
+  PID = f:read("l"):match("^(%d+)")
+  f:close()
+end
+
+-- Send signal `name` to this process now, from a child shell, and wait for
+-- the shell; with `delay`, from a shell left in the background that sends it
+-- after that many seconds (while this process waits in the loop).
+local function kill(name, delay)
+  local cmd = "kill -" .. name .. " " .. PID
+  if delay then cmd = "(sleep " .. delay .. "; " .. cmd .. ") >/dev/null 2>&1 &" end
+  assert(os.execute(cmd))
+end
+
+-- The longest a spec waits for a signal: more than a bound, so that a lost
+-- signal fails the spec (nil, "timeout") instead of hanging the suite.
+local WAIT = helper.bound(5)
+
+describe("fio.signal", function()
+  it("wait returns \"INT\" when the process gets SIGINT while the loop waits", function()
+    fio.run(function()
+      local s <close> = fio.signal("INT")
+      kill("INT", 0.05)
+      local dt, r = helper.timed(s.wait, s, WAIT)
+      assert.same(pack("INT"), r)
+      assert.is_true(dt >= 0.04, "returned after " .. dt)
+      assert.is_true(dt < helper.bound(1), "returned after " .. dt)
+    end)
+  end)
+
+  it("keeps a signal that arrived before wait was called until a wait takes it", function()
+    fio.run(function()
+      local s <close> = fio.signal("INT")
+      kill("INT") -- returns once sent
+      fio.sleep(0.01)
+      local dt, r = helper.timed(s.wait, s, WAIT)
+      assert.same(pack("INT"), r)
+      assert.is_true(dt < helper.bound(0.1), "returned after " .. dt)
+      assert.same(pack(nil, "timeout"), pack(s:wait(0.02))) -- taken once
+    end)
+  end)
+
+  it("takes names with or without SIG: TERM, SIGUSR1, HUP, QUIT", function()
+    fio.run(function()
+      for _, name in ipairs { "TERM", "SIGUSR1", "HUP", "QUIT" } do
+        local s <close> = fio.signal(name)
+        local bare = name:gsub("^SIG", "")
+        kill(bare, 0.01)
+        assert.same(pack(bare), pack(s:wait(WAIT)))
+      end
+    end)
+  end)
+
+  it("works from the main chunk", function()
+    local s <close> = fio.signal("USR2")
+    kill("USR2", 0.02)
+    assert.same(pack("USR2"), pack(s:wait(WAIT)))
+  end)
+
+  it("two Signals, for two signals, each get their own", function()
+    fio.run(function()
+      local int <close> = fio.signal("INT")
+      local term <close> = fio.signal("TERM")
+      local fi = fio.async(int.wait, int, WAIT)
+      local ft = fio.async(term.wait, term, WAIT)
+      kill("TERM", 0.01)
+      assert.same(pack("TERM"), pack(ft:await()))
+      assert.is_false(fi:done())
+      kill("INT", 0.01)
+      assert.same(pack("INT"), pack(fi:await()))
+    end)
+  end)
+
+  it("wait(timeout) returns nil, \"timeout\" when no signal comes", function()
+    fio.run(function()
+      local s <close> = fio.signal("INT")
+      local dt, r = helper.timed(s.wait, s, 0.03)
+      assert.same(pack(nil, "timeout"), r)
+      assert.is_true(dt >= 0.029 and dt < 0.03 + helper.bound(0.1), "returned after " .. dt)
+    end)
+  end)
+
+  it("cancel interrupts a waiting fiber promptly, and the next signal goes to the next wait", function()
+    fio.run(function()
+      local s <close> = fio.signal("INT")
+      local f = fio.async(s.wait, s)
+      fio.sleep(0.01)
+      local dt, r = helper.timed(fio.cancel, f)
+      assert.same(pack(nil, fio.Canceled), r)
+      assert.is_true(dt < helper.bound(0.05), "cancel took " .. dt)
+      kill("INT", 0.01)
+      assert.same(pack("INT"), pack(s:wait(WAIT)))
+    end)
+  end)
+
+  it("a fiber waiting for SIGINT can cancel a group, whose members unwind", function()
+    local log, rec = helper.log()
+    fio.run(function()
+      local s <close> = fio.signal("INT")
+      local g = fio.group { limit = 2 }
+      for i = 1, 4 do
+        g:async(function()
+          local c <close> = helper.closer("member " .. i, rec)
+          fio.sleep(LONG)
+        end)
+      end
+      kill("INT", 0.02)
+      local dt, r = helper.timed(function()
+        local name = s:wait(WAIT)
+        g:cancel()
+        return name
+      end)
+      assert.same(pack("INT"), r)
+      assert.is_true(dt < helper.bound(1), "took " .. dt)
+    end)
+    table.sort(log)
+    assert.same({ "member 1", "member 2" }, log) -- 3 and 4 never started
+  end)
+
+  it("a tool that listens for SIGINT exits cleanly when it gets one", function()
+    -- In a child, which sends SIGINT to itself from a shell.
+    local out, code = helper.child([[
+      local fio = require "fiberio"
+      local f = assert(io.open("/proc/self/stat"))
+      local pid = f:read("l"):match("^(%d+)")
+      f:close()
+      local status = fio.run(function()
+        local s <close> = fio.signal("INT")
+        local work = fio.async(function()
+          local c <close> = setmetatable({}, { __close = function() print("cleaned up") end })
+          fio.sleep(60)
+        end)
+        os.execute("(sleep 0.05; kill -INT " .. pid .. ") &")
+        print(s:wait(10))
+        work:cancel()
+        return 130
+      end)
+      os.exit(status)
+    ]])
+    assert.equal("INT\ncleaned up\n", out)
+    assert.equal(130, code)
+  end)
+
+  it("raises on an unknown name and on a wait after close; close twice is harmless", function()
+    assert.has_error(function() fio.signal("NOPE") end)
+    assert.has_error(function() fio.signal("KILL") end)
+    assert.has_error(function() fio.signal() end)
+    local s = fio.signal("INT")
+    s:close()
+    s:close()
+    local ok, err = pcall(s.wait, s, 0)
+    assert.is_false(ok)
+    assert.matches("closed signal", err, 1, true)
+  end)
+
+  it("closes its file descriptor on close, on <close> and when collected", function()
+    helper.fullgc()
+    local n0 = helper.open_fds()
+    local s = fio.signal("INT")
+    assert.equal(n0 + 1, helper.open_fds())
+    s:close()
+    assert.equal(n0, helper.open_fds())
+    do
+      local t <close> = fio.signal("TERM")
+      assert.equal(n0 + 1, helper.open_fds())
+    end
+    assert.equal(n0, helper.open_fds())
+    for _ = 1, 100 do fio.signal("HUP") end
+    helper.fullgc()
+    assert.equal(n0, helper.open_fds())
+  end)
+end)
+
+------------------------------------------------------------------------------
+-- examples/cptree.lua interrupted halfway through a copy.
+
+local examples do
+  local src = debug.getinfo(1, "S").source:match("^@(.*)$") or "spec/signal_spec.lua"
+  local dir = src:match("^(.*)/[^/]*$") or "."
+  if dir:sub(1, 1) ~= "/" then
+    local p = assert(io.popen("pwd"))
+    dir = p:read("l") .. "/" .. dir
+    p:close()
+  end
+  examples = dir .. "/../examples"
+end
+
+-- The tool's environment: this process's LUA_PATH and LUA_CPATH, and its
+-- LD_PRELOAD under a sanitizer (make check); the shell and the standard tools
+-- run without it, as in examples_spec.lua.
+local ENV = "LUA_PATH=" .. q(os.getenv("LUA_PATH") or package.path) ..
+            " LUA_CPATH=" .. q(os.getenv("LUA_CPATH") or package.cpath) ..
+            (os.getenv("LD_PRELOAD") and " LD_PRELOAD=" .. q(os.getenv("LD_PRELOAD")) or "")
+
+-- Run a shell command: its stdout and exit code.
+local function sh(cmd)
+  local p = assert(io.popen("(exec env -u LD_PRELOAD sh -c " .. q(cmd) .. ")"))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  return out, code
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Start `cptree SRC DST` as a tool is started from a terminal: SIGINT and
+-- SIGTERM unblocked and at their default action (this process may have them
+-- blocked, and a child inherits that; perl undoes it before exec). Once a
+-- first whole file is in DST, send it signal `name`. Returns its exit code,
+-- its stderr and the seconds from the signal to its exit.
+local function interrupt(name, src, dst, errfile)
+  local unblock = "use POSIX; sigprocmask(SIG_UNBLOCK, POSIX::SigSet->new(SIGINT, SIGTERM));" ..
+                  " $SIG{INT} = $SIG{TERM} = 'DEFAULT'; exec @ARGV or die \"exec: $!\""
+  local script = table.concat({
+    "perl -e " .. q(unblock) .. " env " .. ENV .. " lua5.4 " .. q(examples .. "/cptree.lua") ..
+      " " .. q(src) .. " " .. q(dst) .. " 2>" .. q(errfile) .. " &",
+    "pid=$!",
+    "i=0",
+    "while [ -z \"$(find " .. q(dst) .. " -type f ! -name '*.tmp' -print -quit 2>/dev/null)\" ]; do",
+    "  i=$((i + 1)); [ $i -gt 5000 ] && break",
+    "  sleep 0.002",
+    "done",
+    "t0=$(date +%s.%N)",
+    "kill -" .. name .. " $pid",
+    "wait $pid; rc=$?",
+    "t1=$(date +%s.%N)",
+    "echo $rc $t0 $t1",
+  }, "\n")
+  local out = sh(script)
+  local rc, t0, t1 = out:match("^(%d+) ([%d.]+) ([%d.]+)")
+  assert(rc, "the script printed: " .. out)
+  return tonumber(rc), slurp(errfile), tonumber(t1) - tonumber(t0)
+end
+
+local function count_files(root)
+  local out, code = sh("find " .. q(root) .. " -type f | wc -l")
+  assert(code == 0)
+  return tonumber(out)
+end
+
+describe("examples/cptree.lua, interrupted", function()
+  local tmp, src
+  local NDIRS, NFILES = 20, 100 -- 2,000 files, 70 MiB: the copy takes a while
+
+  lazy_setup(function()
+    local out, code = sh("mktemp -d /tmp/fiberio-signal-XXXXXX")
+    assert(code == 0)
+    tmp = out:gsub("\n$", "")
+    src = tmp .. "/src"
+    assert(os.execute("mkdir " .. q(src)))
+    -- Files of 4 to 64 KiB, each different, in NDIRS directories.
+    for d = 1, NDIRS do
+      local dir = src .. "/dir" .. d
+      assert(os.execute("mkdir " .. q(dir)))
+      for i = 1, NFILES do
+        local f = assert(io.open(dir .. "/file" .. i, "wb"))
+        local head = dir .. "/file" .. i .. "\n"
+        f:write(head, string.rep(string.char(97 + (d + i) % 26), 4096 * (1 + (d * i) % 16) - #head))
+        f:close()
+      end
+    end
+  end)
+
+  lazy_teardown(function()
+    if tmp then sh("chmod -R u+rwx " .. q(tmp) .. "; rm -rf " .. q(tmp)) end
+  end)
+
+  local function check(name, status)
+    local dst = tmp .. "/copy-" .. name
+    local rc, err, dt = interrupt(name, src, dst, tmp .. "/err-" .. name)
+    assert.equal("cptree: interrupted by SIG" .. name .. "; " .. dst ..
+                 " is incomplete (every file in it is whole)\n", err)
+    assert.equal(status, rc)
+    assert.is_true(dt < helper.bound(2), "exited " .. dt .. " s after the signal")
+    -- Interrupted halfway: some files copied, not all.
+    local n = count_files(dst)
+    assert.is_true(n > 0 and n < NDIRS * NFILES, n .. " files copied")
+    -- No temporary file left, and every file there is whole: diff lists
+    -- only what was not copied.
+    assert.equal("", (sh("find " .. q(dst) .. " -name '*.tmp'")))
+    local diff = sh("diff -r " .. q(src) .. " " .. q(dst))
+    local other = {}
+    for line in diff:gmatch("[^\n]+") do
+      local dir = line:match("^Only in (.-): ")
+      if not (dir and (dir == src or dir:sub(1, #src + 1) == src .. "/")) then
+        other[#other + 1] = line
+      end
+    end
+    assert.same({}, other)
+  end
+
+  it("on SIGINT: stops, says so, exits 130, and every file left in DST is whole", function()
+    check("INT", 130)
+  end)
+
+  it("on SIGTERM: the same, exit 143", function()
+    check("TERM", 143)
+  end)
+end)
