@@ -247,12 +247,14 @@ struct fio_workers {
   task *qhead, *qtail;      /* tasks not started */
   worker *workers;
   int nworkers, max, nidle, starting;
+  int qlen;                 /* tasks in the queue */
   int shutdown;
   char *path, *cpath;       /* the caller's package paths */
   char backend[16];
 };
 
 static void q_remove(fio_workers *p, task *t) {
+  p->qlen--;
   if (t->prev) t->prev->next = t->next;
   else p->qhead = t->next;
   if (t->next) t->next->prev = t->prev;
@@ -487,10 +489,10 @@ static void *worker_main(void *arg) {
 
 /* (pool->mu held) Make sure some worker will see the queue. */
 static void kick(fio_workers *p) {
-  if (p->nidle > 0) {
-    pthread_cond_signal(&p->cv);
-    return;
-  }
+  if (p->nidle > 0) pthread_cond_signal(&p->cv);
+  /* More tasks waiting than idle workers (some may be starting): one more
+   * worker, up to the bound. */
+  if (p->qlen <= p->nidle + p->starting) return;
   if (p->nworkers < p->max) {
     worker *w = calloc(1, sizeof *w);
     if (w) {
@@ -519,6 +521,7 @@ void fio_workers_submit(fio_loop *loop, fio_op *op) {
     task_post(t, -ECANCELED);
   } else {
     t->state = TS_QUEUED;
+    p->qlen++;
     t->prev = p->qtail;
     t->next = NULL;
     if (p->qtail) p->qtail->next = t;
