@@ -249,6 +249,7 @@ struct fio_workers {
   int nworkers, max, nidle, starting;
   int qlen;                 /* tasks in the queue */
   int shutdown;
+  atomic_int stopping;      /* = shutdown, for the hook (no lock there) */
   char *path, *cpath;       /* the caller's package paths */
   char backend[16];
 };
@@ -301,6 +302,8 @@ static void cancel_hook(lua_State *L, lua_Debug *ar) {
   if (!w || !w->loop) return;
   fio_fiber *f = w->loop->current;
   if (!f || f->shield || f->cancel_done) return;
+  /* At shutdown every fiber of the worker goes, whoever started it. */
+  if (atomic_load(&w->pool->stopping)) fio_raise_canceled(L, w->loop, f);
   for (task *t = w->running; t; t = t->next)
     if (t->fiber == f) {
       if (atomic_load(&t->cancel)) fio_raise_canceled(L, w->loop, f);
@@ -550,6 +553,7 @@ void fio_workers_cancel(fio_loop *loop, fio_op *op) {
 void fio_workers_shutdown(fio_workers *p) {
   pthread_mutex_lock(&p->mu);
   p->shutdown = 1;
+  atomic_store(&p->stopping, 1);
   while (p->qhead) {
     task *t = p->qhead;
     q_remove(p, t);
