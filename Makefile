@@ -56,9 +56,13 @@ test: deps
 
 TSAN_BUILD = build-tsan
 TSAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=thread
-# TSan runs the specs where threads meet: the pool, the threads backend,
-# fio.parallel, signals and the coordination primitives.
-TSAN_SPECS = $(wildcard spec/parallel_spec.lua spec/pool_spec.lua spec/sync_spec.lua spec/signal_spec.lua spec/fallback_spec.lua spec/fiber_spec.lua spec/pipe_spec.lua)
+# TSan runs fio.parallel's specs (worker threads, their loops, the pool under
+# them) on both backends. Not the rest, for two reasons found out the hard
+# way: TSan's shadow stack overflows on the yield-heavy specs (lua5.4 is not
+# instrumented, so the longjmp of every lua_yieldk leaves frames behind), and
+# specs that start helpers through env/timeout/noring crash those tools once
+# the TSan runtime is preloaded into them.
+TSAN_SPECS = spec/parallel_spec.lua
 
 check: deps
 	@$(MAKE) --no-print-directory all BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
