@@ -5,14 +5,18 @@
 # builds build/ first and then runs this from the repo root.
 #
 #   BENCH_ONLY="a b"  run only these benchmarks, of: spawn sleep readfiles copy
-#                     (default all of them)
+#                     queue parallel (default all of them)
 #   BUILD=dir         where core.so was built (default build)
-#   BENCH_N=n         sleepers/fibers per run of spawn and sleep (default 100000)
+#   BENCH_N=n         sleepers/fibers per run of spawn and sleep, items per
+#                     run of queue (default 100000)
 #   BENCH_REPS=r      repetitions per process, best is reported (default 5;
-#                     spawn, sleep and readfiles)
+#                     spawn, sleep, readfiles and queue)
 #   BENCH_FILES=n     files of 4 KiB for readfiles (default 10000)
 #   BENCH_COPY_MB=m   size of the file copy copies, MiB (default 512)
 #   BENCH_COPY_REPS=r copies per process, best is reported (default 3)
+#   BENCH_PAR_MB=m    parallel: MiB of files to checksum (default 64)
+#   BENCH_PAR_FILES=n parallel: files they are spread over (default 64)
+#   BENCH_PAR_N=n     parallel: round trips and burst tasks (default 20000)
 #   BENCH_TMPDIR=dir  where the input files go (default $TMPDIR or /tmp); the
 #                     file system decides what copy_file_range does
 #   BENCH_TIMEOUT=s   kill a variant after s seconds (default 600)
@@ -30,7 +34,7 @@ LUA=${LUA:-lua5.4}
 CC=${CC:-gcc}
 BUILD=${BUILD:-build}
 TIMEOUT=${BENCH_TIMEOUT:-600}
-ONLY=${BENCH_ONLY:-spawn sleep readfiles copy}
+ONLY=${BENCH_ONLY:-spawn sleep readfiles copy queue parallel}
 FILES=${BENCH_FILES:-10000}
 COPY_MB=${BENCH_COPY_MB:-512}
 export LUA_PATH="lua/?.lua;lua/?/init.lua;;"
@@ -39,8 +43,8 @@ export LUA_CPATH="$BUILD/?.so;;"
 only=" "
 for b in $ONLY; do
   case $b in
-  spawn | sleep | readfiles | copy) only="$only$b " ;;
-  *) echo "bench: unknown benchmark '$b' in BENCH_ONLY (spawn sleep readfiles copy)" >&2; exit 2 ;;
+  spawn | sleep | readfiles | copy | queue | parallel) only="$only$b " ;;
+  *) echo "bench: unknown benchmark '$b' in BENCH_ONLY (spawn sleep readfiles copy queue parallel)" >&2; exit 2 ;;
   esac
 done
 want() {
@@ -91,7 +95,7 @@ done
 # The file benchmarks' input, in a temporary directory removed on exit.
 data=
 fstype=
-if want readfiles || want copy; then
+if want readfiles || want copy || want parallel; then
   data=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/fiberio-bench.XXXXXX") || exit 1
   trap 'rm -rf "$data"' EXIT
   trap 'exit 130' INT
@@ -126,12 +130,41 @@ if want copy; then
   rm -f "$data/src" "$data/dst"
 fi
 
+# queue: VARIANT [CAPACITY]; the result's variant is e.g. fiberio-cap1.
+for job in "coroutine" "fiberio 1" "cqueues 1" "fiberio 64" "cqueues 64" "fiberio 0"; do
+  set -- $job
+  want queue && run queue "$1${2:+-cap$2}" "$LUA" bench/queue.lua "$@"
+done
+
+# parallel: a Lua checksum over BENCH_PAR_MB MiB in BENCH_PAR_FILES files with
+# 1 worker and with one per CPU; empty tasks one at a time and in a burst.
+if want parallel; then
+  PAR_FILES=${BENCH_PAR_FILES:-64}
+  PAR_MB=${BENCH_PAR_MB:-64}
+  NCPU=$(nproc)
+  echo "bench: making $PAR_FILES files, $PAR_MB MiB in all, in $data/par ..." >&2
+  mkdir "$data/par" && "$LUA" bench/mkfiles.lua "$data/par" "$PAR_FILES" $((PAR_MB * 1048576 / PAR_FILES)) || exit 1
+  sync -f "$data/par"
+  run parallel checksum-serial "$LUA" bench/parallel.lua checksum-serial "$data/par" "$PAR_FILES"
+  for t in 1 "$NCPU"; do
+    run parallel "checksum-t$t" "$LUA" bench/parallel.lua checksum "$data/par" "$PAR_FILES" "$t"
+  done
+  run parallel "checksum-copy-t$NCPU" "$LUA" bench/parallel.lua checksum-copy "$data/par" "$PAR_FILES" "$NCPU"
+  rm -rf "$data/par"
+  run parallel roundtrip-fiberio "$LUA" bench/parallel.lua roundtrip-fiberio
+  run parallel roundtrip-luv "$LUA" bench/parallel.lua roundtrip-luv
+  for t in 1 "$NCPU"; do
+    run parallel "burst-t$t" "$LUA" bench/parallel.lua burst "$t"
+  done
+  run parallel burst-luv "$LUA" bench/parallel.lua burst-luv
+fi
+
 # The machine.
 echo
 machine="Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')),"
 machine="$machine kernel $(uname -r), $("$LUA" -v 2>&1 | cut -d' ' -f1-2),"
 machine="$machine luv $("$LUA" -e 'print(require"luv".version_string())' 2>/dev/null)"
-if want sleep; then
+if want sleep || want queue; then
   machine="$machine, cqueues $("$LUA" -e 'print(require"cqueues".VERSION)' 2>/dev/null)"
 fi
 if want readfiles; then
@@ -183,11 +216,15 @@ function note_add(s) { note = note (note == "" ? "" : "; ") s }
   key = F["bench"] "/" F["variant"]
   seen[F["bench"]] = 1
   if (F["bench"] == "spawn" || F["bench"] == "sleep") fib[++nfib] = key
+  else if (F["bench"] == "queue") que[++nque] = key
+  else if (F["bench"] == "parallel") par[++npar] = key
   else file[++nfile] = key
   if ($1 == "FAILED") { failed[key] = F["why"]; next }
   if (F["bench"] == "spawn" || F["bench"] == "sleep") { n = F["n"]; reps = F["reps"] }
   if (F["bench"] == "readfiles") rf_reps = F["reps"]
   if (F["bench"] == "copy") cp_reps = F["reps"]
+  if (F["bench"] == "queue") { q_n = F["n"]; q_reps = F["reps"] }
+  if (F["bench"] == "parallel") p_reps = F["reps"]
   for (f in F) V[key "/" f] = F[f]
 }
 END {
@@ -230,6 +267,44 @@ END {
     }
     print ""
   }
+  if (nque) {
+    printf("queue: %s items from one fiber to another, best of %s repetitions in one process per variant.\n\n", q_n, q_reps)
+    print "| benchmark | variant | best ms | median ms | CPU ms (best rep) | ns/item (best) | notes |"
+    print "|---|---|--:|--:|--:|--:|---|"
+    for (i = 1; i <= nque; i++) {
+      k = que[i]; split(k, bv, "/")
+      if (k in failed) { printf("| %s | %s | - | - | - | - | %s |\n", bv[1], bv[2], why(failed[k])); continue }
+      note = ""
+      if (V[k "/backend"] != "") note_add("backend " V[k "/backend"])
+      printf("| %s | %s | %s | %s | %s | %.0f | %s |\n", bv[1], bv[2],
+        V[k "/best_ms"], V[k "/median_ms"], V[k "/cpu_ms"], V[k "/best_ms"] * 1e6 / V[k "/n"], note)
+    }
+    print ""
+  }
+  if (npar) {
+    printf("parallel: best of %s repetitions after one untimed pass, one process per variant; CPU/wall is the process CPU time (all threads) over the wall time of the best repetition.\n\n", p_reps)
+    print "| benchmark | variant | workers | best ms | median ms | CPU ms (best rep) | CPU/wall | rate (best) | notes |"
+    print "|---|---|--:|--:|--:|--:|--:|--:|---|"
+    for (i = 1; i <= npar; i++) {
+      k = par[i]; split(k, bv, "/")
+      if (k in failed) { printf("| %s | %s | - | - | - | - | - | - | %s |\n", bv[1], bv[2], why(failed[k])); continue }
+      note = ""
+      if (V[k "/backend"] != "") note_add("backend " V[k "/backend"])
+      if (V[k "/threadpool"] != "") note_add("libuv threadpool " V[k "/threadpool"])
+      if (V[k "/cold_ms"] != "") note_add("first task " V[k "/cold_ms"] " ms")
+      if (V[k "/sum"] != "") {
+        note_add("checksum " V[k "/sum"] (psum == "" || psum == V[k "/sum"] ? "" : " **DIFFERS**"))
+        if (psum == "") psum = V[k "/sum"]
+      }
+      workers = V[k "/threads"] != "" ? V[k "/threads"] : (bv[2] ~ /luv/ ? "pool" : (bv[2] ~ /serial/ ? "-" : "1"))
+      if (V[k "/mib"] != "") rate = sprintf("%.0f MiB/s", V[k "/mib"] / (V[k "/best_ms"] / 1000))
+      else rate = sprintf("%.1f us/task", V[k "/best_ms"] * 1000 / V[k "/n"])
+      printf("| %s | %s | %s | %s | %s | %s | %.2f | %s | %s |\n", bv[1], bv[2], workers,
+        V[k "/best_ms"], V[k "/median_ms"], V[k "/cpu_ms"], V[k "/cpu_ms"] / V[k "/best_ms"], rate, note)
+      if (bv[2] ~ /^checksum-t[0-9]+$/ && V[k "/threads"] + 0 > ptmax) { ptmax = V[k "/threads"] + 0; pwide = bv[2] }
+    }
+    print ""
+  }
   print "| benchmark | ratio | measure | value | target | verdict |"
   print "|---|---|---|--:|---|---|"
   row("spawn", "fiberio", "lua", "best_ms", "best time", "1.5")
@@ -247,6 +322,21 @@ END {
   row("readfiles", "fiberio", "luv", "best_ms", "best time", "")
   row("copy", "copyfile", "cp", "best_ms", "best time", "1.0")
   row("copy", "fio-loop", "io-loop", "best_ms", "best time", "1.0")
+  row("queue", "fiberio-cap1", "coroutine", "best_ms", "best time", "")
+  row("queue", "fiberio-cap0", "coroutine", "best_ms", "best time", "")
+  row("queue", "fiberio-cap1", "cqueues-cap1", "best_ms", "best time", "")
+  row("queue", "fiberio-cap64", "cqueues-cap64", "best_ms", "best time", "")
+  if (npar) {
+    # speedup: the 1-worker time over the all-workers time; target >= 1.8x
+    r = ratio("parallel", "checksum-t1", pwide, "best_ms")
+    if (pwide == "" || pwide == "checksum-t1" || r == "") printf("| parallel | checksum-t1 / checksum-tN | speedup | n/a | >= 1.8x | not measured (one CPU, or a variant failed) |\n")
+    else printf("| parallel | checksum-t1 / %s | speedup (best time) | %.2fx | >= 1.8x | %s |\n", pwide, r, sprintf("%.2f", r) + 0 >= 1.8 ? "met" : "**MISSED**")
+    row("parallel", "checksum-t1", "checksum-serial", "best_ms", "best time", "")
+    if (pwide != "") row("parallel", "checksum-copy-t" ptmax, pwide, "best_ms", "best time", "")
+    row("parallel", "roundtrip-fiberio", "roundtrip-luv", "best_ms", "best time", "")
+    if (pwide != "") row("parallel", "burst-t" ptmax, "burst-t1", "best_ms", "best time", "")
+    row("parallel", "burst-t1", "burst-luv", "best_ms", "best time", "")
+  }
 }
 ' "$results"
 

@@ -13,11 +13,24 @@
 -- made as soon as the walk reports it (a directory is always reported before
 -- what is in it), at first with mode 0700 so that it can be filled; files are
 -- copied by the kernel (fio.copyfile) and links remade (fio.readlink +
--- fio.symlink) by fibers, at most 64 at once; last, the directories get their
+-- fio.symlink) by the members of a bounded group, fio.group{limit = 64}: at
+-- most 64 copies run at once, the others wait their turn (the walk does not
+-- wait: each file waiting its turn is a fiber, about 1 KiB; for trees of
+-- millions of files, a fio.queue between the walk and 64 workers, as in
+-- treesum.lua, keeps the memory flat); last, the directories get their
 -- modes, deepest first, so that read-only directories work.
+--
+-- Interrupted (SIGINT, e.g. Ctrl-C, or SIGTERM): the copies in flight are
+-- canceled and the queued ones never start; every file in DST is then whole
+-- (fio.copyfile writes beside its destination and renames, so a canceled copy
+-- leaves nothing behind), but DST lacks what was not copied yet and its
+-- directories may still have mode 0700. cptree says so on stderr and exits
+-- with 128 + the signal's number (130, 143), as a shell reports a process
+-- killed by it.
+--
 -- Exit status: 0 if everything was copied, 1 if anything failed (the rest is
 -- still copied, each failure reported as "cptree: path: message"), 2 on bad
--- usage.
+-- usage, 130 or 143 when interrupted.
 local fio = require "fiberio"
 
 local PROG = "cptree"
@@ -37,19 +50,17 @@ local function fail(msg)
   status = 1
 end
 
--- Bounded concurrency without a semaphore: a list of running futures; when it
--- is full, fio.select waits for any one of them to end.
-local running = {}
-local function spawn(fn, ...)
-  while #running >= LIMIT do
-    local i = fio.select(table.unpack(running))
-    table.remove(running, i):await()
+-- Run body(g) with a new group that runs at most LIMIT members at once, then
+-- wait for the members. If body raises (fio.Canceled included: the copy was
+-- interrupted), the members are canceled, and waited for, first.
+local function bounded(body, ...)
+  local g = fio.group { limit = LIMIT }
+  local ok, err = pcall(body, g, ...)
+  if not ok then
+    g:cancel()
+    error(err, 0)
   end
-  running[#running + 1] = fio.async(fn, ...)
-end
-local function drain()
-  for _, f in ipairs(running) do f:await() end
-  running = {}
+  return g:wait()
 end
 
 -- Each task reports its own failure and returns; only Canceled is raised.
@@ -96,7 +107,44 @@ local function dirname(p)
   return p:match("^(.*[^/])/+[^/]*/*$") or (p:sub(1, 1) == "/" and "/" or ".")
 end
 
-local function main(src, dst)
+-- Copy what the walk of SRC reports into DST (made already) by members of g;
+-- directories are made here and listed in dirs.
+local function copy_entries(g, src, dst, dirs)
+  local prefix = src:sub(-1) == "/" and src or src .. "/"
+  local onerror = function(path, m) fail(m or path) end
+  for e in fio.walk(src, { onerror = onerror }) do
+    local rel = e.path:sub(#prefix + 1)
+    local to = dst .. "/" .. rel
+    local t = e.type
+    if t == "unknown" then -- the file system did not say: ask
+      local st = fio.lstat(e.path)
+      t = st and st.type or "unknown"
+    end
+    if t == "directory" then
+      -- made now, before the walk reports anything inside it
+      local dok, dmsg = fio.mkdir(to, S_700)
+      if dok then
+        local _, depth = rel:gsub("/", "")
+        dirs[#dirs + 1] = { e.path, to, depth + 1 }
+      else
+        fail(dmsg)
+      end
+    elseif t == "file" then
+      g:async(copy_file, e.path, to)
+    elseif t == "link" then
+      g:async(copy_link, e.path, to)
+    else
+      io.stderr:write(PROG, ": warning: ", e.path, ": skipping ", t, "\n")
+    end
+  end
+end
+
+-- Set the modes of dirs[i .. j] (all of one depth).
+local function set_modes(g, dirs, i, j)
+  for k = i, j do g:async(set_mode, dirs[k][1], dirs[k][2]) end
+end
+
+local function copy(src, dst)
   local sst, msg = fio.lstat(src)
   if not sst then return fail(msg) end
   if fio.lstat(dst) then return fail(dst .. ": File exists") end
@@ -118,47 +166,43 @@ local function main(src, dst)
   local ok, mmsg = fio.mkdir(dst, S_700)
   if not ok then return fail(mmsg) end
   local dirs = { { src, dst, 0 } } -- source, copy, depth: modes are set last
-
-  local prefix = src:sub(-1) == "/" and src or src .. "/"
-  local onerror = function(path, m) fail(m or path) end
-  for e in fio.walk(src, { onerror = onerror }) do
-    local rel = e.path:sub(#prefix + 1)
-    local to = dst .. "/" .. rel
-    local t = e.type
-    if t == "unknown" then -- the file system did not say: ask
-      local st = fio.lstat(e.path)
-      t = st and st.type or "unknown"
-    end
-    if t == "directory" then
-      -- made now, before the walk reports anything inside it
-      local dok, dmsg = fio.mkdir(to, S_700)
-      if dok then
-        local _, depth = rel:gsub("/", "")
-        dirs[#dirs + 1] = { e.path, to, depth + 1 }
-      else
-        fail(dmsg)
-      end
-    elseif t == "file" then
-      spawn(copy_file, e.path, to)
-    elseif t == "link" then
-      spawn(copy_link, e.path, to)
-    else
-      io.stderr:write(PROG, ": warning: ", e.path, ": skipping ", t, "\n")
-    end
-  end
-  drain()
+  bounded(copy_entries, src, dst, dirs)
 
   -- Directory modes, deepest first: one depth at a time, so that a parent
   -- made unsearchable does not stop its children's chmod.
   table.sort(dirs, function(a, b) return a[3] > b[3] end)
   local i = 1
   while i <= #dirs do
-    local depth = dirs[i][3]
-    while i <= #dirs and dirs[i][3] == depth do
-      spawn(set_mode, dirs[i][1], dirs[i][2])
-      i = i + 1
-    end
-    drain()
+    local j = i
+    while j < #dirs and dirs[j + 1][3] == dirs[i][3] do j = j + 1 end
+    bounded(set_modes, dirs, i, j)
+    i = j + 1
+  end
+end
+
+-- The signals that stop a copy, and their numbers (for the exit status).
+local SIGNALS = { { "INT", 2 }, { "TERM", 15 } }
+
+-- Copy, unless a signal comes first: then cancel the copy (which cancels its
+-- group) and report it.
+local function main(src, dst)
+  local watchers = {}
+  for k, sig in ipairs(SIGNALS) do
+    local s = fio.signal(sig[1]) -- from now on delivered here, not fatal
+    watchers[k] = fio.async(function()
+      local sigs <close> = s
+      return s:wait()
+    end)
+  end
+  local copying = fio.async(copy, src, dst)
+  local i, name = fio.select(copying, table.unpack(watchers))
+  for _, w in ipairs(watchers) do w:cancel() end
+  if i == 1 then return copying:await() end
+  copying:cancel()
+  io.stderr:write(PROG, ": interrupted by SIG", name, "; ", dst,
+    " is incomplete (every file in it is whole)\n")
+  for _, sig in ipairs(SIGNALS) do
+    if sig[1] == name then status = 128 + sig[2] end
   end
 end
 

@@ -5,10 +5,11 @@
 -- Prints every line that matches PATTERN (a Lua pattern, as string.find
 -- takes it) as `path:line`, or `path:number:line` with -n — the format of
 -- `grep -H`. With -r, a directory PATH is searched recursively (fio.walk;
--- symbolic links met inside it are not followed, as `grep -r`). Files are read
--- concurrently by fibers (at most 32 at once); the lines of one file are
--- written in one piece, so the lines of different files never interleave, but
--- files come out in the order their reads end. A file with a NUL byte is
+-- symbolic links met inside it are not followed, as `grep -r`). The paths (the
+-- files named, and what the walks find) go through a fio.queue to 32 worker
+-- fibers that read and search the files concurrently; the lines of one file
+-- are written in one piece, so the lines of different files never interleave,
+-- but files come out in the order their reads end. A file with a NUL byte is
 -- binary: a match prints `grep: path: binary file matches` on stderr instead
 -- (as GNU grep 3.8 does).
 -- Exit status (as grep's): 0 if a line matched, 1 if none did, 2 on an error
@@ -16,7 +17,7 @@
 local fio = require "fiberio"
 
 local PROG = "grep"
-local LIMIT = 32
+local WORKERS = 32
 
 local function usage(msg)
   if msg then io.stderr:write(PROG, ": ", msg, "\n") end
@@ -107,17 +108,8 @@ local function grep_file(path)
   end
 end
 
--- At most LIMIT reads in flight: when full, wait for any one to end.
-local running = {}
-local function spawn(path)
-  while #running >= LIMIT do
-    local idx = fio.select(table.unpack(running))
-    table.remove(running, idx):await()
-  end
-  running[#running + 1] = fio.async(grep_file, path)
-end
-
-local function main()
+-- Put the path of every file to search in `files`, then close it.
+local function feed(files)
   for _, path in ipairs(paths) do
     local st, msg = fio.stat(path) -- command-line links are followed
     if not st then
@@ -133,14 +125,33 @@ local function main()
             local lst = fio.lstat(e.path)
             t = lst and lst.type
           end
-          if t == "file" then spawn(e.path) end
+          if t == "file" then files:put(e.path) end
         end
       end
     else
-      spawn(path)
+      files:put(path)
     end
   end
-  for _, f in ipairs(running) do f:await() end
+  files:close()
+end
+
+-- Take paths from `files` until it is closed and drained.
+local function worker(files)
+  while true do
+    local path = files:get()
+    if path == nil then return end
+    grep_file(path)
+  end
+end
+
+local function main()
+  -- The feeder and the workers are members of one group: should one fail,
+  -- the group cancels the others and wait re-raises.
+  local files = fio.queue(WORKERS)
+  local g = fio.group()
+  g:async(feed, files)
+  for _ = 1, WORKERS do g:async(worker, files) end
+  g:wait()
   local ok, err = fio.stdout:flush()
   if not ok then fail("write error: " .. tostring(err)) end
 end

@@ -6,10 +6,12 @@
 -- by path in byte order: the same lines as
 --   find ROOT -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
 -- and then a total line (files, bytes, time) on stderr. Symbolic links are not
--- followed (as `find -type f`). Files are read by up to N fibers at once
--- (default 16) with fio.readfile, or in 1 MiB chunks through fio.open for files
--- over 64 MiB; SHA-256 itself is pure Lua 5.4, so hashing is CPU work on this
--- thread, overlapping with the reads the other fibers have in flight.
+-- followed (as `find -type f`). The walk (fio.walk) feeds the paths of the
+-- regular files to a fio.queue; N worker fibers (default 16) take them from it
+-- and read each with fio.readfile, or in 1 MiB chunks through fio.open for
+-- files over 64 MiB. The queue holds at most N paths, so the walk stays just
+-- ahead of the workers. SHA-256 itself is pure Lua 5.4, so hashing is CPU work
+-- on this thread, overlapping with the reads the other workers have in flight.
 -- Exit status: 0 if every file was summed, 1 if any could not be read,
 -- 2 on bad usage.
 local fio = require "fiberio"
@@ -209,27 +211,34 @@ local function main(argv)
     nfiles, nbytes = nfiles + 1, nbytes + size
   end
 
-  -- At most `jobs` tasks in flight: when full, wait for any one to end.
-  local running = {}
-  local function spawn(path)
-    while #running >= jobs do
-      local idx = fio.select(table.unpack(running))
-      local done = table.remove(running, idx)
-      done:await()
+  -- The walk puts the paths of regular files in a queue and closes it at
+  -- the end; `jobs` workers take them out until it is closed and drained.
+  -- All are members of one group: should one fail, the group cancels the
+  -- others (a walk blocked on a full queue included) and wait re-raises.
+  local files = fio.queue(jobs)
+  local function walk()
+    local onerror = function(path, m) fail(m or path) end
+    for e in fio.walk(root, { onerror = onerror }) do
+      local t = e.type
+      if t == "unknown" then -- the file system did not say: ask
+        local lst = fio.lstat(e.path)
+        t = lst and lst.type
+      end
+      if t == "file" then files:put(e.path) end
     end
-    running[#running + 1] = fio.async(task, path)
+    files:close()
   end
-
-  local onerror = function(path, m) fail(m or path) end
-  for e in fio.walk(root, { onerror = onerror }) do
-    local t = e.type
-    if t == "unknown" then -- the file system did not say: ask
-      local lst = fio.lstat(e.path)
-      t = lst and lst.type
+  local function worker()
+    while true do
+      local path = files:get()
+      if path == nil then return end
+      task(path)
     end
-    if t == "file" then spawn(e.path) end
   end
-  for _, f in ipairs(running) do f:await() end
+  local g = fio.group()
+  g:async(walk)
+  for _ = 1, jobs do g:async(worker) end
+  g:wait()
 
   local paths = {}
   for p in pairs(results) do paths[#paths + 1] = p end

@@ -30,6 +30,72 @@ local function kill(name, delay)
   assert(os.execute(cmd))
 end
 
+-- The environment of a Lua child that loads this build: this process's
+-- LUA_PATH and LUA_CPATH, and under a sanitizer (make check) its runtime,
+-- which this build's core.so needs: LD_PRELOAD, or the library found in this
+-- process's maps when it was preloaded another way. Shells and standard tools
+-- run without it, as in examples_spec.lua.
+local PRELOAD = os.getenv("LD_PRELOAD")
+if not PRELOAD then
+  local f = io.open("/proc/self/maps")
+  if f then
+    for line in f:lines() do
+      PRELOAD = line:match("(/%S+/lib[at]san%.so[.%d]*)$")
+      if PRELOAD then break end
+    end
+    f:close()
+  end
+end
+local ENV = "LUA_PATH=" .. q(os.getenv("LUA_PATH") or package.path) ..
+            " LUA_CPATH=" .. q(os.getenv("LUA_CPATH") or package.cpath) ..
+            (PRELOAD and " LD_PRELOAD=" .. q(PRELOAD) or "")
+
+-- Run a shell command: its stdout and exit code.
+local function sh(cmd)
+  local p = assert(io.popen("(exec env -u LD_PRELOAD sh -c " .. q(cmd) .. ")"))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  return out, code
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Start `lua5.4 ARGS` (ARGS: words already quoted, redirections included)
+-- with ENV, as a tool is started from a terminal: SIGINT and SIGTERM
+-- unblocked and at their default action (this process may have them blocked,
+-- and a child inherits that; perl undoes it before exec). Once the shell test
+-- `ready` succeeds, send it signal `name` (from the shell: the child needs no
+-- shell of its own, which a sanitizer's LD_PRELOAD could break). Returns its
+-- exit code and the seconds from the signal to its exit.
+local function signal_child(args, ready, name)
+  local unblock = "use POSIX; sigprocmask(SIG_UNBLOCK, POSIX::SigSet->new(SIGINT, SIGTERM));" ..
+                  " $SIG{INT} = $SIG{TERM} = 'DEFAULT'; exec @ARGV or die \"exec: $!\""
+  local script = table.concat({
+    "perl -e " .. q(unblock) .. " env " .. ENV .. " lua5.4 " .. args .. " &",
+    "pid=$!",
+    "i=0",
+    "until " .. ready .. "; do",
+    "  i=$((i + 1)); [ $i -gt 5000 ] && break",
+    "  sleep 0.002",
+    "done",
+    "t0=$(date +%s.%N)",
+    "kill -" .. name .. " $pid",
+    "wait $pid; rc=$?",
+    "t1=$(date +%s.%N)",
+    "echo $rc $t0 $t1",
+  }, "\n")
+  local out = sh(script)
+  local rc, t0, t1 = out:match("^(%d+) ([%d.]+) ([%d.]+)")
+  assert(rc, "the script printed: " .. out)
+  return tonumber(rc), tonumber(t1) - tonumber(t0)
+end
+
 -- The longest a spec waits for a signal: more than a bound, so that a lost
 -- signal fails the spec (nil, "timeout") instead of hanging the suite.
 local WAIT = helper.bound(5)
@@ -135,28 +201,36 @@ describe("fio.signal", function()
     assert.same({ "member 1", "member 2" }, log) -- 3 and 4 never started
   end)
 
-  it("a tool that listens for SIGINT exits cleanly when it gets one", function()
-    -- In a child, which sends SIGINT to itself from a shell.
-    local out, code = helper.child([[
+  it("a program that listens for SIGINT exits cleanly when it gets one", function()
+    -- A child that says when it listens (writes the file arg[1]), then
+    -- cancels its work on SIGINT.
+    local base = os.tmpname()
+    local f = assert(io.open(base .. ".lua", "w"))
+    f:write([[
       local fio = require "fiberio"
-      local f = assert(io.open("/proc/self/stat"))
-      local pid = f:read("l"):match("^(%d+)")
-      f:close()
       local status = fio.run(function()
         local s <close> = fio.signal("INT")
         local work = fio.async(function()
           local c <close> = setmetatable({}, { __close = function() print("cleaned up") end })
           fio.sleep(60)
         end)
-        os.execute("(sleep 0.05; kill -INT " .. pid .. ") &")
+        assert(fio.writefile(arg[1], "listening"))
         print(s:wait(10))
         work:cancel()
         return 130
       end)
+      io.stdout:flush()
       os.exit(status)
     ]])
+    f:close()
+    local code, dt = signal_child(q(base .. ".lua") .. " " .. q(base .. ".ready") ..
+                                  " >" .. q(base .. ".out") .. " 2>&1",
+                                  "[ -s " .. q(base .. ".ready") .. " ]", "INT")
+    local out = slurp(base .. ".out")
+    for _, ext in ipairs { "", ".lua", ".ready", ".out" } do os.remove(base .. ext) end
     assert.equal("INT\ncleaned up\n", out)
     assert.equal(130, code)
+    assert.is_true(dt < helper.bound(1), "exited " .. dt .. " s after the signal")
   end)
 
   it("raises on an unknown name and on a wait after close; close twice is harmless", function()
@@ -196,63 +270,25 @@ local examples do
   local src = debug.getinfo(1, "S").source:match("^@(.*)$") or "spec/signal_spec.lua"
   local dir = src:match("^(.*)/[^/]*$") or "."
   if dir:sub(1, 1) ~= "/" then
-    local p = assert(io.popen("pwd"))
-    dir = p:read("l") .. "/" .. dir
-    p:close()
+    local cwd = os.getenv("PWD")
+    if not cwd then
+      local p = assert(io.popen("pwd"))
+      cwd = p:read("l")
+      p:close()
+    end
+    dir = cwd .. "/" .. dir
   end
   examples = dir .. "/../examples"
 end
 
--- The tool's environment: this process's LUA_PATH and LUA_CPATH, and its
--- LD_PRELOAD under a sanitizer (make check); the shell and the standard tools
--- run without it, as in examples_spec.lua.
-local ENV = "LUA_PATH=" .. q(os.getenv("LUA_PATH") or package.path) ..
-            " LUA_CPATH=" .. q(os.getenv("LUA_CPATH") or package.cpath) ..
-            (os.getenv("LD_PRELOAD") and " LD_PRELOAD=" .. q(os.getenv("LD_PRELOAD")) or "")
-
--- Run a shell command: its stdout and exit code.
-local function sh(cmd)
-  local p = assert(io.popen("(exec env -u LD_PRELOAD sh -c " .. q(cmd) .. ")"))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return out, code
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
--- Start `cptree SRC DST` as a tool is started from a terminal: SIGINT and
--- SIGTERM unblocked and at their default action (this process may have them
--- blocked, and a child inherits that; perl undoes it before exec). Once a
--- first whole file is in DST, send it signal `name`. Returns its exit code,
--- its stderr and the seconds from the signal to its exit.
+-- Run `cptree SRC DST` and, once a first whole file is in DST, send it signal
+-- `name`. Returns its exit code, its stderr and the seconds from the signal
+-- to its exit.
 local function interrupt(name, src, dst, errfile)
-  local unblock = "use POSIX; sigprocmask(SIG_UNBLOCK, POSIX::SigSet->new(SIGINT, SIGTERM));" ..
-                  " $SIG{INT} = $SIG{TERM} = 'DEFAULT'; exec @ARGV or die \"exec: $!\""
-  local script = table.concat({
-    "perl -e " .. q(unblock) .. " env " .. ENV .. " lua5.4 " .. q(examples .. "/cptree.lua") ..
-      " " .. q(src) .. " " .. q(dst) .. " 2>" .. q(errfile) .. " &",
-    "pid=$!",
-    "i=0",
-    "while [ -z \"$(find " .. q(dst) .. " -type f ! -name '*.tmp' -print -quit 2>/dev/null)\" ]; do",
-    "  i=$((i + 1)); [ $i -gt 5000 ] && break",
-    "  sleep 0.002",
-    "done",
-    "t0=$(date +%s.%N)",
-    "kill -" .. name .. " $pid",
-    "wait $pid; rc=$?",
-    "t1=$(date +%s.%N)",
-    "echo $rc $t0 $t1",
-  }, "\n")
-  local out = sh(script)
-  local rc, t0, t1 = out:match("^(%d+) ([%d.]+) ([%d.]+)")
-  assert(rc, "the script printed: " .. out)
-  return tonumber(rc), slurp(errfile), tonumber(t1) - tonumber(t0)
+  local code, dt = signal_child(
+    q(examples .. "/cptree.lua") .. " " .. q(src) .. " " .. q(dst) .. " 2>" .. q(errfile),
+    "[ -n \"$(find " .. q(dst) .. " -type f ! -name '*.tmp' -print -quit 2>/dev/null)\" ]", name)
+  return code, slurp(errfile), dt
 end
 
 local function count_files(root)
