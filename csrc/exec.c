@@ -93,6 +93,58 @@ static int copy_fd(fio_op *op) {
   return 0;
 }
 
+static int readfile_all(fio_op *op) {
+  int fd = open(op->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  struct stat sb;
+  size_t used = 0, want = 65536;
+  int regular = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+  if (regular && sb.st_size > 0) want = (size_t)sb.st_size + 1;
+  /* the path lives in mem: read into a fresh buffer */
+  char *buf = malloc(want);
+  if (!buf) {
+    close(fd);
+    return -ENOMEM;
+  }
+  size_t cap = want;
+  for (;;) {
+    if (atomic_load(&op->abort)) {
+      free(buf);
+      close(fd);
+      return -ECANCELED;
+    }
+    if (used == cap) {
+      char *b = realloc(buf, cap * 2);
+      if (!b) {
+        free(buf);
+        close(fd);
+        return -ENOMEM;
+      }
+      buf = b;
+      cap *= 2;
+    }
+    ssize_t n = read(fd, buf + used, cap - used);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      free(buf);
+      close(fd);
+      return -e;
+    }
+    used += (size_t)n;
+    if (n == 0 || (regular && sb.st_size > 0 && used < cap)) break;
+  }
+  close(fd);
+  if (used > INT32_MAX) {
+    free(buf);
+    return -EOVERFLOW;
+  }
+  free(op->mem);
+  op->mem = op->buf = buf;
+  op->cap = cap;
+  return (int)used;
+}
+
 int fio_exec(fio_op *op) {
   ssize_t r;
   switch (op->code) {
@@ -159,6 +211,8 @@ int fio_exec(fio_op *op) {
     return truncate(op->path, (off_t)op->off) < 0 ? -errno : 0;
   case FIO_OP_COPY:
     return copy_fd(op);
+  case FIO_OP_READFILE:
+    return readfile_all(op);
   }
   return -ENOSYS;
 }

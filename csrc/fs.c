@@ -15,6 +15,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "fiberio.h"
 #include "fs.h"
 
@@ -439,9 +440,36 @@ static int wf_start(lua_State *L, int stage, const char *path, int flags,
   return fio_op_wait(loop, L, w, op, wf_k);
 }
 
-/* fio.readfile(path) -> the whole content */
+static int readfile1_k(lua_State *L, int status, lua_KContext ctx) {
+  fio_fiber *w = (fio_fiber *)ctx;
+  fio_op *op = w->op;
+  int res = fio_op_result(L, w); /* a cancel raises (op freed) */
+  w->op = NULL;
+  if (res < 0) {
+    fio_op_free(op);
+    return fio_errresult(L, lua_tostring(L, 1), -res);
+  }
+  lua_pushlstring(L, op->mem, (size_t)res);
+  fio_op_free(op);
+  return 1;
+}
+
+/* fio.readfile(path) -> the whole content. On io_uring: openat, read and
+ * close on the ring; without it: one pool job does all (one round trip). */
 static int l_readfile(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
+  fio_loop *loop = fio_loop_get(L);
+  if (loop->be != &fio_backend_uring) {
+    lua_settop(L, 1);
+    fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
+    size_t n = strlen(path) + 1;
+    fio_op *op = fio_op_new(n);
+    if (!op) return luaL_error(L, "not enough memory");
+    memcpy(op->mem, path, n);
+    op->path = op->mem;
+    op->code = FIO_OP_READFILE;
+    return fio_op_wait(loop, L, w, op, readfile1_k);
+  }
   return wf_start(L, RF_OPEN, path, O_RDONLY, 0);
 }
 
