@@ -17,34 +17,6 @@ local function shq(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
--- Run code in a child lua5.4 (this process's LUA_PATH, LUA_CPATH and
--- FIBERIO_BACKEND) under `timeout`, so a child that hangs at exit fails its
--- spec instead of hanging the suite. Returns the output (stdout and stderr
--- merged), the exit code (124 when it was killed) and the wall time.
-local function child(code, limit)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  f:write("io.stdout:setvbuf('no')\n", code)
-  f:close()
-  local cmd = "LUA_PATH=" .. shq(os.getenv("LUA_PATH") or package.path)
-    .. " LUA_CPATH=" .. shq(os.getenv("LUA_CPATH") or package.cpath)
-    .. " timeout -s KILL " .. string.format("%.1f", limit)
-    .. " lua5.4 " .. shq(file) .. " 2>&1"
-  local t0 = fio.now()
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  local _, _, rc = p:close()
-  local dt = fio.now() - t0
-  os.remove(file)
-  return out, rc, dt
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
 local function slurp(path)
   local f = io.open(path, "rb")
   if not f then return nil end
@@ -53,12 +25,107 @@ local function slurp(path)
   return s
 end
 
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- Under the ThreadSanitizer preload, a shell does not start here (dash and
+-- bash crash in TSan's setjmp interceptor), so io.popen and os.execute fail.
+-- Children are then started without a shell, with luv's uv.spawn, when luv
+-- is installed. Returns the reason when neither way works.
+local popen_ok = os.execute("true") == true
+local has_luv, uv = pcall(require, "luv")
+local function no_child()
+  if popen_ok or has_luv then return nil end
+  return "no shell starts here (FIBERIO_SANITIZE=" .. tostring(os.getenv("FIBERIO_SANITIZE"))
+    .. ") and luv is not installed to start a child without one"
+end
+
+-- At the top of a spec that runs a child: `needs_child(pending)` makes it
+-- pending, with the reason, where no child can start.
+local function needs_child(pending_)
+  local why = no_child()
+  if why then pending_(why) end
+end
+
+-- argv without a shell: output (stdout and stderr) and exit code.
+local function spawn(argv)
+  local out = os.tmpname()
+  local fd = assert(uv.fs_open(out, "w", 420))
+  local env = {}
+  for _, k in ipairs { "LUA_PATH", "LUA_CPATH", "FIBERIO_BACKEND", "FIBERIO_SANITIZE", "LD_PRELOAD",
+    "TSAN_OPTIONS", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "PATH", "TMPDIR" } do
+    local v = os.getenv(k)
+    if v then env[#env + 1] = k .. "=" .. v end
+  end
+  if not os.getenv("LUA_PATH") then env[#env + 1] = "LUA_PATH=" .. package.path end
+  if not os.getenv("LUA_CPATH") then env[#env + 1] = "LUA_CPATH=" .. package.cpath end
+  local rc
+  local handle = assert(uv.spawn(argv[1], {
+    args = { table.unpack(argv, 2) }, env = env, stdio = { nil, fd, fd },
+  }, function(code, signal)
+    rc = signal ~= 0 and 128 + signal or code
+  end))
+  while rc == nil do uv.run("once") end
+  handle:close()
+  uv.run("nowait")
+  uv.fs_close(fd)
+  local s = slurp(out)
+  os.remove(out)
+  return s, rc
+end
+
+-- Run code in a child lua5.4 (this process's LUA_PATH, LUA_CPATH and
+-- FIBERIO_BACKEND) under `timeout`, so a child that hangs at exit fails its
+-- spec instead of hanging the suite. Returns the output (stdout and stderr
+-- merged), the exit code (124 or 137 when it was killed) and the wall time.
+local function child(code, limit)
+  local why = no_child()
+  if why then error(why, 0) end
+  local file = os.tmpname()
+  local f = assert(io.open(file, "w"))
+  f:write("io.stdout:setvbuf('no')\n", code)
+  f:close()
+  local secs = string.format("%.1f", limit)
+  local t0 = fio.now()
+  local out, rc
+  if popen_ok then
+    local p = assert(io.popen("LUA_PATH=" .. shq(os.getenv("LUA_PATH") or package.path)
+      .. " LUA_CPATH=" .. shq(os.getenv("LUA_CPATH") or package.cpath)
+      .. " timeout -s KILL " .. secs .. " lua5.4 " .. shq(file) .. " 2>&1"))
+    out = p:read("a")
+    local _, how, n = p:close()
+    rc = how == "signal" and 128 + n or n
+  else
+    out, rc = spawn { "/usr/bin/timeout", "-s", "KILL", secs, "lua5.4", file }
+  end
+  local dt = fio.now() - t0
+  os.remove(file)
+  return out, rc, dt
+end
+
 local function tmpdir()
   return assert(fio.mkdtemp((os.getenv("TMPDIR") or "/tmp") .. "/fio-parallel.XXXXXX"))
 end
 
 local function rmtree(d)
-  os.execute("rm -rf " .. shq(d))
+  for _, e in ipairs(fio.readdir(d) or {}) do
+    local p = d .. "/" .. e.name
+    if e.type == "directory" then rmtree(p) else fio.unlink(p) end
+  end
+  fio.rmdir(d)
+end
+
+-- CPUs this process may run on (what nproc says).
+local function ncpu()
+  local list = (slurp("/proc/self/status") or ""):match("Cpus_allowed_list:%s*([%d,%-]+)")
+  local n = 0
+  for a, b in (list or ""):gmatch("(%d+)%-?(%d*)") do
+    n = n + (b ~= "" and tonumber(b) - tonumber(a) + 1 or 1)
+  end
+  return math.max(n, 1)
 end
 
 -- A canonical description of a value, exact for every type that is copied:
@@ -531,8 +598,14 @@ end)
 
 describe("many parallel tasks", function()
   it("runs 10,000 small tasks, each once, with its own arguments", function()
-    -- Workers started before the fd count (they keep a ring and an eventfd).
-    fio.parallel(function() end):await()
+    -- Every worker started before the fd count (each keeps its ring and
+    -- eventfd): as many tasks at once as there could be workers, each
+    -- holding its worker for a moment.
+    local warm = {}
+    for i = 1, 2 * ncpu() do
+      warm[i] = fio.parallel(function() require("fiberio").sleep(0.05) end)
+    end
+    for i = 1, #warm do warm[i]:await() end
     helper.fullgc()
     local fds0 = helper.open_fds()
     local N = 10000
@@ -656,6 +729,7 @@ describe("canceling a parallel task", function()
   end)
 
   it("of a task not started yet means it never runs (one worker, busy)", function()
+    needs_child(pending)
     local out, rc = child(([[
       local fio = require "fiberio"
       fio.config { threads = 1 }
@@ -692,6 +766,7 @@ describe("canceling a parallel task", function()
   end)
 
   it("reaches a task computing inside a coroutine it resumed", function()
+    needs_child(pending)
     -- In a child: if the cancel never lands, the worker never stops.
     local out, rc = child([[
       local fio = require "fiberio"
@@ -711,6 +786,7 @@ end)
 
 describe("when the main state closes with parallel tasks still running", function()
   it("workers are canceled and joined, and the process exits promptly", function()
+    needs_child(pending)
     local dir = tmpdir()
     local out, rc, dt = child(([[
       local fio = require "fiberio"
@@ -747,6 +823,7 @@ describe("when the main state closes with parallel tasks still running", functio
   end)
 
   it("a task still queued never runs", function()
+    needs_child(pending)
     local dir = tmpdir()
     local out, rc, dt = child(([[
       local fio = require "fiberio"
@@ -769,6 +846,7 @@ describe("when the main state closes with parallel tasks still running", functio
   end)
 
   it("a task computing in a loop that never suspends is stopped too", function()
+    needs_child(pending)
     local out, rc, dt = child([[
       local fio = require "fiberio"
       fio.parallel(function() while true do end end)
@@ -782,6 +860,7 @@ describe("when the main state closes with parallel tasks still running", functio
   end)
 
   it("a task computing inside a coroutine it resumed is stopped too", function()
+    needs_child(pending)
     local out, rc, dt = child([[
       local fio = require "fiberio"
       fio.parallel(function() coroutine.wrap(function() while true do end end)() end)
@@ -793,7 +872,24 @@ describe("when the main state closes with parallel tasks still running", functio
     assert.is_true(dt < helper.bound(2), "the child took " .. dt .. " s")
   end)
 
+  it("a task whose own fiber computes forever is stopped too", function()
+    needs_child(pending)
+    local out, rc, dt = child([[
+      local fio = require "fiberio"
+      fio.parallel(function()
+        local fio = require "fiberio"
+        fio.async(function() while true do end end):await()
+      end)
+      fio.sleep(0.1)
+      print("END")
+    ]], helper.bound(10))
+    assert.equal(0, rc, out)
+    assert.equal("END\n", out)
+    assert.is_true(dt < helper.bound(2), "the child took " .. dt .. " s")
+  end)
+
   it("a script whose tasks all finished exits at once", function()
+    needs_child(pending)
     local out, rc, dt = child([[
       local fio = require "fiberio"
       local s = 0
@@ -828,6 +924,7 @@ describe("parallel tasks spread over the workers", function()
   ]]
 
   it("two tasks that never suspend run at the same time with threads = 2", function()
+    needs_child(pending)
     local dir = tmpdir()
     local out, rc = child(SPREAD:format(2, dir .. "/flag"), helper.bound(10))
     rmtree(dir)
@@ -836,6 +933,7 @@ describe("parallel tasks spread over the workers", function()
   end)
 
   it("fio.config{threads = 1} runs them on one worker, one after the other", function()
+    needs_child(pending)
     local dir = tmpdir()
     local out, rc = child(SPREAD:format(1, dir .. "/flag"), helper.bound(10))
     rmtree(dir)
@@ -844,10 +942,8 @@ describe("parallel tasks spread over the workers", function()
   end)
 
   it("two CPU-bound tasks take well under twice one's time on 2 cores", function()
-    local p = io.popen("nproc")
-    local ncpu = tonumber(p:read("a")) or 1
-    p:close()
-    if ncpu < 2 then pending("needs 2 CPUs; nproc = " .. ncpu) return end
+    local n = ncpu()
+    if n < 2 then pending("needs 2 CPUs; this process may use " .. n) return end
     local function spin(n)
       local x = 0
       for i = 1, n do x = x + i % 7 end
@@ -855,15 +951,21 @@ describe("parallel tasks spread over the workers", function()
     end
     -- size the work so one task takes about 0.3 s in a worker
     local t = helper.timed(function() fio.parallel(spin, 2000000):await() end)
-    local n = math.max(2000000, math.floor(2000000 * 0.3 / t))
-    local one = helper.timed(function() fio.parallel(spin, n):await() end)
-    local two = helper.timed(function()
-      local a, b = fio.parallel(spin, n), fio.parallel(spin, n)
-      a:await()
-      b:await()
-    end)
-    -- a behaviour check, not a speed assertion: serial would be 2x
-    assert.is_true(two < one * 0.55 / 0.3,
-      ("two tasks took %.3f s, one %.3f s"):format(two, one))
+    local work = math.max(2000000, math.floor(2000000 * 0.3 / t))
+    -- a behaviour check, not a speed assertion: one after the other would
+    -- take 2x one's time. Other load on the machine can take a core away
+    -- for a moment, so the best of three tries counts.
+    local tries = {}
+    for try = 1, 3 do
+      local one = helper.timed(function() fio.parallel(spin, work):await() end)
+      local two = helper.timed(function()
+        local a, b = fio.parallel(spin, work), fio.parallel(spin, work)
+        a:await()
+        b:await()
+      end)
+      tries[try] = ("two %.3f s, one %.3f s"):format(two, one)
+      if two < one * 0.55 / 0.3 then return end
+    end
+    assert.is_true(false, "two tasks never took less than 0.55/0.3 of one's time: " .. table.concat(tries, "; "))
   end)
 end)
