@@ -234,6 +234,7 @@ typedef struct task {
 
 struct worker {
   pthread_t thread;
+  int started;              /* thread is running (pthread_kill is safe) */
   fio_workers *pool;
   fio_loop *loop;           /* set by the worker once its state is up */
   task *running;            /* its tasks (fibers) */
@@ -290,25 +291,52 @@ static void task_post(task *t, int res) {
 
 /* --- the worker thread --------------------------------------------------------- */
 
-/* Every few thousand instructions of a task's fiber: a cancel the caller
- * asked for lands even in code that never suspends. (Coroutines the task
- * starts inherit the hook; their extra space is NULL: they are skipped.) */
+/* Reaching a task that computes and never suspends: the canceler sends the
+ * worker thread SIG_CANCEL; its handler (on the worker thread, so no race)
+ * sets a count hook on the fiber that runs now, and the hook raises
+ * Canceled there. No hook is set otherwise: a count hook makes the VM trap
+ * on every instruction (half the speed). A fiber computing inside a
+ * coroutine it resumed is reached when that coroutine yields or returns. */
+#define SIG_CANCEL (SIGRTMIN + 5)
+static _Thread_local worker *tls_worker;
+
 static void cancel_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  /* Every thread of a worker's state carries the worker in its extra space
-   * (copied from the main thread at creation). The task is the one whose
-   * fiber runs now: the code may be in a coroutine that fiber resumed. */
-  worker *w = *(worker **)lua_getextraspace(L);
+  lua_sethook(L, NULL, 0, 0); /* one shot */
+  worker *w = tls_worker;
   if (!w || !w->loop) return;
   fio_fiber *f = w->loop->current;
-  if (!f || f->shield || f->cancel_done) return;
-  /* At shutdown every fiber of the worker goes, whoever started it. */
+  if (!f || f->co != L || f->shield || f->cancel_done) return;
   if (atomic_load(&w->pool->stopping)) fio_raise_canceled(L, w->loop, f);
   for (task *t = w->running; t; t = t->next)
     if (t->fiber == f) {
       if (atomic_load(&t->cancel)) fio_raise_canceled(L, w->loop, f);
       return;
     }
+}
+
+static void on_cancel_signal(int sig) {
+  (void)sig;
+  worker *w = tls_worker;
+  if (!w || !w->loop) return;
+  fio_fiber *f = w->loop->current;
+  if (f && f->co) lua_sethook(f->co, cancel_hook, LUA_MASKCOUNT, 1);
+}
+
+static pthread_once_t sig_once = PTHREAD_ONCE_INIT;
+static void install_cancel_signal(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_cancel_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIG_CANCEL, &sa, NULL);
+}
+
+/* (pool->mu held) Interrupt w's computing fiber, if any. */
+static void poke(worker *w) {
+  if (w->loop) fio_loop_wake(w->loop);
+  if (w->started) pthread_kill(w->thread, SIG_CANCEL);
 }
 
 /* The body of a task's fiber: upvalue 1 the loop, 2 the task. */
@@ -381,7 +409,6 @@ static void start_task(lua_State *L, worker *w, task *t) {
   t->fiber = fio_spawn(L, w->loop, lua_gettop(L), 0, NULL);
   t->fref = luaL_ref(L, LUA_REGISTRYINDEX); /* read after it ends */
   lua_pop(L, 1);
-  lua_sethook(t->fiber->co, cancel_hook, LUA_MASKCOUNT, 4096);
 }
 
 /* Set up a worker's state: libraries, the caller's paths, fiberio with the
@@ -434,7 +461,9 @@ static void *worker_main(void *arg) {
   fio_workers *p = w->pool;
   sigset_t all;
   sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  sigdelset(&all, SIG_CANCEL);
+  pthread_sigmask(SIG_SETMASK, &all, NULL);
+  tls_worker = w;
   lua_State *L = luaL_newstate();
   fio_loop *loop = L ? worker_state(L, w, p) : NULL;
   pthread_mutex_lock(&p->mu);
@@ -500,7 +529,9 @@ static void kick(fio_workers *p) {
     worker *w = calloc(1, sizeof *w);
     if (w) {
       w->pool = p;
+      pthread_once(&sig_once, install_cancel_signal);
       if (pthread_create(&w->thread, NULL, worker_main, w) == 0) {
+        w->started = 1;
         w->next = p->workers;
         p->workers = w;
         p->nworkers++;
@@ -545,7 +576,7 @@ void fio_workers_cancel(fio_loop *loop, fio_op *op) {
     task_post(t, -ECANCELED); /* it never runs */
   } else if (t->state == TS_RUNNING) {
     atomic_store(&t->cancel, 1);
-    fio_loop_wake(t->w->loop);
+    poke(t->w);
   }
   pthread_mutex_unlock(&p->mu);
 }
@@ -562,7 +593,7 @@ void fio_workers_shutdown(fio_workers *p) {
   }
   for (worker *w = p->workers; w; w = w->next) {
     for (task *r = w->running; r; r = r->next) atomic_store(&r->cancel, 1);
-    if (w->loop) fio_loop_wake(w->loop);
+    poke(w);
   }
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);

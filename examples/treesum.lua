@@ -1,6 +1,6 @@
 -- treesum.lua — checksum every regular file below a directory, concurrently.
 --
---   lua5.4 examples/treesum.lua [-j N] ROOT
+--   lua5.4 examples/treesum.lua [-j N] [-p N] ROOT
 --
 -- Prints one line per regular file below ROOT, `<sha256 hex>  <path>`, sorted
 -- by path in byte order: the same lines as
@@ -12,6 +12,9 @@
 -- files over 64 MiB. The queue holds at most N paths, so the walk stays just
 -- ahead of the workers. SHA-256 itself is pure Lua 5.4, so hashing is CPU work
 -- on this thread, overlapping with the reads the other workers have in flight.
+-- With -p N (N >= 1) the reading and hashing of each file runs on fiberio's
+-- worker threads (fio.parallel, at most N of them; fio.config{threads = N}):
+-- SHA-256 in Lua then uses every core. -p 0 hashes on this thread.
 -- Exit status: 0 if every file was summed, 1 if any could not be read,
 -- 2 on bad usage.
 local fio = require "fiberio"
@@ -22,9 +25,10 @@ local CHUNK = 1024 * 1024
 
 local function usage(msg)
   if msg then io.stderr:write(PROG, ": ", msg, "\n") end
-  io.stderr:write("usage: ", PROG, " [-j N] ROOT\n",
+  io.stderr:write("usage: ", PROG, " [-j N] [-p N] ROOT\n",
     "  print `sha256sum` lines for every regular file below ROOT, sorted by path;\n",
-    "  -j N  read at most N files at once (default 16)\n")
+    "  -j N  read at most N files at once (default 16)\n",
+    "  -p N  hash on N worker threads (fio.parallel); 0: on this thread (default)\n")
   os.exit(2)
 end
 
@@ -155,12 +159,30 @@ local function sumline(hex, path)
   return hex .. "  " .. path .. "\n"
 end
 
+-- The work of one file on a worker thread: no upvalues (fio.parallel copies
+-- the function), so it loads this script there, once per worker, as a
+-- library (no `arg` in a worker's state: the script returns its functions).
+local function remote_sum(script, path)
+  local lib = TREESUM_LIB
+  if not lib then
+    lib = dofile(script)
+    TREESUM_LIB = lib
+  end
+  return lib.sum_file(path)
+end
+
 local function main(argv)
-  local jobs, root = 16, nil
+  local jobs, root, workers = 16, nil, 0
   local i = 1
   while i <= #argv do
     local a = argv[i]
-    if a == "-j" then
+    if a == "-p" then
+      workers = tonumber(argv[i + 1] or "")
+      i = i + 1
+      if not workers or workers < 0 or workers ~= math.floor(workers) then
+        usage("-p needs a whole number")
+      end
+    elseif a == "-j" then
       jobs = tonumber(argv[i + 1] or "")
       i = i + 1
     elseif a:match("^%-j") then
@@ -181,6 +203,11 @@ local function main(argv)
   if not jobs or jobs < 1 or jobs ~= math.floor(jobs) then usage("-j needs a positive integer") end
   if not root then usage("ROOT expected") end
   jobs = math.tointeger(jobs)
+  local summer = sum_file
+  if workers > 0 then
+    local script = arg and arg[0]
+    summer = function(path) return fio.parallel(remote_sum, script, path):await() end
+  end
 
   local st, msg = fio.stat(root)
   if not st then io.stderr:write(PROG, ": ", msg, "\n") return 1 end
@@ -201,7 +228,7 @@ local function main(argv)
 
   -- One task: sum a file, record the line. Never raises but for cancellation.
   local function task(path)
-    local ok, hex, size = pcall(sum_file, path)
+    local ok, hex, size = pcall(summer, path)
     if not ok then
       if hex == fio.Canceled then error(hex, 0) end
       return fail(path .. ": " .. tostring(hex))
@@ -256,4 +283,12 @@ local function main(argv)
   return status
 end
 
+if not arg then -- loaded by a worker (remote_sum): a library
+  return { sum_file = sum_file }
+end
+-- -p N bounds the worker threads: that is configuration, before the loop runs.
+for k = 1, #arg - 1 do
+  local n = arg[k] == "-p" and math.tointeger(tonumber(arg[k + 1]))
+  if n and n > 0 then fio.config{ threads = n } end
+end
 os.exit(fio.run(main, arg))
