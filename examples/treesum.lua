@@ -291,4 +291,4 @@ for k = 1, #arg - 1 do
   local n = arg[k] == "-p" and math.tointeger(tonumber(arg[k + 1]))
   if n and n > 0 then fio.config{ threads = n } end
 end
-os.exit(fio.run(main, arg))
+os.exit(fio.run(main, arg), true) -- close the state: workers are joined
