@@ -292,6 +292,7 @@ END {
       if (V[k "/backend"] != "") note_add("backend " V[k "/backend"])
       if (V[k "/threadpool"] != "") note_add("libuv threadpool " V[k "/threadpool"])
       if (V[k "/cold_ms"] != "") note_add("first task " V[k "/cold_ms"] " ms")
+      if (V[k "/others"] != "") note_add("others " V[k "/others"] " CPU")
       if (V[k "/sum"] != "") {
         note_add("checksum " V[k "/sum"] (psum == "" || psum == V[k "/sum"] ? "" : " **DIFFERS**"))
         if (psum == "") psum = V[k "/sum"]
