@@ -315,6 +315,20 @@ static void cancel_hook(lua_State *L, lua_Debug *ar) {
     }
 }
 
+#if defined(__SANITIZE_THREAD__)
+static void cancel_hook_poll(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  worker *w = tls_worker;
+  if (!w || !w->loop) return;
+  fio_fiber *f = w->loop->current;
+  if (!f || f->co != L || f->shield || f->cancel_done) return;
+  int cancel = atomic_load(&w->pool->stopping);
+  for (task *t = w->running; t && !cancel; t = t->next)
+    if (t->fiber == f) cancel = atomic_load(&t->cancel);
+  if (cancel) fio_raise_canceled(L, w->loop, f);
+}
+#endif
+
 static void on_cancel_signal(int sig) {
   (void)sig;
   worker *w = tls_worker;
@@ -409,6 +423,12 @@ static void start_task(lua_State *L, worker *w, task *t) {
   t->fiber = fio_spawn(L, w->loop, lua_gettop(L), 0, NULL);
   t->fref = luaL_ref(L, LUA_REGISTRYINDEX); /* read after it ends */
   lua_pop(L, 1);
+#if defined(__SANITIZE_THREAD__)
+  /* ThreadSanitizer holds a signal back until the thread enters its
+   * runtime, which a Lua loop never does: under it, poll with a count hook
+   * (slow, but only in that build). */
+  lua_sethook(t->fiber->co, cancel_hook_poll, LUA_MASKCOUNT, 4096);
+#endif
 }
 
 /* Set up a worker's state: libraries, the caller's paths, fiberio with the
