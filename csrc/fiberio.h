@@ -172,6 +172,7 @@ struct fio_op {
   uint8_t pool_only;      /* run it on the pool even if the ring could */
   void (*dtor)(fio_op *); /* frees what mem holds (before mem itself) */
   uint8_t on_pool;        /* backend: this submission went to the pool */
+  uint8_t close_fd;       /* its file was collected: the last op on fd closes it */
 };
 
 struct fio_loop {

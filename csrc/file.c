@@ -35,6 +35,7 @@
 
 #include "backend.h"
 #include "fiberio.h"
+#include "pool.h"
 #include "fs.h"
 
 #define BUFSZ (64 * 1024)
@@ -83,7 +84,10 @@ static void flush_all_at_exit(void) {
 
 static void exit_track(fio_file *f) {
   pthread_mutex_lock(&exit_mu);
-  if (!exit_hooked) exit_hooked = atexit(flush_all_at_exit) == 0;
+  if (!exit_hooked) {
+    fio_pin_library(); /* the handler must outlive Lua's dlclose of us */
+    exit_hooked = atexit(flush_all_at_exit) == 0;
+  }
   f->etracked = 1;
   f->eprev = NULL;
   f->enext = exit_head;
@@ -169,9 +173,17 @@ static int f_gc(lua_State *L) {
   fio_file *f = luaL_checkudata(L, 1, FIO_FILE);
   if (f->fd >= 0) {
     flush_sync(f);
-    if (f->busy || f->inflight)
-      cancel_fd_ops(lua_touserdata(L, lua_upvalueindex(1)), f->fd);
-    if (!f->isstd) close(f->fd);
+    int deferred = 0;
+    if (f->busy || f->inflight) {
+      fio_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
+      cancel_fd_ops(loop, f->fd);
+      /* An op still in flight may be about to enter its syscall on fd (a
+       * pool thread): the last of them closes fd when it completes. */
+      if (loop && loop->started && !loop->closed && !f->isstd)
+        for (fio_op *op = loop->inflight; op; op = op->next)
+          if (op->fd == f->fd) op->close_fd = deferred = 1;
+    }
+    if (!f->isstd && !deferred) close(f->fd);
     f->fd = -1;
   }
   freebufs(f);

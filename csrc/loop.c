@@ -358,6 +358,7 @@ int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
   op->loop = loop;
   op->res = 0;
   op->cancel_sent = 0;
+  op->close_fd = 0;
   op->state = FIO_OPS_INFLIGHT;
   op->prev = NULL;
   op->next = loop->inflight;
@@ -397,6 +398,15 @@ void fio_op_complete(fio_loop *loop, fio_op *op, int res) {
   if (op->next) op->next->prev = op->prev;
   op->prev = op->next = NULL;
   loop->ninflight--;
+  if (op->close_fd) {
+    /* Its file was collected while it was in flight: close the fd now that
+     * no syscall can use it (or a reuse of its number) any more. */
+    int last = 1;
+    for (fio_op *o = loop->inflight; o; o = o->next)
+      if (o->close_fd && o->fd == op->fd) last = 0;
+    if (last) close(op->fd);
+    op->close_fd = 0;
+  }
   if (op->waiter) {
     /* (a deadline that canceled the op keeps saying so) */
     fio_wake(op->waiter, op->waiter->wake == FIO_WAKE_TIMER ? FIO_WAKE_TIMER
