@@ -645,7 +645,7 @@ static void turn(fio_loop *loop, lua_State *from, fio_fiber *w) {
     resume(loop, from, f);
   }
   int64_t timeout = -1;
-  if (loop->rq_len || (w && w->state != FIO_SUSPENDED)) timeout = 0;
+  if (!w || loop->rq_len || w->state != FIO_SUSPENDED) timeout = 0; /* yield: poll */
   else if (loop->heap_len) {
     uint64_t now = fio_now_ns(), d = loop->heap[0].deadline;
     timeout = d > now ? (int64_t)(d - now) : 0;
