@@ -159,7 +159,7 @@ static int l_join(lua_State *L) {
   w->nlinks = 1;
   fio_link_add(w, &w->self_link, &t->awaiters);
   if (s >= 0)
-    fio_timer_arm(loop, w, fio_now_ns() + (uint64_t)(s * 1e9));
+    fio_timer_arm_in(loop, w, s);
   w->wait = FIO_W_FUTURE;
   return fio_block(loop, L, w, join_k);
 }
@@ -225,10 +225,7 @@ static int run_finish(lua_State *L, runctx *rc) {
   /* Stack: fn, args..., root future, runctx. */
   if (rc->canceling) {
     rc->run = NULL;
-    if (--run->refs == 0) {
-      luaL_unref(L, LUA_REGISTRYINDEX, run->errs);
-      free(run);
-    }
+    fio_run_release(L, run);
     return fio_raise_canceled(L, fio_loop_get(L), NULL);
   }
   if (root->end != FIO_END_ERROR) {
@@ -239,10 +236,7 @@ static int run_finish(lua_State *L, runctx *rc) {
       fio_fiber *f = lua_touserdata(L, -1);
       if (f && !f->observed) {
         rc->run = NULL;
-        if (--run->refs == 0) {
-          luaL_unref(L, LUA_REGISTRYINDEX, run->errs);
-          free(run);
-        }
+        fio_run_release(L, run);
         return fio_push_results(L, f); /* raises */
       }
       lua_pop(L, 1);
@@ -250,10 +244,7 @@ static int run_finish(lua_State *L, runctx *rc) {
     lua_pop(L, 1);
   }
   rc->run = NULL;
-  if (--run->refs == 0) {
-    luaL_unref(L, LUA_REGISTRYINDEX, run->errs);
-    free(run);
-  }
+  fio_run_release(L, run);
   return fio_push_results(L, root);
 }
 
@@ -292,10 +283,7 @@ static int runctx_gc(lua_State *L) {
     fio_run *run = rc->run;
     rc->run = NULL;
     run->waiter = NULL;
-    if (--run->refs == 0) {
-      luaL_unref(L, LUA_REGISTRYINDEX, run->errs);
-      free(run);
-    }
+    fio_run_release(L, run);
   }
   return 0;
 }

@@ -254,6 +254,10 @@ fio_fiber *fio_current(fio_loop *loop);
 
 void fio_wake(fio_fiber *w, int reason);
 void fio_timer_arm(fio_loop *loop, fio_fiber *w, uint64_t deadline);
+/* Arm w's timer s seconds (>= 0) from now. */
+void fio_timer_arm_in(fio_loop *loop, fio_fiber *w, lua_Number s);
+/* Drop one reference to a fio.run scope (freed with the last). */
+void fio_run_release(lua_State *L, fio_run *run);
 /* Append w's link l to list (FIFO); w->links/nlinks must include l so a wake
  * unlinks it. */
 void fio_link_add(fio_fiber *w, fio_link *l, fio_list *list);

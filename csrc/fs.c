@@ -130,8 +130,7 @@ static int path_k(lua_State *L, int status, lua_KContext ctx) {
 /* Run op code on path (and path2), with `area` bytes for the result before
  * the paths. */
 static int path_call(lua_State *L, int code, const char *path,
-                     const char *path2, size_t area, fio_op **opp) {
-  (void)opp;
+                     const char *path2, size_t area) {
   fio_loop *loop = fio_loop_get(L);
   fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
   size_t n1 = strlen(path) + 1, n2 = path2 ? strlen(path2) + 1 : 0;
@@ -196,7 +195,7 @@ static int l_path1(lua_State *L) {
     break;
   }
   }
-  return path_call(L, code, path, NULL, area, NULL);
+  return path_call(L, code, path, NULL, area);
 }
 
 /* rename, link, symlink: two paths. */
@@ -204,7 +203,7 @@ static int l_path2(lua_State *L) {
   int code = (int)lua_tointeger(L, lua_upvalueindex(2));
   const char *a = luaL_checkstring(L, 1), *b = luaL_checkstring(L, 2);
   lua_settop(L, 2);
-  return path_call(L, code, a, b, 0, NULL);
+  return path_call(L, code, a, b, 0);
 }
 
 /* fio.mkdtemp([template]) -> path: template ends in XXXXXX; default

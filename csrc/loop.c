@@ -33,7 +33,6 @@ static void op_cancel(fio_loop *loop, fio_op *op) {
 #define fio_closethread(co, from) lua_closethread(co, from)
 #endif
 
-static void run_release(lua_State *L, fio_run *run);
 
 uint64_t fio_now_ns(void) {
   struct timespec ts;
@@ -129,6 +128,11 @@ void fio_timer_arm(fio_loop *loop, fio_fiber *w, uint64_t deadline) {
   fio_timer t = {deadline, loop->timer_seq++, w};
   loop->heap[loop->heap_len] = t;
   heap_up(loop, loop->heap_len++);
+}
+
+void fio_timer_arm_in(fio_loop *loop, fio_fiber *w, lua_Number s) {
+  uint64_t ns = s >= 1e9 ? (uint64_t)1e18 : (uint64_t)(s * 1e9 + 0.5);
+  fio_timer_arm(loop, w, fio_now_ns() + ns);
 }
 
 /* Pop the earliest timer if it is due at now: its waiter, or NULL. */
@@ -562,13 +566,13 @@ static void finish(fio_loop *loop, lua_State *from, fio_fiber *f, int status,
     }
     if (--run->live == 0 && run->waiter) fio_wake(run->waiter, FIO_WAKE_DONE);
     f->run = NULL;
-    run_release(from, run);
+    fio_run_release(from, run);
   }
   luaL_unref(from, LUA_REGISTRYINDEX, f->anchor);
   f->anchor = LUA_NOREF;
 }
 
-static void run_release(lua_State *L, fio_run *run) {
+void fio_run_release(lua_State *L, fio_run *run) {
   if (--run->refs > 0) return;
   luaL_unref(L, LUA_REGISTRYINDEX, run->errs);
   free(run);
@@ -636,23 +640,22 @@ static void fire_timers(fio_loop *loop) {
 
 /* One scheduler turn: run the fibers ready now, then reap I/O and timers,
  * blocking only if nothing is ready and w (if any) still waits. */
+/* How long a wait may block: 0 if a fiber is ready, until the next timer,
+ * or -1 (forever). */
+static int64_t wait_timeout(fio_loop *loop) {
+  if (loop->rq_len) return 0;
+  if (!loop->heap_len) return -1;
+  uint64_t now = fio_now_ns(), d = loop->heap[0].deadline;
+  return d > now ? (int64_t)(d - now) : 0;
+}
+
 static void turn(fio_loop *loop, lua_State *from, fio_fiber *w) {
-  size_t n = loop->rq_len;
-  while (n-- > 0 && loop->rq_head) {
-    fio_fiber *f = loop->rq_head;
-    rq_remove(loop, f);
-    if (f->state == FIO_DONE) continue;
-    resume(loop, from, f);
-  }
-  int64_t timeout = -1;
-  if (!w || loop->rq_len || w->state != FIO_SUSPENDED) timeout = 0; /* yield: poll */
-  else if (loop->heap_len) {
-    uint64_t now = fio_now_ns(), d = loop->heap[0].deadline;
-    timeout = d > now ? (int64_t)(d - now) : 0;
-  }
+  fio_loop_run_ready(loop, from);
+  /* w NULL: a yield, which only polls */
+  int64_t timeout =
+      !w || w->state != FIO_SUSPENDED ? 0 : wait_timeout(loop);
   if (timeout < 0 && loop->ninflight == 0) {
-    /* Nothing can ever wake w. */
-    if (w) fio_wake(w, FIO_WAKE_DEADLOCK);
+    fio_wake(w, FIO_WAKE_DEADLOCK); /* nothing can ever wake w */
     return;
   }
   if (timeout != 0 || loop->ninflight) loop->be->wait(loop, timeout);
@@ -670,13 +673,8 @@ void fio_loop_run_ready(fio_loop *loop, lua_State *L) {
 }
 
 void fio_loop_wait(fio_loop *loop, int nonblock) {
-  int64_t timeout = -1;
-  if (nonblock || loop->rq_len) timeout = 0;
-  else if (loop->heap_len) {
-    uint64_t now = fio_now_ns(), d = loop->heap[0].deadline;
-    timeout = d > now ? (int64_t)(d - now) : 0;
-  }
-  loop->be->wait(loop, timeout); /* a wake (new task, cancel) ends it */
+  /* a wake (new task, cancel) ends it */
+  loop->be->wait(loop, nonblock ? 0 : wait_timeout(loop));
   fire_timers(loop);
 }
 

@@ -726,13 +726,7 @@ static int l_parallel(lua_State *L) {
   t->fn = fb.p;
   t->fnlen = fb.n;
   sbuf ab = {0};
-  lua_newtable(L);
-  int seen = lua_gettop(L);
-  int32_t cnt = nargs;
-  sb_put(&ab, &cnt, sizeof cnt);
-  for (int i = 0; i < nargs; i++) ser(L, 2 + i, &ab, seen, 0);
-  lua_pop(L, 1);
-  if (ab.err) {
+  if (ser_values_safe(L, 2, nargs, &ab)) {
     const char *e = ab.err;
     free(ab.p);
     fio_op_free(op);

@@ -17,8 +17,7 @@ static int l_sleep(lua_State *L) {
   if (s <= 0) {
     w->wait = FIO_W_YIELD;
   } else {
-    uint64_t ns = s >= 1e9 ? (uint64_t)1e18 : (uint64_t)(s * 1e9 + 0.5);
-    fio_timer_arm(loop, w, fio_now_ns() + ns);
+    fio_timer_arm_in(loop, w, s);
     w->wait = FIO_W_SLEEP;
   }
   return fio_block(loop, L, w, sleep_k);
