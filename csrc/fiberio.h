@@ -173,6 +173,10 @@ struct fio_op {
   void (*dtor)(fio_op *); /* frees what mem holds (before mem itself) */
   uint8_t on_pool;        /* backend: this submission went to the pool */
   uint8_t close_fd;       /* its file was collected: the last op on fd closes it */
+  uint8_t may_inline;     /* a write to a regular file (or other seekable
+                           * fd): the backend may run it on the loop thread
+                           * when the loop would otherwise sleep */
+  fio_op *dnext;          /* backend: its list of deferred ops */
 };
 
 struct fio_loop {

@@ -48,6 +48,7 @@ typedef struct fio_file {
   uint8_t isstd;      /* fio.stdin/stdout/stderr: close refuses */
   uint8_t mode;       /* BUF_* */
   int8_t seekable;    /* -1: not known yet */
+  int8_t disk;        /* a regular file or block device; -1: not known */
   uint8_t eof;        /* the last fill read nothing */
   uint8_t canread, canwrite; /* from the open mode, as stdio's */
   int busy;           /* an op of this handle's buffered I/O is in flight */
@@ -115,6 +116,7 @@ static fio_file *newfile(lua_State *L) {
   memset(f, 0, sizeof *f);
   f->fd = -1;
   f->seekable = -1;
+  f->disk = -1;
   f->bufsize = BUFSZ;
   luaL_setmetatable(L, FIO_FILE);
   return f;
@@ -129,6 +131,17 @@ static fio_file *tofile(lua_State *L, int idx) {
 static int seekable(fio_file *f) {
   if (f->seekable < 0) f->seekable = lseek(f->fd, 0, SEEK_CUR) >= 0;
   return f->seekable;
+}
+
+/* Whether reads and writes on f end without waiting for another party: a
+ * regular file or a block device (not a pipe, socket, tty or other
+ * character device). The backend may run those on the loop thread. */
+static int disk(fio_file *f) {
+  if (f->disk < 0) {
+    struct stat st;
+    f->disk = fstat(f->fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
+  }
+  return f->disk;
 }
 
 /* Free the buffers, unless an op still borrows one: it takes that one. */
@@ -258,13 +271,15 @@ static int buf_done(lua_State *L, fio_file *f, fio_fiber *w) {
 }
 
 /* An op on the buffers, from memory the caller owns. */
-static fio_op *mkop(lua_State *L, int code, int fd, char *buf, size_t len) {
+static fio_op *mkop(lua_State *L, fio_file *f, int code, int fd, char *buf,
+                    size_t len) {
   fio_op *op = fio_op_new(0);
   if (!op) luaL_error(L, "not enough memory");
   op->code = (uint8_t)code;
   op->fd = fd;
   op->buf = buf;
   op->len = len > MAXIO ? MAXIO : len;
+  op->may_inline = (uint8_t)disk(f);
   return op;
 }
 
@@ -278,7 +293,7 @@ static int flush_step(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
     f->wpos = f->wlen = 0;
     return 0;
   }
-  fio_op *op = mkop(L, FIO_OP_WRITE, f->fd, f->wbuf + f->wpos,
+  fio_op *op = mkop(L, f, FIO_OP_WRITE, f->fd, f->wbuf + f->wpos,
                     f->wlen - f->wpos);
   *ret = buf_op(L, loop, f, w, pseudo, op, f->wbuf, k);
   return 1;
@@ -344,7 +359,7 @@ static int fill(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
     f->rbuf = b;
     f->rcap = cap;
   }
-  fio_op *op = mkop(L, FIO_OP_READ, f->fd, f->rbuf + f->rlen,
+  fio_op *op = mkop(L, f, FIO_OP_READ, f->fd, f->rbuf + f->rlen,
                     f->rcap - f->rlen);
   return buf_op(L, loop, f, w, pseudo, op, f->rbuf, read_k);
 }
@@ -676,7 +691,7 @@ static int run_write(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
     if (f->wlen > f->wpos) break; /* flush first */
     /* Larger than the buffer (or unbuffered): straight from the string,
      * which the suspended call keeps alive on its stack. */
-    fio_op *op = mkop(L, FIO_OP_WRITE, f->fd, (char *)s + off, left);
+    fio_op *op = mkop(L, f, FIO_OP_WRITE, f->fd, (char *)s + off, left);
     return buf_op(L, loop, f, w, pseudo, op, NULL, write_k);
   }
   if (flush_step(L, loop, f, w, pseudo, write_k, &ret)) return ret;
@@ -1001,6 +1016,7 @@ static int f_pread(lua_State *L) {
   fio_op *op = fio_op_new((size_t)n);
   if (!op) return luaL_error(L, "not enough memory");
   op->code = FIO_OP_READ;
+  op->may_inline = (uint8_t)disk(f);
   op->len = (size_t)n;
   op->off = (uint64_t)off;
   return pio_go(L, f, w, op);
@@ -1023,6 +1039,7 @@ static int f_pwrite(lua_State *L) {
   fio_op *op = fio_op_new(0);
   if (!op) return luaL_error(L, "not enough memory");
   op->code = FIO_OP_WRITE;
+  op->may_inline = (uint8_t)disk(f);
   op->buf = (char *)s;
   op->want = len;
   op->len = len > MAXIO ? MAXIO : len;

@@ -1326,6 +1326,97 @@ describe("fibers sharing a handle", function()
   end)
 end)
 
+-- Reads and writes of regular files may run on the loop thread when the
+-- loop would otherwise sleep (the first such call of a turn; the others of
+-- that turn go to the ring or the pool): fio._info().inlined counts them.
+-- On io_uring only writes are held back (reads of cached data complete
+-- inline in the ring anyway); on the threads backend both are.
+describe("file I/O when the loop would sleep", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  local function inlined() return fio._info().inlined end
+
+  it("a lone copy loop runs its file writes on the loop thread, and the copy is exact", function()
+    local src, dst = dir .. "/src", dir .. "/dst"
+    local data = {}
+    for i = 1, 64 do data[i] = string.char(i % 256):rep(65536 + i) end
+    put(src, table.concat(data))
+    local n0 = inlined()
+    local writes = 0
+    fio.run(function()
+      local r = assert(fio.open(src, "rb"))
+      local w = assert(fio.open(dst, "wb"))
+      while true do
+        local s = r:read(256 * 1024)
+        if not s then break end
+        assert(w:write(s))
+        writes = writes + 1
+      end
+      assert(r:close())
+      assert(w:close())
+    end)
+    assert.is_true(get(dst) == table.concat(data))
+    assert.is_true(writes >= 16)
+    -- every write was larger than the buffer, so each was one call
+    assert.is_true(inlined() - n0 >= writes, ("inlined %d of %d writes"):format(inlined() - n0, writes))
+  end)
+
+  it("concurrent writers do not all run on the loop thread, and every file is whole", function()
+    local n0 = inlined()
+    local chunk = ("0123456789abcdef"):rep(16384) -- 256 KiB, over the buffer
+    local N, W = 8, 4
+    fio.run(function()
+      local g = fio.group()
+      for k = 1, W do
+        g:async(function()
+          local f = assert(fio.open(dir .. "/w" .. k, "wb"))
+          for i = 1, N do assert(f:write(chunk:sub(1, -2) .. string.char(64 + k))) end
+          assert(f:close())
+        end)
+      end
+      g:wait()
+    end)
+    for k = 1, W do
+      assert.is_true(get(dir .. "/w" .. k) == (chunk:sub(1, -2) .. string.char(64 + k)):rep(N))
+    end
+    local used = inlined() - n0
+    assert.is_true(used < N * W, ("%d of %d writes inlined"):format(used, N * W))
+  end)
+
+  it("a write canceled before the loop ran it never happens", function()
+    local p = dir .. "/f"
+    put(p, "before")
+    local res
+    fio.run(function()
+      local f = assert(fio.open(p, "r+b"))
+      f:setvbuf("no")
+      local w = fio.async(function() return f:write("XXXXXX") end)
+      fio.yield() -- w runs up to its write, held until the loop waits
+      res = table.pack(fio.cancel(w))
+      assert(f:close())
+    end)
+    assert.equal(nil, res[1])
+    assert.is_true(rawequal(res[2], fio.Canceled))
+    assert.equal("before", get(p))
+  end)
+
+  it("a deadline on a held write cancels it cleanly (fio.timeout 0)", function()
+    local p = dir .. "/f"
+    put(p, "keep")
+    local ok, err
+    fio.run(function()
+      local f = assert(fio.open(p, "r+b"))
+      f:setvbuf("no")
+      ok, err = fio.timeout(0, function() return f:write("gone") end)
+      assert(f:close())
+    end)
+    -- either the write ran before the deadline fired, or it never ran
+    if ok then assert.equal("gone", get(p)) else assert.equal("keep", get(p)) end
+  end)
+end)
+
 describe("reads that block: cancel and close", function()
   local dir
   before_each(function() dir = mktempdir() end)
