@@ -206,6 +206,10 @@ struct fio_loop {
   fio_op *post_head, *post_tail;
   atomic_int posted;
   int wakefd;
+  /* A wake was written to wakefd and the loop has not read it yet: further
+   * wakes need no write (the loop will wake and look at everything). Set
+   * by fio_loop_wake, cleared by fio_loop_clear_wake before the loop looks. */
+  atomic_int wake_sent;
   fio_workers *workers;         /* fio.parallel's pool, once used */
   int owns_workers;             /* this loop made it (it shuts it down) */
   void *canceled;               /* the Canceled sentinel userdata */

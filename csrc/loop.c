@@ -422,6 +422,12 @@ void fio_op_complete(fio_loop *loop, fio_op *op, int res) {
 }
 
 void fio_loop_wake(fio_loop *loop) {
+  /* Whatever the caller published before this (a post, a task) is seen by
+   * a loop that clears wake_sent after it: the two fences order each side's
+   * store before its load (store buffering), so one side sees the other. */
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_exchange_explicit(&loop->wake_sent, 1, memory_order_relaxed))
+    return; /* an unread wake is pending: the loop wakes anyway */
   uint64_t one = 1;
   ssize_t r;
   do r = write(loop->wakefd, &one, sizeof one);
@@ -433,6 +439,10 @@ void fio_loop_clear_wake(fio_loop *loop) {
   uint64_t n;
   while (read(loop->wakefd, &n, sizeof n) < 0 && errno == EINTR) {
   }
+  /* From here on a wake writes again; the caller looks at its posts (and
+   * whatever else wakes it) after this. */
+  atomic_store_explicit(&loop->wake_sent, 0, memory_order_relaxed);
+  atomic_thread_fence(memory_order_seq_cst);
 }
 
 void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
