@@ -31,21 +31,11 @@ local function kill(name, delay)
 end
 
 -- The environment of a Lua child that loads this build: this process's
--- LUA_PATH and LUA_CPATH, and under a sanitizer (make check) its runtime,
--- which this build's core.so needs: LD_PRELOAD, or the library found in this
--- process's maps when it was preloaded another way. Shells and standard tools
+-- LUA_PATH and LUA_CPATH, and under ASan (make check) its runtime, which this
+-- build's core.so needs (LD_PRELOAD). Under TSan the `lua5.4` first on PATH
+-- preloads its runtime itself (tools/runspecs.sh). Shells and standard tools
 -- run without it, as in examples_spec.lua.
 local PRELOAD = os.getenv("LD_PRELOAD")
-if not PRELOAD then
-  local f = io.open("/proc/self/maps")
-  if f then
-    for line in f:lines() do
-      PRELOAD = line:match("(/%S+/lib[at]san%.so[.%d]*)$")
-      if PRELOAD then break end
-    end
-    f:close()
-  end
-end
 local ENV = "LUA_PATH=" .. q(os.getenv("LUA_PATH") or package.path) ..
             " LUA_CPATH=" .. q(os.getenv("LUA_CPATH") or package.cpath) ..
             (PRELOAD and " LD_PRELOAD=" .. q(PRELOAD) or "")

@@ -19,7 +19,19 @@ case "$FIBERIO_SANITIZE" in
     export LSAN_OPTIONS="suppressions=$root/tools/lsan.supp:print_suppressions=0"
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=67" ;;
   tsan)
-    export LD_PRELOAD="$(gcc -print-file-name=libtsan.so)"
+    # Not LD_PRELOAD: shells and tools (sh, env, timeout) that inherit the
+    # TSan runtime crash. Instead a `lua5.4` first on PATH starts the real
+    # one through the dynamic loader with libtsan and longjmp_shim.so
+    # (tools/longjmp_shim.c) preloaded, so every Lua process, the spec
+    # children included, runs under TSan and nothing else does.
+    lua=$(command -v lua5.4)
+    ldso=$(ldd "$lua" | awk '/ld-linux/ { print $1 }')
+    mkdir -p "$root/$build/bin"
+    printf '#!/bin/sh\nexec %s --preload "%s %s" %s "$@"\n' "$ldso" \
+      "$(gcc -print-file-name=libtsan.so)" "$root/$build/longjmp_shim.so" "$lua" \
+      >"$root/$build/bin/lua5.4"
+    chmod +x "$root/$build/bin/lua5.4"
+    export PATH="$root/$build/bin:$PATH"
     export TSAN_OPTIONS="halt_on_error=1:exitcode=68:suppressions=$root/tools/tsan.supp" ;;
   valgrind)
     runner="valgrind -q --error-exitcode=69 --leak-check=full --errors-for-leak-kinds=definite --suppressions=$root/tools/valgrind.supp $runner" ;;
