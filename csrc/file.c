@@ -844,7 +844,22 @@ static int ctl_finish(lua_State *L, fio_file *f, int kind, fio_fiber *w,
       return 2;
     }
     int fd = f->fd;
-    if (f->inflight) cancel_fd_ops(loop, fd); /* e.g. a pread of a pipe */
+    if (f->inflight) {
+      cancel_fd_ops(loop, fd); /* e.g. a pread of a pipe */
+      /* An op that cannot be stopped (a pread of a regular file) may be
+       * about to enter its syscall on a pool thread: closing fd now would
+       * let an open elsewhere reuse the number under it. The last such op
+       * closes fd when it completes (fio_op_complete), as after f_gc. */
+      int deferred = 0;
+      for (fio_op *o = loop->inflight; o; o = o->next)
+        if (o->fd == fd) o->close_fd = deferred = 1;
+      if (deferred) {
+        f->fd = -1;
+        freebufs(f);
+        lua_pushboolean(L, 1);
+        return 1;
+      }
+    }
     f->fd = -1;
     freebufs(f);
     op = fio_op_new(0);
