@@ -14,6 +14,7 @@
 #define FIBERIO_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -190,6 +191,11 @@ struct fio_loop {
   char cfg_backend[16];
   /* scheduler */
   fio_fiber *current;           /* fiber being resumed, or NULL */
+  /* Set by a signal handler on this loop's thread that wanted to act on the
+   * running fiber when none was running: the next fiber resumed gets
+   * hook_arm(its thread) first (fio.parallel's cancel, parallel.c). */
+  volatile sig_atomic_t hook_req;
+  void (*hook_arm)(lua_State *co);
   fio_fiber *rq_head, *rq_tail;
   size_t rq_len;
   struct fio_timer *heap;       /* timers: min-heap on (deadline, seq) */

@@ -595,6 +595,13 @@ static void resume(fio_loop *loop, lua_State *from, fio_fiber *f) {
   fio_fiber *prev = loop->current;
   loop->current = f;
   f->state = FIO_RUNNING;
+  /* A handler that runs from here on sees f as current; one that ran
+   * before left hook_req. */
+  atomic_signal_fence(memory_order_seq_cst);
+  if (loop->hook_req) {
+    loop->hook_req = 0;
+    if (loop->hook_arm) loop->hook_arm(f->co);
+  }
   int status = lua_resume(f->co, from, nargs, &nres);
   loop->current = prev;
   if (status == LUA_YIELD) {

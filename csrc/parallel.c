@@ -293,39 +293,70 @@ static void task_post(task *t, int res) {
 
 /* Reaching a task that computes and never suspends: the canceler sends the
  * worker thread SIG_CANCEL; its handler (on the worker thread, so no race)
- * sets a count hook on the fiber that runs now, and the hook raises
- * Canceled there. No hook is set otherwise: a count hook makes the VM trap
- * on every instruction (half the speed). A fiber computing inside a
- * coroutine it resumed is reached when that coroutine yields or returns. */
+ * sets a one-shot count hook on the fiber that runs now, or, between
+ * fibers, asks the loop to set it on the next fiber it resumes
+ * (loop->hook_req). The hook raises Canceled if its fiber is a canceled
+ * task's; in any fiber it also arms the same hook on every other canceled
+ * task's fiber, so a cancel that came while another fiber of the worker
+ * computed reaches the task when it runs. The worker arms it too when it
+ * hands a cancel to a task's fiber. No hook is set otherwise: a count hook
+ * makes the VM trap on every instruction (half the speed). A fiber
+ * computing inside a coroutine it resumed is reached when that coroutine
+ * yields or returns. */
 #define SIG_CANCEL (SIGRTMIN + 5)
 static _Thread_local worker *tls_worker;
 
-static void cancel_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  lua_sethook(L, NULL, 0, 0); /* one shot */
+static void cancel_hook(lua_State *L, lua_Debug *ar);
+#if defined(__SANITIZE_THREAD__)
+static void cancel_hook_poll(lua_State *L, lua_Debug *ar);
+#define POLL_EVERY 4096
+#endif
+
+/* Arm the one-shot hook on co. Under ThreadSanitizer task fibers poll
+ * instead (see start_task), and a one-shot hook would end the polling. */
+static void arm_cancel_hook(lua_State *co) {
+#if defined(__SANITIZE_THREAD__)
+  (void)co;
+#else
+  lua_sethook(co, cancel_hook, LUA_MASKCOUNT, 1);
+#endif
+}
+
+/* Whether t is to be canceled (its caller asked, or the pool stops). */
+static int task_canceled(worker *w, task *t) {
+  return atomic_load(&t->cancel) || atomic_load(&w->pool->stopping);
+}
+
+/* The hook's work on the worker thread, in fiber thread L. */
+static void cancel_check(lua_State *L) {
   worker *w = tls_worker;
   if (!w || !w->loop) return;
   fio_fiber *f = w->loop->current;
-  if (!f || f->co != L || f->shield || f->cancel_done) return;
-  if (atomic_load(&w->pool->stopping)) fio_raise_canceled(L, w->loop, f);
-  for (task *t = w->running; t; t = t->next)
-    if (t->fiber == f) {
-      if (atomic_load(&t->cancel)) fio_raise_canceled(L, w->loop, f);
-      return;
-    }
+  if (!f || f->co != L) return; /* a plain coroutine inside a fiber */
+  int mine = atomic_load(&w->pool->stopping);
+  for (task *t = w->running; t; t = t->next) {
+    if (!task_canceled(w, t)) continue;
+    if (t->fiber == f) mine = 1;
+    else if (t->fiber->state != FIO_DONE && !t->fiber->cancel_done)
+      arm_cancel_hook(t->fiber->co);
+  }
+  if (mine && !f->shield && !f->cancel_done) fio_raise_canceled(L, w->loop, f);
+}
+
+static void cancel_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+#if defined(__SANITIZE_THREAD__)
+  lua_sethook(L, cancel_hook_poll, LUA_MASKCOUNT, POLL_EVERY);
+#else
+  lua_sethook(L, NULL, 0, 0); /* one shot */
+#endif
+  cancel_check(L);
 }
 
 #if defined(__SANITIZE_THREAD__)
 static void cancel_hook_poll(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  worker *w = tls_worker;
-  if (!w || !w->loop) return;
-  fio_fiber *f = w->loop->current;
-  if (!f || f->co != L || f->shield || f->cancel_done) return;
-  int cancel = atomic_load(&w->pool->stopping);
-  for (task *t = w->running; t && !cancel; t = t->next)
-    if (t->fiber == f) cancel = atomic_load(&t->cancel);
-  if (cancel) fio_raise_canceled(L, w->loop, f);
+  cancel_check(L);
 }
 #endif
 
@@ -335,6 +366,7 @@ static void on_cancel_signal(int sig) {
   if (!w || !w->loop) return;
   fio_fiber *f = w->loop->current;
   if (f && f->co) lua_sethook(f->co, cancel_hook, LUA_MASKCOUNT, 1);
+  else w->loop->hook_req = 1; /* the next fiber resumed */
 }
 
 static pthread_once_t sig_once = PTHREAD_ONCE_INIT;
@@ -427,7 +459,7 @@ static void start_task(lua_State *L, worker *w, task *t) {
   /* ThreadSanitizer holds a signal back until the thread enters its
    * runtime, which a Lua loop never does: under it, poll with a count hook
    * (slow, but only in that build). */
-  lua_sethook(t->fiber->co, cancel_hook_poll, LUA_MASKCOUNT, 4096);
+  lua_sethook(t->fiber->co, cancel_hook_poll, LUA_MASKCOUNT, POLL_EVERY);
 #endif
 }
 
@@ -480,10 +512,10 @@ static void *worker_main(void *arg) {
   worker *w = arg;
   fio_workers *p = w->pool;
   sigset_t all;
+  tls_worker = w; /* before SIG_CANCEL is unblocked (kick blocked it) */
   sigfillset(&all);
   sigdelset(&all, SIG_CANCEL);
   pthread_sigmask(SIG_SETMASK, &all, NULL);
-  tls_worker = w;
   lua_State *L = luaL_newstate();
   fio_loop *loop = L ? worker_state(L, w, p) : NULL;
   pthread_mutex_lock(&p->mu);
@@ -496,6 +528,7 @@ static void *worker_main(void *arg) {
     return NULL;
   }
   w->loop = loop;
+  loop->hook_arm = arm_cancel_hook;
   for (;;) {
     /* Take one task per turn: the rest stay for idle workers. */
     task *t = p->qhead;
@@ -515,6 +548,8 @@ static void *worker_main(void *arg) {
         r->cancel_sent = 1;
         atomic_store(&r->cancel, 1);
         fio_request_cancel(loop, L, r->fiber);
+        /* if it runs again before it suspends, it computes: reach it */
+        if (r->fiber->state != FIO_DONE) arm_cancel_hook(r->fiber->co);
       }
     pthread_mutex_unlock(&p->mu);
     fio_loop_run_ready(loop, L);
@@ -550,7 +585,14 @@ static void kick(fio_workers *p) {
     if (w) {
       w->pool = p;
       pthread_once(&sig_once, install_cancel_signal);
-      if (pthread_create(&w->thread, NULL, worker_main, w) == 0) {
+      /* The thread starts with SIG_CANCEL blocked, until it knows itself. */
+      sigset_t sc, old;
+      sigemptyset(&sc);
+      sigaddset(&sc, SIG_CANCEL);
+      pthread_sigmask(SIG_BLOCK, &sc, &old);
+      int r = pthread_create(&w->thread, NULL, worker_main, w);
+      pthread_sigmask(SIG_SETMASK, &old, NULL);
+      if (r == 0) {
         w->started = 1;
         w->next = p->workers;
         p->workers = w;

@@ -725,6 +725,53 @@ describe("canceling a parallel task", function()
     end)
   end
 
+  it("reaches a computing task when it comes while another fiber of the worker computes", function()
+    -- The task starts a fiber that computes for 0.3 s, then computes
+    -- itself; the cancel comes while the other fiber runs. In a child: a
+    -- lost cancel never returns.
+    needs_child(pending)
+    local out, rc = child([[
+      local fio = require "fiberio"
+      local f = fio.parallel(function()
+        local fio = require "fiberio"
+        fio.async(function() local t = fio.now() while fio.now() - t < 0.3 do end end)
+        fio.yield()
+        while true do end
+      end)
+      fio.sleep(0.1)
+      print(fio.timeout(3, function() return f:cancel() end))
+    ]], helper.bound(20))
+    assert.equal(0, rc, out)
+    assert.equal("nil\t" .. tostring(fio.Canceled) .. "\n", out)
+  end)
+
+  it("is not lost when it comes just as a computing task starts", function()
+    -- The cancel may reach the worker before the task's fiber runs, or while
+    -- the worker switches to it: a window of microseconds, hit in about one
+    -- process in five here with 300 tries (this spec can miss the bug; the
+    -- one above cannot). A lost cancel never returns (the child's
+    -- fio.timeout reports it).
+    needs_child(pending)
+    for run = 1, 5 do
+      local out, rc = child([[
+        local fio = require "fiberio"
+        fio.parallel(function() end):await() -- a worker up
+        for i = 1, 300 do
+          local f = fio.parallel(function() while true do end end)
+          fio.sleep(1e-6 * (1 + i % 50)) -- 1 to 50 microseconds in
+          local r = table.pack(fio.timeout(2, function() return f:cancel() end))
+          if r[1] ~= nil or not rawequal(r[2], fio.Canceled) then
+            print("cancel " .. i .. " gave " .. tostring(r[1]) .. ", " .. tostring(r[2]))
+            os.exit(1, true) -- closing the state stops the task
+          end
+        end
+        print("END")
+      ]], helper.bound(30))
+      assert.equal(0, rc, "run " .. run .. ": " .. out)
+      assert.equal("END\n", out, "run " .. run)
+    end
+  end)
+
   it("of a task that finished gives its results", function()
     local f = fio.parallel(function() return "done", 2 end)
     assert.same(pack("done", 2), pack(f:await()))
