@@ -26,7 +26,9 @@ struct fio_backend {
   /* Submit what is queued, wait up to timeout_ns (0: poll, < 0: forever) for
    * completions and deliver them with fio_op_complete. */
   void (*wait)(fio_loop *loop, int64_t timeout_ns);
-  /* From any thread: make a wait of this loop return soon. */
+  /* From any thread: make a wait of this loop return soon (io_uring: a
+   * MSG_RING; else the wake eventfd). Called through fio_loop_wake, which
+   * skips it while an earlier wake is unseen. */
   void (*wake)(fio_loop *loop);
   /* Optional: add what it knows about itself to the table at -1 (for
    * fio._info: specs and debugging). */
@@ -35,5 +37,11 @@ struct fio_backend {
 
 extern const fio_backend fio_backend_uring;
 extern const fio_backend fio_backend_threads;
+
+/* io_uring: the fd of loop's ring, or -1 (another backend). A ring set up
+ * on a thread whose fio_uring_attach_wq is >= 0 shares that ring's io-wq
+ * (IORING_SETUP_ATTACH_WQ): fio.parallel's workers. */
+int fio_uring_fd(fio_loop *loop);
+extern _Thread_local int fio_uring_attach_wq;
 
 #endif

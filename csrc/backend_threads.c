@@ -424,7 +424,7 @@ static void threads_wait(fio_loop *loop, int64_t timeout_ns) {
   fio_loop_drain(loop);
 }
 
-static void threads_wake(fio_loop *loop) { fio_loop_wake(loop); }
+static void threads_wake(fio_loop *loop) { fio_loop_wake_fd(loop); }
 
 static void threads_close(fio_loop *loop) {
   threads *t = loop->bdata;

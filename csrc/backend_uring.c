@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -43,10 +44,13 @@ typedef struct uring {
                             * -EINVAL (tests: a kernel refusing the call) */
   uint64_t pooled, reruns; /* ops sent to the pool: no opcode / refused */
   uint64_t inlined;        /* writes run on the loop thread (see defer) */
+  int no_msg;              /* wake through the eventfd (test hook) */
+  atomic_ulong msg_wakes, fd_wakes; /* wakes sent to this loop, by kind */
   fio_op *dhead, *dtail;   /* deferred writes, not yet in the ring */
 } uring;
 
 #define WAKE_TAG 1 /* never an op: ops are aligned */
+#define WAKE_MSG 2 /* a MSG_RING from uring_wake */
 
 static struct io_uring_sqe *get_sqe(fio_loop *loop, uring *u);
 
@@ -83,6 +87,14 @@ static int refused(unsigned flags) {
          ((flags & IORING_SETUP_COOP_TASKRUN) && strstr(env, "coop_taskrun"));
 }
 
+_Thread_local int fio_uring_attach_wq = -1;
+
+int fio_uring_fd(fio_loop *loop) {
+  if (!loop->started || loop->be != &fio_backend_uring || !loop->bdata)
+    return -1;
+  return ((uring *)loop->bdata)->ring.ring_fd;
+}
+
 static int uring_init(fio_loop *loop) {
   uring *u = calloc(1, sizeof *u);
   if (!u) return -ENOMEM;
@@ -93,15 +105,25 @@ static int uring_init(fio_loop *loop) {
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
       IORING_SETUP_COOP_TASKRUN, 0};
   int r = -EINVAL;
+  int attach = fio_uring_attach_wq;
   for (size_t i = 0; i < sizeof tries / sizeof *tries; i++) {
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
     p.flags = tries[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
     p.cq_entries = entries * 4;
+    if (attach >= 0) {
+      p.flags |= IORING_SETUP_ATTACH_WQ;
+      p.wq_fd = (unsigned)attach;
+    }
     r = refused(tries[i]) ? -EINVAL
                           : io_uring_queue_init_params(entries, &u->ring, &p);
+    if (r == -EINVAL && attach >= 0) {
+      attach = -1; /* not a ring (any more): the same flags, no attach */
+      i--;
+      continue;
+    }
     if (r != -EINVAL) {
-      u->flags = tries[i];
+      u->flags = tries[i] | (attach >= 0 ? IORING_SETUP_ATTACH_WQ : 0);
       break;
     }
   }
@@ -122,6 +144,9 @@ static int uring_init(fio_loop *loop) {
   io_uring_register_ring_fd(&u->ring); /* saves an fd lookup per enter */
   u->noring = op_mask("FIBERIO_NO_RING_OPS");
   u->einval = op_mask("FIBERIO_TEST_RING_EINVAL");
+  /* FIBERIO_TEST_NO_MSG_RING=1: wake through the eventfd, as on kernels
+   * before 6.13 (no MSG_RING without a ring of one's own). */
+  u->no_msg = getenv("FIBERIO_TEST_NO_MSG_RING") != NULL;
   loop->bdata = u;
   arm_wake(loop, u);
   return 0;
@@ -139,6 +164,8 @@ static void reap(fio_loop *loop, uring *u) {
       if (tag == WAKE_TAG) {
         u->wake_armed = 0;
         fio_loop_clear_wake(loop);
+      } else if (tag == WAKE_MSG) {
+        fio_loop_wake_seen(loop);
       } else if (tag) {
         fio_op *op = (fio_op *)(uintptr_t)tag;
         int res = cqe->res;
@@ -359,7 +386,36 @@ static void uring_close(fio_loop *loop) {
   loop->bdata = NULL;
 }
 
-static void uring_wake(fio_loop *loop) { fio_loop_wake(loop); }
+/* Wake the loop through its ring: a MSG_RING sent without a ring of our
+ * own (IORING_REGISTER_SEND_MSG_RING, Linux 6.13), so any thread can send
+ * it, pool threads included; the loop's wait ends with a WAKE_MSG CQE.
+ * Where the kernel refuses that, the wake eventfd (polled by the ring). */
+#ifndef IORING_REGISTER_SEND_MSG_RING
+#define IORING_REGISTER_SEND_MSG_RING 31
+#endif
+static atomic_int msg_ring_ok = 1; /* until the kernel says otherwise */
+
+static void uring_wake(fio_loop *loop) {
+  uring *u = loop->bdata;
+  if (u && !u->no_msg && atomic_load_explicit(&msg_ring_ok, memory_order_relaxed)) {
+    struct io_uring_sqe sqe;
+    memset(&sqe, 0, sizeof sqe);
+    sqe.opcode = IORING_OP_MSG_RING;
+    sqe.fd = u->ring.ring_fd;
+    sqe.off = WAKE_MSG; /* the user_data of the CQE the loop gets */
+    long r = syscall(__NR_io_uring_register, -1, IORING_REGISTER_SEND_MSG_RING,
+                     &sqe, 1);
+    if (r >= 0) {
+      atomic_fetch_add_explicit(&u->msg_wakes, 1, memory_order_relaxed);
+      return;
+    }
+    if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
+        errno == EPERM)
+      atomic_store_explicit(&msg_ring_ok, 0, memory_order_relaxed);
+  }
+  if (u) atomic_fetch_add_explicit(&u->fd_wakes, 1, memory_order_relaxed);
+  fio_loop_wake_fd(loop);
+}
 
 static void uring_info(fio_loop *loop, lua_State *L) {
   uring *u = loop->bdata;
@@ -368,6 +424,7 @@ static void uring_info(fio_loop *loop, lua_State *L) {
   if (u->flags & IORING_SETUP_SINGLE_ISSUER) luaL_addstring(&b, "single_issuer ");
   if (u->flags & IORING_SETUP_DEFER_TASKRUN) luaL_addstring(&b, "defer_taskrun ");
   if (u->flags & IORING_SETUP_COOP_TASKRUN) luaL_addstring(&b, "coop_taskrun ");
+  if (u->flags & IORING_SETUP_ATTACH_WQ) luaL_addstring(&b, "attach_wq ");
   luaL_pushresult(&b);
   lua_setfield(L, -2, "ring_flags");
   lua_pushinteger(L, (lua_Integer)u->pooled);
@@ -376,6 +433,10 @@ static void uring_info(fio_loop *loop, lua_State *L) {
   lua_setfield(L, -2, "reruns");
   lua_pushinteger(L, (lua_Integer)u->inlined);
   lua_setfield(L, -2, "inlined");
+  lua_pushinteger(L, (lua_Integer)atomic_load(&u->msg_wakes));
+  lua_setfield(L, -2, "msg_ring_wakes");
+  lua_pushinteger(L, (lua_Integer)atomic_load(&u->fd_wakes));
+  lua_setfield(L, -2, "eventfd_wakes");
 }
 
 const fio_backend fio_backend_uring = {

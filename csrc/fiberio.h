@@ -214,7 +214,7 @@ struct fio_loop {
   int wakefd;
   /* A wake was written to wakefd and the loop has not read it yet: further
    * wakes need no write (the loop will wake and look at everything). Set
-   * by fio_loop_wake, cleared by fio_loop_clear_wake before the loop looks. */
+   * by fio_loop_wake, cleared by fio_loop_wake_seen before the loop looks. */
   atomic_int wake_sent;
   fio_workers *workers;         /* fio.parallel's pool, once used */
   int owns_workers;             /* this loop made it (it shuts it down) */
@@ -303,10 +303,17 @@ void fio_op_complete(fio_loop *loop, fio_op *op, int res);
 void fio_loop_post(fio_loop *loop, fio_op *op, int res);
 /* Loop thread: complete every posted op. Backends call it after waiting. */
 void fio_loop_drain(fio_loop *loop);
-/* From any thread: make the loop's current or next wait return (eventfd). */
+/* From any thread: make the loop's current or next wait return, through its
+ * backend's wake (MSG_RING or the eventfd); nothing while a wake sent
+ * before is not yet seen by the loop. */
 void fio_loop_wake(fio_loop *loop);
-/* Loop thread: reset the wake eventfd once a backend saw it readable (then
- * drain, so no post between the two is missed). */
+/* From any thread: write the loop's wake eventfd (a backend's wake). */
+void fio_loop_wake_fd(fio_loop *loop);
+/* Loop thread: a backend saw a wake (then it drains, so no post between the
+ * two is missed): wakes send again from now on. */
+void fio_loop_wake_seen(fio_loop *loop);
+/* Loop thread: read the wake eventfd once a backend saw it readable, and
+ * fio_loop_wake_seen. */
 void fio_loop_clear_wake(fio_loop *loop);
 
 /* --- bindings ------------------------------------------------------------ */

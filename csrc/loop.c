@@ -427,7 +427,11 @@ void fio_loop_wake(fio_loop *loop) {
    * store before its load (store buffering), so one side sees the other. */
   atomic_thread_fence(memory_order_seq_cst);
   if (atomic_exchange_explicit(&loop->wake_sent, 1, memory_order_relaxed))
-    return; /* an unread wake is pending: the loop wakes anyway */
+    return; /* an unseen wake is pending: the loop wakes anyway */
+  loop->be->wake(loop);
+}
+
+void fio_loop_wake_fd(fio_loop *loop) {
   uint64_t one = 1;
   ssize_t r;
   do r = write(loop->wakefd, &one, sizeof one);
@@ -435,14 +439,18 @@ void fio_loop_wake(fio_loop *loop) {
   /* EAGAIN: the counter is saturated, so a wake is pending anyway. */
 }
 
+void fio_loop_wake_seen(fio_loop *loop) {
+  /* From here on a wake sends again; the caller looks at its posts (and
+   * whatever else wakes it) after this. */
+  atomic_store_explicit(&loop->wake_sent, 0, memory_order_relaxed);
+  atomic_thread_fence(memory_order_seq_cst);
+}
+
 void fio_loop_clear_wake(fio_loop *loop) {
   uint64_t n;
   while (read(loop->wakefd, &n, sizeof n) < 0 && errno == EINTR) {
   }
-  /* From here on a wake writes again; the caller looks at its posts (and
-   * whatever else wakes it) after this. */
-  atomic_store_explicit(&loop->wake_sent, 0, memory_order_relaxed);
-  atomic_thread_fence(memory_order_seq_cst);
+  fio_loop_wake_seen(loop);
 }
 
 void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
@@ -454,7 +462,7 @@ void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
   loop->post_tail = op;
   atomic_store_explicit(&loop->posted, 1, memory_order_release);
   pthread_mutex_unlock(&loop->post_mu);
-  loop->be->wake(loop);
+  fio_loop_wake(loop);
 }
 
 void fio_loop_drain(fio_loop *loop) {

@@ -239,12 +239,13 @@ struct worker {
   fio_loop *loop;           /* set by the worker once its state is up */
   task *running;            /* its tasks (fibers) */
   int nrunning;
+  int idle;                 /* waiting in its loop for work */
+  int kicked;               /* idle, and woken for a task: not again */
   worker *next;
 };
 
 struct fio_workers {
   pthread_mutex_t mu;
-  pthread_cond_t cv;        /* idle workers wait here */
   task *qhead, *qtail;      /* tasks not started */
   worker *workers;
   int nworkers, max, nidle, starting;
@@ -253,6 +254,8 @@ struct fio_workers {
   atomic_int stopping;      /* = shutdown, for the hook (no lock there) */
   char *path, *cpath;       /* the caller's package paths */
   char backend[16];
+  int wq_fd;                /* the first loop's ring: worker rings attach
+                             * to its io-wq (-1: not io_uring) */
 };
 
 static void q_remove(fio_workers *p, task *t) {
@@ -513,6 +516,7 @@ static void *worker_main(void *arg) {
   fio_workers *p = w->pool;
   sigset_t all;
   tls_worker = w; /* before SIG_CANCEL is unblocked (kick blocked it) */
+  fio_uring_attach_wq = p->wq_fd; /* for the ring worker_state starts */
   sigfillset(&all);
   sigdelset(&all, SIG_CANCEL);
   pthread_sigmask(SIG_SETMASK, &all, NULL);
@@ -537,8 +541,16 @@ static void *worker_main(void *arg) {
       start_task(L, w, t);
     } else if (w->nrunning == 0) {
       if (p->shutdown) break;
+      /* Idle: wait in the loop, where kick's wake (a MSG_RING on io_uring,
+       * the eventfd on threads) ends the wait; fibers the finished tasks
+       * left behind (fio.async never awaited) go on meanwhile. */
       p->nidle++;
-      pthread_cond_wait(&p->cv, &p->mu);
+      w->idle = 1;
+      pthread_mutex_unlock(&p->mu);
+      fio_loop_wait(loop, 0);
+      fio_loop_run_ready(loop, L);
+      pthread_mutex_lock(&p->mu);
+      w->idle = w->kicked = 0;
       p->nidle--;
       continue;
     }
@@ -576,10 +588,19 @@ static void *worker_main(void *arg) {
 
 /* (pool->mu held) Make sure some worker will see the queue. */
 static void kick(fio_workers *p) {
-  if (p->nidle > 0) pthread_cond_signal(&p->cv);
+  /* One idle worker per queued task, each woken once. */
+  int n = p->qlen;
+  for (worker *w = p->workers; w && n > 0; w = w->next) {
+    if (!w->idle) continue;
+    if (!w->kicked) {
+      w->kicked = 1;
+      fio_loop_wake(w->loop);
+    }
+    n--;
+  }
   /* More tasks waiting than idle workers (some may be starting): one more
    * worker, up to the bound. */
-  if (p->qlen <= p->nidle + p->starting) return;
+  if (n <= p->starting) return;
   if (p->nworkers < p->max) {
     worker *w = calloc(1, sizeof *w);
     if (w) {
@@ -655,9 +676,8 @@ void fio_workers_shutdown(fio_workers *p) {
   }
   for (worker *w = p->workers; w; w = w->next) {
     for (task *r = w->running; r; r = r->next) atomic_store(&r->cancel, 1);
-    poke(w);
+    poke(w); /* wakes idle workers too */
   }
-  pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
   for (worker *w = p->workers, *next; w; w = next) {
     next = w->next;
@@ -665,7 +685,6 @@ void fio_workers_shutdown(fio_workers *p) {
     free(w);
   }
   pthread_mutex_destroy(&p->mu);
-  pthread_cond_destroy(&p->cv);
   free(p->path);
   free(p->cpath);
   free(p);
@@ -713,7 +732,7 @@ static fio_workers *pool_of(lua_State *L, fio_loop *loop) {
   fio_workers *p = calloc(1, sizeof *p);
   if (!p) luaL_error(L, "not enough memory");
   pthread_mutex_init(&p->mu, NULL);
-  pthread_cond_init(&p->cv, NULL);
+  p->wq_fd = fio_uring_fd(loop);
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   p->max = loop->cfg_threads ? loop->cfg_threads : (ncpu > 0 ? (int)ncpu : 1);
   lua_getglobal(L, "package");

@@ -105,6 +105,22 @@ describe("the ladder on a working ring", function()
     assert.equal("io_uring\thello one,two 8\ntrue\n", out)
   end)
 
+  it("wakes go through MSG_RING, or the eventfd where the kernel has no ring-less MSG_RING (FIBERIO_TEST_NO_MSG_RING stands in for a kernel before 6.13)", function()
+    local code = WORKLOAD .. [[
+      -- a pool completion and a parallel task's result wake this loop
+      assert(fio.readlink("/proc/self/exe"))
+      assert(fio.parallel(function() return 1 end):await() == 1)
+      local i = fio._info()
+      print(i.msg_ring_wakes > 0, i.eventfd_wakes > 0)
+    ]]
+    local out, rc = child(code)
+    assert.equal(0, rc, out)
+    assert.equal("io_uring\thello one,two 8\ntrue\tfalse\n", out)
+    out, rc = child(code, { FIBERIO_TEST_NO_MSG_RING = "1" })
+    assert.equal(0, rc, out)
+    assert.equal("io_uring\thello one,two 8\nfalse\ttrue\n", out)
+  end)
+
   it("a completion of -EINVAL for a probed opcode reruns the call on the pool (FIBERIO_TEST_RING_EINVAL stands in for the refusing kernel)", function()
     local out, rc = child([[
       local fio = require "fiberio"

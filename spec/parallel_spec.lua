@@ -1060,3 +1060,50 @@ describe("parallel tasks spread over the workers", function()
     assert.is_true(false, "two tasks never took less than 1.5x one's time: " .. table.concat(tries, "; "))
   end)
 end)
+
+describe("workers' rings and wake-ups", function()
+  it("on io_uring, a worker's ring shares the caller's io-wq (ATTACH_WQ); on threads, there is no ring", function()
+    local flags = fio.parallel(function()
+      return require("fiberio")._info().ring_flags
+    end):await()
+    if fio.backend() == "io_uring" then
+      assert.is_truthy(flags:find("attach_wq", 1, true), flags)
+      assert.is_nil(fio._info().ring_flags:find("attach_wq", 1, true)) -- the first ring attaches to none
+    else
+      assert.is_nil(flags)
+    end
+  end)
+
+  it("an idle worker is woken for a new task; on io_uring by a MSG_RING, and the result comes back the same way", function()
+    fio.parallel(function() end):await() -- a worker up, then idle
+    fio.sleep(0.05)                          -- every worker waits in its loop now
+    local before = fio._info().msg_ring_wakes
+    local woken = fio.parallel(function()
+      return require("fiberio")._info().msg_ring_wakes
+    end):await()
+    if fio.backend() == "io_uring" then
+      assert.is_true(woken >= 1, "the worker's ring got no MSG_RING")
+      assert.is_true(fio._info().msg_ring_wakes > before, "the caller's ring got no MSG_RING")
+    else
+      assert.is_nil(woken)
+    end
+  end)
+
+  it("fibers a finished task left behind go on while their worker is idle", function()
+    local dir = tmpdir()
+    local flag = dir .. "/flag"
+    assert.equal("returned", fio.parallel(function(flag)
+      local fio = require "fiberio"
+      fio.async(function()
+        fio.sleep(0.05)
+        assert(fio.writefile(flag, "late"))
+      end)
+      return "returned"
+    end, flag):await())
+    local deadline = fio.now() + 2
+    while not fio.stat(flag) and fio.now() < deadline do fio.sleep(0.01) end
+    assert.equal("late", fio.readfile(flag))
+    fio.unlink(flag)
+    fio.rmdir(dir)
+  end)
+end)
