@@ -1398,10 +1398,13 @@ describe("file I/O when the loop would sleep", function()
     local chunk = ("0123456789abcdef"):rep(16384) -- 256 KiB, over the buffer
     local N, W = 8, 4
     fio.run(function()
+      -- opened first, so that the writers' first writes come in one turn
+      local files = {}
+      for k = 1, W do files[k] = assert(fio.open(dir .. "/w" .. k, "wb")) end
       local g = fio.group()
       for k = 1, W do
         g:async(function()
-          local f = assert(fio.open(dir .. "/w" .. k, "wb"))
+          local f = files[k]
           for i = 1, N do assert(f:write(chunk:sub(1, -2) .. string.char(64 + k))) end
           assert(f:close())
         end)
