@@ -46,7 +46,8 @@ typedef struct uring {
   uint64_t inlined;        /* writes run on the loop thread (see defer) */
   int no_msg;              /* wake through the eventfd (test hook) */
   atomic_ulong msg_wakes, fd_wakes; /* wakes sent to this loop, by kind */
-  fio_op *dhead, *dtail;   /* deferred writes, not yet in the ring */
+  fio_op *dhead, *dtail;   /* deferred writes, not yet in the ring
+                            * (linked through pnext, free until a post) */
 } uring;
 
 #define WAKE_TAG 1 /* never an op: ops are aligned */
@@ -251,8 +252,8 @@ static int run_deferred(fio_loop *loop, uring *u, int may_block) {
   int done = 0;
   u->dhead = u->dtail = NULL;
   while (op) {
-    fio_op *next = op->dnext;
-    op->dnext = NULL;
+    fio_op *next = op->pnext;
+    op->pnext = NULL;
     if (op->cancel_sent) {
       fio_op_complete(loop, op, -ECANCELED);
       done = 1;
@@ -279,8 +280,8 @@ static void uring_submit(fio_loop *loop, fio_op *op) {
     return;
   }
   if (op->may_inline && op->code == FIO_OP_WRITE) {
-    op->dnext = NULL;
-    if (u->dtail) u->dtail->dnext = op;
+    op->pnext = NULL;
+    if (u->dtail) u->dtail->pnext = op;
     else u->dhead = op;
     u->dtail = op;
     return;
@@ -340,7 +341,7 @@ static void uring_cancel(fio_loop *loop, fio_op *op) {
     fio_pool_cancel(loop, op);
     return;
   }
-  for (fio_op *d = u->dhead; d; d = d->dnext)
+  for (fio_op *d = u->dhead; d; d = d->pnext)
     if (d == op) return; /* run_deferred sees cancel_sent */
   struct io_uring_sqe *sqe = get_sqe(loop, u);
   io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);

@@ -139,13 +139,16 @@ enum {
   FIO_OP_REALPATH, /* realpath(path) into mem: res = length */
   FIO_OP_MKDTEMP,  /* mkdtemp(path, in mem): res = 0 */
   FIO_OP_TRUNCATE, /* truncate(path, off) */
-  FIO_OP_COPY,     /* copy fd to fd2 from their offsets to EOF: res = bytes */
+  FIO_OP_COPY,     /* copy fd to fd2 from their offsets to EOF: res = 0 */
   FIO_OP_TASK,     /* a fio.parallel task (parallel.c), not a backend's */
   FIO_OP_READFILE, /* the whole file path into mem (grown): res = bytes;
                     * one pool job: the threads backend's readfile */
   FIO_OP_LAST
 };
 enum { FIO_OPS_IDLE = 0, FIO_OPS_INFLIGHT, FIO_OPS_DONE };
+
+/* The most one read(2) or write(2) moves on Linux. */
+#define FIO_MAXIO 0x7ffff000
 
 struct fio_op {
   fio_fiber *waiter;      /* woken on completion; NULL: orphaned */
@@ -159,7 +162,6 @@ struct fio_op {
   size_t len;             /* bytes asked of this submission */
   size_t got, want, cap;  /* progress of a multi-step call; size of mem */
   const char *path, *path2; /* in mem, or kept alive by the caller */
-  int64_t res64;          /* FIO_OP_COPY: bytes copied */
   int32_t res;            /* result: >= 0, or -errno */
   int fd, fd2, flags;
   uint32_t mode;
@@ -177,7 +179,6 @@ struct fio_op {
   uint8_t may_inline;     /* a write to a regular file (or other seekable
                            * fd): the backend may run it on the loop thread
                            * when the loop would otherwise sleep */
-  fio_op *dnext;          /* backend: its list of deferred ops */
 };
 
 struct fio_loop {
@@ -295,6 +296,14 @@ int fio_op_result(lua_State *L, fio_fiber *w);
 /* A fresh op with cap bytes of memory (mem == buf). NULL on ENOMEM. */
 fio_op *fio_op_new(size_t cap);
 void fio_op_free(fio_op *op);
+/* Ask the backend (or fio.parallel's pool) to end op early, once; its
+ * completion still comes. */
+void fio_op_cancel(fio_loop *loop, fio_op *op);
+/* fd is being closed while ops may still use it: cancel every op on fd
+ * and leave the close(2) to the last op on fd to complete (so no pool
+ * syscall can run on a reused fd number). 1 if it did; 0 if no op uses fd
+ * (or the loop is not running): the caller closes fd. */
+int fio_close_after_ops(fio_loop *loop, int fd);
 /* Called by a backend, on the loop's thread, when op has ended with res. */
 void fio_op_complete(fio_loop *loop, fio_op *op, int res);
 /* From any thread: op has ended with res; the loop is woken and completes it

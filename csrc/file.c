@@ -39,7 +39,6 @@
 #include "fs.h"
 
 #define BUFSZ (64 * 1024)
-#define MAXIO 0x7ffff000 /* the most one read or write moves (Linux) */
 
 enum { BUF_FULL, BUF_LINE, BUF_NO };
 
@@ -165,10 +164,7 @@ static void freebufs(fio_file *f) {
 static void cancel_fd_ops(fio_loop *loop, int fd) {
   if (!loop || !loop->started || loop->closed) return;
   for (fio_op *op = loop->inflight; op; op = op->next)
-    if ((op->fd == fd || op->fd2 == fd) && !op->cancel_sent) {
-      op->cancel_sent = 1;
-      loop->be->cancel(loop, op);
-    }
+    if (op->fd == fd || op->fd2 == fd) fio_op_cancel(loop, op);
 }
 
 /* Write out f's buffer with blocking writes (collection, state close). */
@@ -189,12 +185,8 @@ static int f_gc(lua_State *L) {
     int deferred = 0;
     if (f->busy || f->inflight) {
       fio_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
-      cancel_fd_ops(loop, f->fd);
-      /* An op still in flight may be about to enter its syscall on fd (a
-       * pool thread): the last of them closes fd when it completes. */
-      if (loop && loop->started && !loop->closed && !f->isstd)
-        for (fio_op *op = loop->inflight; op; op = op->next)
-          if (op->fd == f->fd) op->close_fd = deferred = 1;
+      if (f->isstd) cancel_fd_ops(loop, f->fd);
+      else deferred = fio_close_after_ops(loop, f->fd);
     }
     if (!f->isstd && !deferred) close(f->fd);
     f->fd = -1;
@@ -278,7 +270,7 @@ static fio_op *mkop(lua_State *L, fio_file *f, int code, int fd, char *buf,
   op->code = (uint8_t)code;
   op->fd = fd;
   op->buf = buf;
-  op->len = len > MAXIO ? MAXIO : len;
+  op->len = len > FIO_MAXIO ? FIO_MAXIO : len;
   op->may_inline = (uint8_t)disk(f);
   return op;
 }
@@ -844,21 +836,12 @@ static int ctl_finish(lua_State *L, fio_file *f, int kind, fio_fiber *w,
       return 2;
     }
     int fd = f->fd;
-    if (f->inflight) {
-      cancel_fd_ops(loop, fd); /* e.g. a pread of a pipe */
-      /* An op that cannot be stopped (a pread of a regular file) may be
-       * about to enter its syscall on a pool thread: closing fd now would
-       * let an open elsewhere reuse the number under it. The last such op
-       * closes fd when it completes (fio_op_complete), as after f_gc. */
-      int deferred = 0;
-      for (fio_op *o = loop->inflight; o; o = o->next)
-        if (o->fd == fd) o->close_fd = deferred = 1;
-      if (deferred) {
-        f->fd = -1;
-        freebufs(f);
-        lua_pushboolean(L, 1);
-        return 1;
-      }
+    if (f->inflight && fio_close_after_ops(loop, fd)) {
+      /* e.g. a pread of a pipe, canceled; or one that cannot be stopped */
+      f->fd = -1;
+      freebufs(f);
+      lua_pushboolean(L, 1);
+      return 1;
     }
     f->fd = -1;
     freebufs(f);
@@ -996,7 +979,7 @@ static int pio_k(lua_State *L, int status, lua_KContext ctx) {
   }
   op->buf += res;
   op->off += (uint64_t)res;
-  op->len = op->want - op->got > MAXIO ? MAXIO : op->want - op->got;
+  op->len = op->want - op->got > FIO_MAXIO ? FIO_MAXIO : op->want - op->got;
   fio_wait_again(L, w);
   f->inflight++;
   return fio_op_wait(w->loop, L, w, op, pio_k);
@@ -1019,7 +1002,7 @@ static int pio_go(lua_State *L, fio_file *f, fio_fiber *w, fio_op *op) {
 static int f_pread(lua_State *L) {
   fio_file *f = tofile(L, 1);
   lua_Integer n = luaL_checkinteger(L, 2), off = luaL_checkinteger(L, 3);
-  luaL_argcheck(L, n >= 0 && n <= MAXIO, 2, "invalid count");
+  luaL_argcheck(L, n >= 0 && n <= FIO_MAXIO, 2, "invalid count");
   luaL_argcheck(L, off >= 0, 3, "negative offset");
   lua_settop(L, 1);
   if (!seekable(f)) return check_seekable(L, f);
@@ -1057,7 +1040,7 @@ static int f_pwrite(lua_State *L) {
   op->may_inline = (uint8_t)disk(f);
   op->buf = (char *)s;
   op->want = len;
-  op->len = len > MAXIO ? MAXIO : len;
+  op->len = len > FIO_MAXIO ? FIO_MAXIO : len;
   op->off = (uint64_t)off;
   return pio_go(L, f, w, op);
 }

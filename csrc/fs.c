@@ -381,7 +381,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     op->code = FIO_OP_READ;
     op->buf = op->mem + op->got;
     op->len = op->cap - op->got;
-    if (op->len > 0x7ffff000) op->len = 0x7ffff000;
+    if (op->len > FIO_MAXIO) op->len = FIO_MAXIO;
     op->off = (uint64_t)-1;
     break;
   case WF_WRITE: {
@@ -397,7 +397,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     op->code = FIO_OP_WRITE;
     op->buf = (char *)data + op->got; /* the string lives on this stack */
     op->want = len;
-    op->len = len - op->got > 0x7ffff000 ? 0x7ffff000 : len - op->got;
+    op->len = len - op->got > FIO_MAXIO ? FIO_MAXIO : len - op->got;
     op->off = (uint64_t)-1;
     break;
   }

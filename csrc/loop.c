@@ -27,6 +27,23 @@ static void op_cancel(fio_loop *loop, fio_op *op) {
   else loop->be->cancel(loop, op);
 }
 
+void fio_op_cancel(fio_loop *loop, fio_op *op) {
+  if (op->cancel_sent) return;
+  op->cancel_sent = 1;
+  op_cancel(loop, op);
+}
+
+int fio_close_after_ops(fio_loop *loop, int fd) {
+  if (!loop || !loop->started || loop->closed) return 0;
+  int deferred = 0;
+  for (fio_op *op = loop->inflight; op; op = op->next) {
+    if (op->fd != fd && op->fd2 != fd) continue;
+    fio_op_cancel(loop, op); /* a blocked read ends (EBADF, Canceled) */
+    if (op->fd == fd) op->close_fd = deferred = 1;
+  }
+  return deferred;
+}
+
 #if LUA_VERSION_NUM == 504 && LUA_VERSION_RELEASE_NUM < 50406
 #define fio_closethread(co, from) lua_resetthread(co)
 #else
@@ -204,10 +221,7 @@ static void deliver_cancel(fio_loop *loop, fio_fiber *w) {
   switch (w->wait) {
   case FIO_W_OP:
     /* The op's completion wakes w; its buffer stays alive until then. */
-    if (w->op && w->op->state == FIO_OPS_INFLIGHT && !w->op->cancel_sent) {
-      w->op->cancel_sent = 1;
-      op_cancel(loop, w->op);
-    }
+    if (w->op && w->op->state == FIO_OPS_INFLIGHT) fio_op_cancel(loop, w->op);
     break;
   case FIO_W_YIELD:
     w->wake = FIO_WAKE_CANCEL;
@@ -261,9 +275,7 @@ fio_fiber *fio_wait_begin(fio_loop *loop, lua_State *L, fio_fiber *pseudo) {
   /* L is the running fiber's own thread (not a plain coroutine inside it)
    * and nothing between here and its resume forbids a yield. */
   if (cur && cur->co == L && lua_isyieldable(L)) {
-    if (self->cancel_req && !self->shield) fio_raise_canceled(L, loop, self);
-    self->wake = FIO_WAKE_NONE;
-    self->wait = FIO_W_NONE;
+    fio_wait_again(L, self);
     return self;
   }
   if (cur && cur->cancel_req && !cur->shield) fio_raise_canceled(L, loop, cur);
@@ -652,10 +664,7 @@ static void fire_timers(fio_loop *loop) {
   while ((w = timer_pop_due(loop, now))) {
     if (w->wait == FIO_W_OP) {
       /* A deadline on an operation: cancel it; its completion wakes w. */
-      if (w->op && !w->op->cancel_sent) {
-        w->op->cancel_sent = 1;
-        op_cancel(loop, w->op);
-      }
+      if (w->op) fio_op_cancel(loop, w->op);
       w->wake = FIO_WAKE_TIMER;
     } else {
       fio_wake(w, FIO_WAKE_TIMER);
@@ -727,10 +736,7 @@ static int loop_gc(lua_State *L) {
     for (fio_op *op = loop->inflight; op; op = op->next) {
       if (op->waiter) op->waiter->op = NULL;
       op->waiter = NULL;
-      if (!op->cancel_sent) {
-        op->cancel_sent = 1;
-        op_cancel(loop, op);
-      }
+      fio_op_cancel(loop, op);
     }
     loop->be->close(loop);
   }

@@ -234,7 +234,6 @@ typedef struct task {
 
 struct worker {
   pthread_t thread;
-  int started;              /* thread is running (pthread_kill is safe) */
   fio_workers *pool;
   fio_loop *loop;           /* set by the worker once its state is up */
   task *running;            /* its tasks (fibers) */
@@ -248,7 +247,7 @@ struct fio_workers {
   pthread_mutex_t mu;
   task *qhead, *qtail;      /* tasks not started */
   worker *workers;
-  int nworkers, max, nidle, starting;
+  int nworkers, max, starting;
   int qlen;                 /* tasks in the queue */
   int shutdown;
   atomic_int stopping;      /* = shutdown, for the hook (no lock there) */
@@ -385,7 +384,7 @@ static void install_cancel_signal(void) {
 /* (pool->mu held) Interrupt w's computing fiber, if any. */
 static void poke(worker *w) {
   if (w->loop) fio_loop_wake(w->loop);
-  if (w->started) pthread_kill(w->thread, SIG_CANCEL);
+  pthread_kill(w->thread, SIG_CANCEL); /* joined only at shutdown */
 }
 
 /* The body of a task's fiber: upvalue 1 the loop, 2 the task. */
@@ -468,8 +467,7 @@ static void start_task(lua_State *L, worker *w, task *t) {
 
 /* Set up a worker's state: libraries, the caller's paths, fiberio with the
  * caller's backend, its loop started. Returns its loop or NULL. */
-static fio_loop *worker_state(lua_State *L, worker *w, fio_workers *p) {
-  *(worker **)lua_getextraspace(L) = w; /* see cancel_hook */
+static fio_loop *worker_state(lua_State *L, fio_workers *p) {
   luaL_openlibs(L);
   lua_getglobal(L, "package");
   lua_pushstring(L, p->path);
@@ -521,7 +519,7 @@ static void *worker_main(void *arg) {
   sigdelset(&all, SIG_CANCEL);
   pthread_sigmask(SIG_SETMASK, &all, NULL);
   lua_State *L = luaL_newstate();
-  fio_loop *loop = L ? worker_state(L, w, p) : NULL;
+  fio_loop *loop = L ? worker_state(L, p) : NULL;
   pthread_mutex_lock(&p->mu);
   p->starting--;
   if (!loop) {
@@ -544,14 +542,12 @@ static void *worker_main(void *arg) {
       /* Idle: wait in the loop, where kick's wake (a MSG_RING on io_uring,
        * the eventfd on threads) ends the wait; fibers the finished tasks
        * left behind (fio.async never awaited) go on meanwhile. */
-      p->nidle++;
       w->idle = 1;
       pthread_mutex_unlock(&p->mu);
       fio_loop_wait(loop, 0);
       fio_loop_run_ready(loop, L);
       pthread_mutex_lock(&p->mu);
       w->idle = w->kicked = 0;
-      p->nidle--;
       continue;
     }
     /* Cancels the callers asked for (and all of them at shutdown). */
@@ -614,7 +610,6 @@ static void kick(fio_workers *p) {
       int r = pthread_create(&w->thread, NULL, worker_main, w);
       pthread_sigmask(SIG_SETMASK, &old, NULL);
       if (r == 0) {
-        w->started = 1;
         w->next = p->workers;
         p->workers = w;
         p->nworkers++;

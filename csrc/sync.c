@@ -118,7 +118,6 @@ static int q_len(lua_State *L) {
 
 typedef struct fsig {
   int fd;       /* signalfd, -1 when closed */
-  int signo;
 } fsig;
 
 static const struct {
@@ -199,13 +198,12 @@ static int l_signal(lua_State *L) {
   if (!signo) return luaL_argerror(L, 1, "unknown signal");
   fsig *s = lua_newuserdatauv(L, sizeof *s, 0);
   s->fd = -1;
-  s->signo = signo;
   luaL_setmetatable(L, FIO_SIGNAL);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, signo);
-  if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
-    return fio_errresult(L, "signal", errno);
+  int err = pthread_sigmask(SIG_BLOCK, &set, NULL); /* (not errno) */
+  if (err) return fio_errresult(L, "signal", err);
   s->fd = signalfd(-1, &set, SFD_CLOEXEC);
   if (s->fd < 0) return fio_errresult(L, "signal", errno);
   return 1;

@@ -19,9 +19,7 @@ local MODES = { "r+", "w+", "a+" }
 local STEPS = 400
 local TRACE = os.getenv("FIBERIO_DIFF_TRACE") == "1"
 
-local function shq(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local shq = helper.shquote
 
 local function put(path, s)
   local f = assert(io.open(path, "wb"))

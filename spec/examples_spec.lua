@@ -5,7 +5,7 @@
 -- and FIBERIO_BACKEND (the specs are pending when that backend cannot start
 -- in this build, as the tools could only say so).
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = require("helper").shquote
 
 -- The examples directory, as an absolute path.
 local examples do

@@ -6,7 +6,7 @@ local fio = helper.fio
 
 local noring = os.getenv("FIBERIO_NORING")
 
-local function shquote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local shquote = helper.shquote
 
 -- Run code in a child lua5.4 with extra environment and an optional wrapper
 -- (noring). Returns output and exit code.

@@ -14,11 +14,9 @@ local helper = require "helper"
 local fio = helper.fio
 local pack = helper.pack
 
-local function octal(s) return tonumber(s, 8) end
+local octal = helper.octal
 
-local function shq(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local shq = helper.shquote
 
 -- Fixtures are made and checked with io and os, not with the code under test.
 local function put(path, s)

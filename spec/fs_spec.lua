@@ -10,11 +10,9 @@ local helper = require "helper"
 local fio = helper.fio
 local pack = helper.pack
 
-local function octal(s) return tonumber(s, 8) end
+local octal = helper.octal
 
-local function shq(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local shq = helper.shquote
 
 local function sh(cmd)
   assert(os.execute(cmd), "command failed: " .. cmd)

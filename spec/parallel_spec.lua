@@ -13,9 +13,7 @@ local fio = helper.fio
 if helper.backend_gate(describe, it, pending) then return end
 local pack = helper.pack
 
-local function shq(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local shq = helper.shquote
 
 local function slurp(path)
   local f = io.open(path, "rb")

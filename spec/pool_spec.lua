@@ -23,9 +23,7 @@ local function threads_backend()
   return true
 end
 
-local function shquote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local shquote = helper.shquote
 
 -- Run code in a child lua5.4 on the threads backend with the extra
 -- environment env (a table), killed after a generous bound so that a

@@ -12,7 +12,7 @@ if helper.backend_gate(describe, it, pending) then return end
 local pack = helper.pack
 local LONG = helper.LONG
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = helper.shquote
 
 -- This process's id (busted's lua5.4).
 local PID do

@@ -33,11 +33,18 @@ local function run(body)
     local stuck = fio.select(main, watchdog) == 2
     if stuck then pcall(fio.cancel, main) end
     watchdog:cancel()
-    for _, f in ipairs(spawned) do pcall(fio.cancel, f) end
+    -- a spawned fiber that failed re-raises its error here: keep the first
+    local failed
+    for _, f in ipairs(spawned) do
+      local ok, err = pcall(fio.cancel, f)
+      if not ok and failed == nil then failed = err end
+    end
     if stuck then
       error("watchdog: the spec was still running after " .. limit .. " s (a deadlock?)", 0)
     end
-    return main:await()
+    local res = pack(main:await())
+    if failed ~= nil then error(failed, 0) end
+    return table.unpack(res, 1, res.n)
   end))
   return table.unpack(r, 1, r.n)
 end
