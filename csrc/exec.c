@@ -120,7 +120,8 @@ static int readfile_all(fio_op *op) {
       buf = b;
       cap *= 2;
     }
-    ssize_t n = read(fd, buf + used, cap - used);
+    size_t ask = cap - used > FIO_MAXIO ? FIO_MAXIO : cap - used;
+    ssize_t n = read(fd, buf + used, ask);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int e = errno;
@@ -129,17 +130,15 @@ static int readfile_all(fio_op *op) {
       return -e;
     }
     used += (size_t)n;
-    if (n == 0 || (regular && sb.st_size > 0 && used < cap)) break;
+    /* a regular file's read short of what was asked: its end */
+    if (n == 0 || (regular && sb.st_size > 0 && (size_t)n < ask)) break;
   }
   close(fd);
-  if (used > INT32_MAX) {
-    free(buf);
-    return -EOVERFLOW;
-  }
   free(op->mem);
   op->mem = op->buf = buf;
   op->cap = cap;
-  return (int)used;
+  op->got = used; /* (the int result cannot hold 2 GiB and more) */
+  return 0;
 }
 
 int fio_exec(fio_op *op) {

@@ -141,7 +141,7 @@ enum {
   FIO_OP_TRUNCATE, /* truncate(path, off) */
   FIO_OP_COPY,     /* copy fd to fd2 from their offsets to EOF: res = 0 */
   FIO_OP_TASK,     /* a fio.parallel task (parallel.c), not a backend's */
-  FIO_OP_READFILE, /* the whole file path into mem (grown): res = bytes;
+  FIO_OP_READFILE, /* the whole file path into mem (grown): got = bytes;
                     * one pool job: the threads backend's readfile */
   FIO_OP_LAST
 };

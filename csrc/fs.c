@@ -301,7 +301,8 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   case RF_READ:
     if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 1));
     op->got += (size_t)res;
-    if (res == 0 || (op->want && op->got < op->cap)) {
+    /* a regular file's read short of what was asked: its end */
+    if (res == 0 || (op->want && (size_t)res < op->len)) {
       lua_pushlstring(L, op->mem, op->got);
       fio_op_free(op);
       return 1;
@@ -448,7 +449,7 @@ static int readfile1_k(lua_State *L, int status, lua_KContext ctx) {
     fio_op_free(op);
     return fio_errresult(L, lua_tostring(L, 1), -res);
   }
-  lua_pushlstring(L, op->mem, (size_t)res);
+  lua_pushlstring(L, op->mem, op->got);
   fio_op_free(op);
   return 1;
 }
