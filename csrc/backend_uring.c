@@ -5,15 +5,19 @@
  * are submitted and handed to the kernel in one batch when the loop waits
  * (a full SQ is flushed early). Every CQE is reaped in the same wait; CQ
  * overflow (kept by the kernel with FEAT_NODROP) is flushed and reaped too.
- * user_data is the fio_op, 0 for our own cancel requests, or WAKE_TAG for the
- * poll on the loop's wake eventfd (completions posted by pool threads). */
+ * user_data is the fio_op (its low 4 bits, free in a malloc'd pointer, name
+ * the SQE of a readfile chain), 0 for our own cancel requests, WAKE_TAG for
+ * the poll on the loop's wake eventfd, WAKE_MSG for a MSG_RING wake, or
+ * SLOT_CLOSED for the close of a readfile's fixed-file slot. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -48,10 +52,22 @@ typedef struct uring {
   atomic_ulong msg_wakes, fd_wakes; /* wakes sent to this loop, by kind */
   fio_op *dhead, *dtail;   /* deferred writes, not yet in the ring
                             * (linked through pnext, free until a post) */
+  /* readfile chains (see "readfile on the ring") */
+  int *rf_free, rf_nfree;  /* free slots of the registered file table */
+  int *rf_closing, rf_nclosing; /* slots whose close is not yet queued */
+  int rf_nslots;           /* 0: no table, readfile runs on the pool */
+  fio_op *rf_head, *rf_tail; /* chains whose next step is not yet queued
+                            * (linked through pnext) */
+  uint64_t rf_done;        /* readfiles done on the ring */
+  char *rf_cache[16];      /* spare step-0 buffers */
+  int rf_ncache;
 } uring;
 
-#define WAKE_TAG 1 /* never an op: ops are aligned */
-#define WAKE_MSG 2 /* a MSG_RING from uring_wake */
+#define WAKE_TAG 1    /* never an op: ops are aligned */
+#define WAKE_MSG 2    /* a MSG_RING from uring_wake */
+#define SLOT_CLOSED 3 /* a slot's close: a CQE only if it failed */
+#define SUB_MASK 15   /* low bits of a readfile chain SQE's user_data: */
+enum { SUB_OPEN = 1, SUB_A, SUB_B };
 
 static struct io_uring_sqe *get_sqe(fio_loop *loop, uring *u);
 
@@ -95,6 +111,9 @@ int fio_uring_fd(fio_loop *loop) {
     return -1;
   return ((uring *)loop->bdata)->ring.ring_fd;
 }
+
+static void rf_init(uring *u);
+static int rf_start(fio_loop *loop, uring *u, fio_op *op);
 
 static int uring_init(fio_loop *loop) {
   uring *u = calloc(1, sizeof *u);
@@ -148,12 +167,14 @@ static int uring_init(fio_loop *loop) {
   /* FIBERIO_TEST_NO_MSG_RING=1: wake through the eventfd, as on kernels
    * before 6.13 (no MSG_RING without a ring of one's own). */
   u->no_msg = getenv("FIBERIO_TEST_NO_MSG_RING") != NULL;
+  rf_init(u);
   loop->bdata = u;
   arm_wake(loop, u);
   return 0;
 }
 
 static void to_pool(fio_loop *loop, fio_op *op);
+static void rf_cqe(fio_loop *loop, uring *u, fio_op *op, int sub, int res);
 
 static void reap(fio_loop *loop, uring *u) {
   for (;;) {
@@ -167,6 +188,11 @@ static void reap(fio_loop *loop, uring *u) {
         fio_loop_clear_wake(loop);
       } else if (tag == WAKE_MSG) {
         fio_loop_wake_seen(loop);
+      } else if (tag == SLOT_CLOSED) {
+        /* the close of an empty or already closed slot: nothing to do */
+      } else if (tag & SUB_MASK) {
+        rf_cqe(loop, u, (fio_op *)(uintptr_t)(tag & ~(uint64_t)SUB_MASK),
+               (int)(tag & SUB_MASK), cqe->res);
       } else if (tag) {
         fio_op *op = (fio_op *)(uintptr_t)tag;
         int res = cqe->res;
@@ -192,10 +218,10 @@ static void reap(fio_loop *loop, uring *u) {
   }
 }
 
-/* A free SQE, flushing a full SQ to the kernel first. */
-static struct io_uring_sqe *get_sqe(fio_loop *loop, uring *u) {
-  struct io_uring_sqe *sqe;
-  while (!(sqe = io_uring_get_sqe(&u->ring))) {
+/* Room for n SQEs in the SQ, flushing it to the kernel first if need be
+ * (n > 1: a linked chain, which must go to the kernel in one submission). */
+static void sq_room(fio_loop *loop, uring *u, unsigned n) {
+  while (io_uring_sq_space_left(&u->ring) < n) {
     int r = io_uring_submit(&u->ring);
     if (r == -EBUSY || r == -EAGAIN) reap(loop, u); /* CQ backed up */
     else if (r < 0 && r != -EINTR) {
@@ -204,7 +230,12 @@ static struct io_uring_sqe *get_sqe(fio_loop *loop, uring *u) {
       abort();
     }
   }
-  return sqe;
+}
+
+/* A free SQE, flushing a full SQ to the kernel first. */
+static struct io_uring_sqe *get_sqe(fio_loop *loop, uring *u) {
+  sq_room(loop, u, 1);
+  return io_uring_get_sqe(&u->ring);
 }
 
 #ifndef IORING_OP_FTRUNCATE_NUM
@@ -273,6 +304,7 @@ static void uring_submit(fio_loop *loop, fio_op *op) {
   uring *u = loop->bdata;
   int opc = opcode_of(op->code);
   op->on_pool = 0;
+  if (op->code == FIO_OP_READFILE && rf_start(loop, u, op)) return;
   if (opc < 0 || opc >= 64 || !(u->probe & (1ull << opc)) ||
       (u->noring & (1u << op->code)) || op->pool_only) {
     u->pooled++;
@@ -335,6 +367,239 @@ static void prep(fio_loop *loop, uring *u, fio_op *op) {
   io_uring_sqe_set_data(sqe, op);
 }
 
+/* --- readfile on the ring ---------------------------------------------------
+ *
+ * fio.readfile without an fd, an fstat or a close syscall: step 0 is three
+ * linked SQEs on a slot of the ring's registered file table,
+ *
+ *   openat (direct, into the slot) -> read A -> read B
+ *
+ * A and B both read at the file position, both with RWF_NOWAIT; B reads
+ * into the buffer just past A's part, and A is hard-linked to B so a short
+ * A does not sever the chain. A read that returns 0 is the end of any kind
+ * of file, so when B returns 0 the file is whole: a small file in the page
+ * cache is read in one submission and one reap. A read that would block
+ * returns -EAGAIN instead (a FIFO with no data yet, a file not in the page
+ * cache), -EOPNOTSUPP where the file has no nowait reads (/proc); then, and when
+ * the file is longer than the buffer, step 1 and after are A (which may
+ * block) hard-linked to B (RWF_NOWAIT) into the rest of the buffer, grown
+ * by doubling, until a read returns 0. Only a step's first SQE can block,
+ * and it is in the kernel from the moment the step is submitted, so a
+ * cancel of it always finds it.
+ *
+ * A step ends when its last CQE is reaped; its next step, and the close of
+ * the slot at the end, are queued by rf_flush at the loop's next wait (not
+ * while reaping). The close posts no CQE unless it fails; the slot is free
+ * for the next openat queued after it. Without a table (kernels before
+ * 5.19, or the opcodes missing), with every slot busy, or when the kernel
+ * refuses the direct openat, readfile is one job on the pool. */
+#define RF_SLOTS 256
+#define RF_FIRST (64 * 1024) /* step 0's buffer: below malloc's mmap size */
+
+static void rf_init(uring *u) {
+  const unsigned need = 1u << FIO_OP_OPENAT | 1u << FIO_OP_READ | 1u << FIO_OP_CLOSE;
+  if (!(u->probe & 1ull << IORING_OP_OPENAT) || !(u->probe & 1ull << IORING_OP_READ) ||
+      !(u->probe & 1ull << IORING_OP_CLOSE) || (u->noring & need))
+    return;
+  long n = RF_SLOTS;
+  /* FIBERIO_TEST_RF_SLOTS=n: a table of n slots (0: none), for the specs */
+  const char *env = getenv("FIBERIO_TEST_RF_SLOTS");
+  if (env) n = atol(env);
+  struct rlimit rl; /* the kernel refuses a table larger than this */
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)n)
+    n = (long)rl.rlim_cur;
+  if (n <= 0) return;
+  u->rf_free = malloc((size_t)n * sizeof(int));
+  u->rf_closing = malloc((size_t)n * sizeof(int));
+  if (!u->rf_free || !u->rf_closing ||
+      io_uring_register_files_sparse(&u->ring, (unsigned)n) < 0) {
+    free(u->rf_free);
+    free(u->rf_closing);
+    u->rf_free = u->rf_closing = NULL;
+    return;
+  }
+  for (long i = 0; i < n; i++) u->rf_free[i] = (int)(n - 1 - i);
+  u->rf_nfree = u->rf_nslots = (int)n;
+}
+
+/* Queue the SQEs of op's current step (they go in one submission). */
+static void rf_prep(fio_loop *loop, uring *u, fio_op *op) {
+  size_t room = op->want - op->got;
+  size_t la = room - room / 8, lb;
+  if (la > FIO_MAXIO) la = FIO_MAXIO;
+  lb = room - la > FIO_MAXIO ? FIO_MAXIO : room - la;
+  op->rf_la = (uint32_t)la;
+  op->rf_lb = (uint32_t)lb;
+  op->rf_res[0] = 0;
+  op->rf_pending = op->rf_step ? 2 : 3;
+  sq_room(loop, u, op->rf_pending);
+  uint64_t tag = (uint64_t)(uintptr_t)op;
+  struct io_uring_sqe *sqe;
+  if (!op->rf_step) {
+    sqe = io_uring_get_sqe(&u->ring);
+    /* (a direct descriptor is never inherited: no O_CLOEXEC, which the
+     * kernel refuses with one) */
+    io_uring_prep_openat_direct(sqe, AT_FDCWD, op->path, O_RDONLY, 0,
+                                (unsigned)op->rf_slot);
+    sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(sqe, tag | SUB_OPEN);
+  }
+  sqe = io_uring_get_sqe(&u->ring);
+  io_uring_prep_read(sqe, op->rf_slot, op->buf + op->got, (unsigned)la, (uint64_t)-1);
+  sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_HARDLINK;
+  if (!op->rf_step) sqe->rw_flags = RWF_NOWAIT;
+  io_uring_sqe_set_data64(sqe, tag | SUB_A);
+  sqe = io_uring_get_sqe(&u->ring);
+  io_uring_prep_read(sqe, op->rf_slot, op->buf + op->got + la, (unsigned)lb,
+                     (uint64_t)-1);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  sqe->rw_flags = RWF_NOWAIT;
+  io_uring_sqe_set_data64(sqe, tag | SUB_B);
+}
+
+/* A buffer of RF_FIRST bytes: step 0's buffers are kept for reuse (a
+ * small file is read into one, copied into a Lua string and dropped). */
+static char *rf_buf_get(uring *u) {
+  return u->rf_ncache ? u->rf_cache[--u->rf_ncache] : malloc(RF_FIRST);
+}
+
+static void rf_buf_put(uring *u, char *buf, size_t size) {
+  if (size == RF_FIRST && u->rf_ncache < (int)(sizeof u->rf_cache / sizeof *u->rf_cache))
+    u->rf_cache[u->rf_ncache++] = buf;
+  else
+    free(buf);
+}
+
+/* dtor of a finished readfile op: op->buf (op->want bytes) is the data. */
+static void rf_dtor(fio_op *op) {
+  fio_loop *loop = op->loop;
+  if (loop && loop->be == &fio_backend_uring && loop->bdata)
+    rf_buf_put(loop->bdata, op->buf, op->want);
+  else
+    free(op->buf);
+  op->buf = op->mem;
+}
+
+/* Start op (FIO_OP_READFILE) on the ring; 0 if it cannot (no free slot). */
+static int rf_start(fio_loop *loop, uring *u, fio_op *op) {
+  if (!u->rf_nfree || op->pool_only) return 0;
+  char *buf = rf_buf_get(u);
+  if (!buf) return 0;
+  op->rf_slot = u->rf_free[--u->rf_nfree];
+  op->buf = buf;
+  op->want = RF_FIRST; /* the buffer's size (op->cap is the path's) */
+  op->got = 0;
+  op->rf_step = 0;
+  rf_prep(loop, u, op);
+  return 1;
+}
+
+/* End op with res (0: op->buf holds the op->got bytes read, until the op
+ * is freed). The slot is closed. */
+static void rf_end(fio_loop *loop, uring *u, fio_op *op, int res) {
+  u->rf_closing[u->rf_nclosing++] = op->rf_slot;
+  op->rf_slot = -1;
+  if (res == 0) {
+    op->dtor = rf_dtor;
+    u->rf_done++;
+  } else {
+    rf_buf_put(u, op->buf, op->want);
+    op->buf = op->mem;
+    op->got = 0;
+  }
+  fio_op_complete(loop, op, res);
+}
+
+/* A step's last CQE is in: end op, or leave its next step to rf_flush. */
+static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
+  int open = op->rf_res[0], a = op->rf_res[1], b = op->rf_res[2];
+  if (!op->rf_step && (u->einval & 1u << FIO_OP_OPENAT) && open >= 0) {
+    /* FIBERIO_TEST_RING_EINVAL=openat: as if the kernel refused it */
+    u->rf_closing[u->rf_nclosing++] = op->rf_slot;
+    op->rf_slot = -1;
+    open = -EINVAL;
+  }
+  if (open < 0) {
+    if (op->rf_slot >= 0) u->rf_free[u->rf_nfree++] = op->rf_slot;
+    op->rf_slot = -1;
+    rf_buf_put(u, op->buf, op->want);
+    op->buf = op->mem;
+    if ((open == -EINVAL || open == -EOPNOTSUPP) && !op->cancel_sent) {
+      /* a kernel that lists openat but refuses it (or a direct one) here */
+      u->reruns++;
+      to_pool(loop, op);
+    } else {
+      fio_op_complete(loop, op, open);
+    }
+    return;
+  }
+  /* RWF_NOWAIT: -EAGAIN if the read would block, -EOPNOTSUPP where the
+   * file cannot tell (/proc): no data, no end, the next step reads */
+  if (!op->rf_step && a == -EOPNOTSUPP) a = -EAGAIN;
+  if (a < 0 && a != -EAGAIN) {
+    rf_end(loop, u, op, a);
+    return;
+  }
+  if (a > 0) {
+    /* B read just past A's part: close the gap a short A left */
+    if ((uint32_t)a < op->rf_la && b > 0)
+      memmove(op->buf + op->got + a, op->buf + op->got + op->rf_la, (size_t)b);
+    op->got += (size_t)a;
+  }
+  if (b > 0) op->got += (size_t)b;
+  /* a read of 0 is the end; B's other errors are left to the next A */
+  if (a == 0 || b == 0) {
+    rf_end(loop, u, op, 0);
+    return;
+  }
+  op->rf_step = 1;
+  op->pnext = NULL;
+  if (u->rf_tail) u->rf_tail->pnext = op;
+  else u->rf_head = op;
+  u->rf_tail = op;
+}
+
+static void rf_cqe(fio_loop *loop, uring *u, fio_op *op, int sub, int res) {
+  op->rf_res[sub - 1] = res;
+  if (res > 0 && sub == SUB_A) VALGRIND_MAKE_MEM_DEFINED(op->buf + op->got, res);
+  if (res > 0 && sub == SUB_B)
+    VALGRIND_MAKE_MEM_DEFINED(op->buf + op->got + op->rf_la, res);
+  if (--op->rf_pending == 0) rf_step_done(loop, u, op);
+}
+
+/* Queue what reaping left to do: next steps (or their end, when canceled
+ * or out of memory), then the closes of finished chains' slots. */
+static void rf_flush(fio_loop *loop, uring *u) {
+  while (u->rf_head) {
+    fio_op *op = u->rf_head;
+    u->rf_head = op->pnext;
+    if (!u->rf_head) u->rf_tail = NULL;
+    op->pnext = NULL;
+    if (op->cancel_sent) {
+      rf_end(loop, u, op, -ECANCELED);
+      continue;
+    }
+    if (op->want - op->got < op->want / 4) {
+      char *b = op->want <= SIZE_MAX / 2 ? realloc(op->buf, op->want * 2) : NULL;
+      if (!b) {
+        rf_end(loop, u, op, -ENOMEM);
+        continue;
+      }
+      op->buf = b;
+      op->want *= 2;
+    }
+    rf_prep(loop, u, op);
+  }
+  while (u->rf_nclosing) {
+    int slot = u->rf_closing[--u->rf_nclosing];
+    struct io_uring_sqe *sqe = get_sqe(loop, u);
+    io_uring_prep_close_direct(sqe, (unsigned)slot);
+    if (u->ring.features & IORING_FEAT_CQE_SKIP) sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, SLOT_CLOSED);
+    u->rf_free[u->rf_nfree++] = slot; /* its next openat comes after */
+  }
+}
+
 static void uring_cancel(fio_loop *loop, fio_op *op) {
   uring *u = loop->bdata;
   if (op->on_pool) {
@@ -343,14 +608,22 @@ static void uring_cancel(fio_loop *loop, fio_op *op) {
   }
   for (fio_op *d = u->dhead; d; d = d->pnext)
     if (d == op) return; /* run_deferred sees cancel_sent */
+  uint64_t tag = (uint64_t)(uintptr_t)op;
+  if (op->code == FIO_OP_READFILE) {
+    /* the step's first SQE, the only one that can block; between steps,
+     * rf_flush sees cancel_sent */
+    if (!op->rf_pending) return;
+    tag |= op->rf_step ? SUB_A : SUB_OPEN;
+  }
   struct io_uring_sqe *sqe = get_sqe(loop, u);
-  io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+  io_uring_prep_cancel64(sqe, tag, 0);
   io_uring_sqe_set_data64(sqe, 0);
 }
 
 static void uring_wait(fio_loop *loop, int64_t timeout_ns) {
   uring *u = loop->bdata;
   int r;
+  if (u->rf_head || u->rf_nclosing) rf_flush(loop, u);
   if (u->dhead && run_deferred(loop, u, timeout_ns != 0)) timeout_ns = 0;
   if (timeout_ns == 0) {
     r = io_uring_submit_and_get_events(&u->ring);
@@ -383,6 +656,9 @@ static void uring_close(fio_loop *loop) {
   fio_pool_forget(loop);
   fio_loop_drain(loop);
   io_uring_queue_exit(&u->ring);
+  free(u->rf_free);
+  free(u->rf_closing);
+  while (u->rf_ncache) free(u->rf_cache[--u->rf_ncache]);
   free(u);
   loop->bdata = NULL;
 }
@@ -434,6 +710,10 @@ static void uring_info(fio_loop *loop, lua_State *L) {
   lua_setfield(L, -2, "reruns");
   lua_pushinteger(L, (lua_Integer)u->inlined);
   lua_setfield(L, -2, "inlined");
+  lua_pushinteger(L, (lua_Integer)u->rf_done);
+  lua_setfield(L, -2, "ring_readfiles");
+  lua_pushinteger(L, (lua_Integer)u->rf_nslots);
+  lua_setfield(L, -2, "readfile_slots");
   lua_pushinteger(L, (lua_Integer)atomic_load(&u->msg_wakes));
   lua_setfield(L, -2, "msg_ring_wakes");
   lua_pushinteger(L, (lua_Integer)atomic_load(&u->fd_wakes));

@@ -142,7 +142,8 @@ enum {
   FIO_OP_COPY,     /* copy fd to fd2 from their offsets to EOF: res = 0 */
   FIO_OP_TASK,     /* a fio.parallel task (parallel.c), not a backend's */
   FIO_OP_READFILE, /* the whole file path into mem (grown): got = bytes;
-                    * one pool job: the threads backend's readfile */
+                    * io_uring: linked openat -> reads on a fixed-file slot;
+                    * the pool: one job */
   FIO_OP_LAST
 };
 enum { FIO_OPS_IDLE = 0, FIO_OPS_INFLIGHT, FIO_OPS_DONE };
@@ -179,6 +180,12 @@ struct fio_op {
   uint8_t may_inline;     /* a write to a regular file (or other seekable
                            * fd): the backend may run it on the loop thread
                            * when the loop would otherwise sleep */
+  /* backend_uring.c: FIO_OP_READFILE as linked SQEs on a fixed-file slot */
+  int32_t rf_res[3];      /* this step's results: open, read A, read B */
+  int32_t rf_slot;        /* its slot in the ring's file table */
+  uint32_t rf_la, rf_lb;  /* bytes reads A and B asked */
+  uint8_t rf_pending;     /* CQEs of this step not yet reaped */
+  uint8_t rf_step;        /* 0: open, A, B (A and B RWF_NOWAIT); then A, B */
 };
 
 struct fio_loop {

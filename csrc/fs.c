@@ -238,7 +238,7 @@ static int l_mkdtemp(lua_State *L) {
  * happens — on error, on cancel (before Canceled is raised), and by the loop
  * if the call is gone while an op is in flight. Stack: 1 path (src), 2 data
  * or dst. */
-enum { RF_OPEN, RF_READ, WF_OPEN, WF_WRITE, CF_OPEN1, CF_OPEN2, CF_COPY };
+enum { WF_OPEN, WF_WRITE, CF_OPEN1, CF_OPEN2, CF_COPY };
 
 static int wf_k(lua_State *L, int status, lua_KContext ctx);
 
@@ -282,33 +282,6 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     return fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
   }
   switch (op->stage) {
-  case RF_OPEN: {
-    if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 1));
-    op->fd = res;
-    op->fd_owned = 0;
-    struct stat sb;
-    size_t cap = 64 * 1024;
-    /* A short read is EOF only for a regular file: ask once, and size the
-     * buffer to fit the whole file. */
-    int regular = fstat(op->fd, &sb) == 0 && S_ISREG(sb.st_mode);
-    if (regular && sb.st_size > 0) cap = (size_t)sb.st_size + 1;
-    if (op->cap < cap || op->cap > 2 * cap) wf_grow(L, op, cap);
-    op->got = 0;
-    op->want = regular && sb.st_size > 0;
-    op->stage = RF_READ;
-    break;
-  }
-  case RF_READ:
-    if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 1));
-    op->got += (size_t)res;
-    /* a regular file's read short of what was asked: its end */
-    if (res == 0 || (op->want && (size_t)res < op->len)) {
-      lua_pushlstring(L, op->mem, op->got);
-      fio_op_free(op);
-      return 1;
-    }
-    if (op->got == op->cap) wf_grow(L, op, op->cap * 2);
-    break;
   case WF_OPEN:
     if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 1));
     op->fd = res;
@@ -378,13 +351,6 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   }
   w->wake = FIO_WAKE_NONE;
   switch (op->stage) {
-  case RF_READ:
-    op->code = FIO_OP_READ;
-    op->buf = op->mem + op->got;
-    op->len = op->cap - op->got;
-    if (op->len > FIO_MAXIO) op->len = FIO_MAXIO;
-    op->off = (uint64_t)-1;
-    break;
   case WF_WRITE: {
     size_t len;
     const char *data = lua_tolstring(L, 2, &len);
@@ -449,28 +415,27 @@ static int readfile1_k(lua_State *L, int status, lua_KContext ctx) {
     fio_op_free(op);
     return fio_errresult(L, lua_tostring(L, 1), -res);
   }
-  lua_pushlstring(L, op->mem, op->got);
+  lua_pushlstring(L, op->buf, op->got);
   fio_op_free(op);
   return 1;
 }
 
-/* fio.readfile(path) -> the whole content. On io_uring: openat, read and
- * close on the ring; without it: one pool job does all (one round trip). */
+/* fio.readfile(path) -> the whole content. On io_uring: linked openat and
+ * reads on a fixed-file slot (backend_uring.c); without it: one pool job
+ * does all. Either way, one op. */
 static int l_readfile(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  size_t n;
+  const char *path = luaL_checklstring(L, 1, &n);
   fio_loop *loop = fio_loop_get(L);
-  if (loop->be != &fio_backend_uring) {
-    lua_settop(L, 1);
-    fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
-    size_t n = strlen(path) + 1;
-    fio_op *op = fio_op_new(n);
-    if (!op) return luaL_error(L, "not enough memory");
-    memcpy(op->mem, path, n);
-    op->path = op->mem;
-    op->code = FIO_OP_READFILE;
-    return fio_op_wait(loop, L, w, op, readfile1_k);
-  }
-  return wf_start(L, RF_OPEN, path, O_RDONLY, 0);
+  lua_settop(L, 1);
+  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
+  n++; /* (a path is what comes before a NUL, as for io.open) */
+  fio_op *op = fio_op_new(n);
+  if (!op) return luaL_error(L, "not enough memory");
+  memcpy(op->mem, path, n);
+  op->path = op->mem;
+  op->code = FIO_OP_READFILE;
+  return fio_op_wait(loop, L, w, op, readfile1_k);
 }
 
 /* fio.writefile(path, data [, perm]) -> true: creates or truncates. */
