@@ -121,6 +121,51 @@ describe("the ladder on a working ring", function()
     assert.equal("io_uring\thello one,two 8\nfalse\ttrue\n", out)
   end)
 
+  -- readfile on the ring needs a registered file table (Linux 5.19) and a
+  -- free slot in it; the direct openat can be refused like any opcode.
+  local READFILES = [[
+    local fio = require "fiberio"
+    local dir = assert(fio.mkdtemp())
+    local want = {}
+    for i = 1, 6 do
+      want[i] = ("%d"):format(i):rep(i * 20000)
+      assert(fio.writefile(dir .. "/" .. i, want[i]))
+    end
+    local i0 = fio._info()
+    local ok = fio.run(function()
+      local fs = {}
+      for i = 1, 6 do fs[i] = fio.async(fio.readfile, dir .. "/" .. i) end
+      for i = 1, 6 do if fs[i]:await() ~= want[i] then return false end end
+      return true
+    end)
+    local i1 = fio._info()
+    print(ok, i1.readfile_slots, i1.ring_readfiles - i0.ring_readfiles,
+          i1.pooled - i0.pooled, i1.reruns - i0.reruns)
+    for i = 1, 6 do assert(fio.unlink(dir .. "/" .. i)) end
+    assert(fio.rmdir(dir))
+  ]]
+
+  it("readfile runs on the ring, on the pool where there is no file table (FIBERIO_TEST_RF_SLOTS=0 stands in for a kernel before 5.19) or no free slot, and reruns there when the direct openat is refused", function()
+    -- 256 slots, or fewer if RLIMIT_NOFILE is lower (the kernel's bound)
+    local p = assert(io.popen("ulimit -n"))
+    local limit = p:read("l")
+    p:close()
+    local slots = limit == "unlimited" and 256 or math.min(256, math.tointeger(tonumber(limit)))
+    local out, rc = child(READFILES)
+    assert.equal(0, rc, out)
+    assert.equal("true\t" .. slots .. "\t6\t0\t0\n", out)
+    out, rc = child(READFILES, { FIBERIO_TEST_RF_SLOTS = "0" })
+    assert.equal(0, rc, out)
+    assert.equal("true\t0\t0\t6\t0\n", out)
+    -- six readfiles started in one turn, two slots: four go to the pool
+    out, rc = child(READFILES, { FIBERIO_TEST_RF_SLOTS = "2" })
+    assert.equal(0, rc, out)
+    assert.equal("true\t2\t2\t4\t0\n", out)
+    out, rc = child(READFILES, { FIBERIO_TEST_RING_EINVAL = "openat" })
+    assert.equal(0, rc, out)
+    assert.equal("true\t" .. slots .. "\t0\t0\t6\n", out)
+  end)
+
   it("a completion of -EINVAL for a probed opcode reruns the call on the pool (FIBERIO_TEST_RING_EINVAL stands in for the refusing kernel)", function()
     local out, rc = child([[
       local fio = require "fiberio"
