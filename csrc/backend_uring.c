@@ -399,7 +399,8 @@ static void prep(fio_loop *loop, uring *u, fio_op *op) {
 static void rf_init(uring *u) {
   const unsigned need = 1u << FIO_OP_OPENAT | 1u << FIO_OP_READ | 1u << FIO_OP_CLOSE;
   if (!(u->probe & 1ull << IORING_OP_OPENAT) || !(u->probe & 1ull << IORING_OP_READ) ||
-      !(u->probe & 1ull << IORING_OP_CLOSE) || (u->noring & need))
+      !(u->probe & 1ull << IORING_OP_CLOSE) ||
+      !(u->probe & 1ull << IORING_OP_POLL_ADD) || (u->noring & need))
     return;
   long n = RF_SLOTS;
   /* FIBERIO_TEST_RF_SLOTS=n: a table of n slots (0: none), for the specs */
@@ -431,11 +432,16 @@ static void rf_prep(fio_loop *loop, uring *u, fio_op *op) {
   op->rf_la = (uint32_t)la;
   op->rf_lb = (uint32_t)lb;
   op->rf_res[0] = 0;
-  op->rf_pending = op->rf_step ? 2 : 3;
+  op->rf_pending = op->rf_step == 1 ? 2 : 3;
   sq_room(loop, u, op->rf_pending);
   uint64_t tag = (uint64_t)(uintptr_t)op;
   struct io_uring_sqe *sqe;
-  if (!op->rf_step) {
+  if (op->rf_step == 2) {
+    sqe = io_uring_get_sqe(&u->ring);
+    io_uring_prep_poll_add(sqe, op->rf_slot, POLLIN);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(sqe, tag | SUB_OPEN);
+  } else if (!op->rf_step) {
     sqe = io_uring_get_sqe(&u->ring);
     /* (a direct descriptor is never inherited: no O_CLOEXEC, which the
      * kernel refuses with one) */
@@ -510,16 +516,28 @@ static void rf_end(fio_loop *loop, uring *u, fio_op *op, int res) {
   fio_op_complete(loop, op, res);
 }
 
+/* Leave op's next step to rf_flush. */
+static void rf_next(uring *u, fio_op *op) {
+  op->pnext = NULL;
+  if (u->rf_tail) u->rf_tail->pnext = op;
+  else u->rf_head = op;
+  u->rf_tail = op;
+}
+
 /* A step's last CQE is in: end op, or leave its next step to rf_flush. */
 static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
   int open = op->rf_res[0], a = op->rf_res[1], b = op->rf_res[2];
+  if (op->rf_step == 2 && open < 0) { /* the poll failed or was canceled */
+    rf_end(loop, u, op, open);
+    return;
+  }
   if (!op->rf_step && (u->einval & 1u << FIO_OP_OPENAT) && open >= 0) {
     /* FIBERIO_TEST_RING_EINVAL=openat: as if the kernel refused it */
     u->rf_closing[u->rf_nclosing++] = op->rf_slot;
     op->rf_slot = -1;
     open = -EINVAL;
   }
-  if (open < 0) {
+  if (!op->rf_step && open < 0) {
     if (op->rf_slot >= 0) u->rf_free[u->rf_nfree++] = op->rf_slot;
     op->rf_slot = -1;
     rf_buf_put(u, op->buf, op->want);
@@ -536,6 +554,18 @@ static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
   /* RWF_NOWAIT: -EAGAIN if the read would block, -EOPNOTSUPP where the
    * file cannot tell (/proc): no data, no end, the next step reads */
   if (!op->rf_step && a == -EOPNOTSUPP) a = -EAGAIN;
+  if (!op->rf_step && a == 0) {
+    /* Nothing at all: an empty file, or a FIFO no writer has opened yet.
+     * The ring opened it without waiting (it tries every open non-blocking
+     * first, and a FIFO then opens at once for reading), where io.open
+     * waits for a writer. Step 2 polls first: at once for a file; for such
+     * a FIFO, until a writer comes and writes or goes (POLLHUP is held back
+     * until a writer has been seen). Closing it and opening again would
+     * let a writer in between find no reader. */
+    op->rf_step = 2;
+    rf_next(u, op);
+    return;
+  }
   if (a < 0 && a != -EAGAIN) {
     rf_end(loop, u, op, a);
     return;
@@ -553,10 +583,7 @@ static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
     return;
   }
   op->rf_step = 1;
-  op->pnext = NULL;
-  if (u->rf_tail) u->rf_tail->pnext = op;
-  else u->rf_head = op;
-  u->rf_tail = op;
+  rf_next(u, op);
 }
 
 static void rf_cqe(fio_loop *loop, uring *u, fio_op *op, int sub, int res) {
@@ -613,7 +640,7 @@ static void uring_cancel(fio_loop *loop, fio_op *op) {
     /* the step's first SQE, the only one that can block; between steps,
      * rf_flush sees cancel_sent */
     if (!op->rf_pending) return;
-    tag |= op->rf_step ? SUB_A : SUB_OPEN;
+    tag |= op->rf_step == 1 ? SUB_A : SUB_OPEN;
   }
   struct io_uring_sqe *sqe = get_sqe(loop, u);
   io_uring_prep_cancel64(sqe, tag, 0);

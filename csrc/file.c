@@ -1093,12 +1093,18 @@ static int open_k(lua_State *L, int status, lua_KContext ctx) {
   int islines = lua_toboolean(L, lua_upvalueindex(2));
   struct stat sb;
   if (!op->pool_only &&
-      (res == -ENXIO || (res >= 0 && fstat(res, &sb) == 0 &&
-                         S_ISFIFO(sb.st_mode)))) {
+      (res == -ENXIO ||
+       (res >= 0 && (op->flags & O_ACCMODE) == O_RDONLY &&
+        fstat(res, &sb) == 0 && S_ISFIFO(sb.st_mode)))) {
     /* The ring tries an open without blocking first: a FIFO then opens at
      * once for reading, or fails with ENXIO for writing, where open(2) waits
-     * for the other end. Do it again, blocking, on the pool. */
-    if (res >= 0) close(res);
+     * for the other end. Do it again, blocking, on the pool. The first
+     * reader stays open until the second is (op->fd2, closed with op): a
+     * writer it let in must not find the FIFO without a reader meanwhile. */
+    if (res >= 0) {
+      op->fd2 = res;
+      op->owns_fds = 1;
+    }
     op->pool_only = 1;
     fio_wait_again(L, w);
     return fio_op_wait(w->loop, L, w, op, open_k);
