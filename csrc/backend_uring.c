@@ -383,9 +383,11 @@ static void prep(fio_loop *loop, uring *u, fio_op *op) {
  * cache), -EOPNOTSUPP where the file has no nowait reads (/proc); then, and when
  * the file is longer than the buffer, step 1 and after are A (which may
  * block) hard-linked to B (RWF_NOWAIT) into the rest of the buffer, grown
- * by doubling, until a read returns 0. Only a step's first SQE can block,
- * and it is in the kernel from the moment the step is submitted, so a
- * cancel of it always finds it.
+ * by doubling, until a read returns 0. (Step 2, poll -> A -> B with both
+ * reads RWF_NOWAIT, is for a FIFO opened before any writer: see
+ * rf_step_done.) Only a step's first SQE can block, and it is in the
+ * kernel from the moment the step is submitted, so a cancel of it always
+ * finds it.
  *
  * A step ends when its last CQE is reaped; its next step, and the close of
  * the slot at the end, are queued by rf_flush at the loop's next wait (not
@@ -453,7 +455,7 @@ static void rf_prep(fio_loop *loop, uring *u, fio_op *op) {
   sqe = io_uring_get_sqe(&u->ring);
   io_uring_prep_read(sqe, op->rf_slot, op->buf + op->got, (unsigned)la, (uint64_t)-1);
   sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_HARDLINK;
-  if (!op->rf_step) sqe->rw_flags = RWF_NOWAIT;
+  if (op->rf_step != 1) sqe->rw_flags = RWF_NOWAIT;
   io_uring_sqe_set_data64(sqe, tag | SUB_A);
   sqe = io_uring_get_sqe(&u->ring);
   io_uring_prep_read(sqe, op->rf_slot, op->buf + op->got + la, (unsigned)lb,
@@ -553,7 +555,7 @@ static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
   }
   /* RWF_NOWAIT: -EAGAIN if the read would block, -EOPNOTSUPP where the
    * file cannot tell (/proc): no data, no end, the next step reads */
-  if (!op->rf_step && a == -EOPNOTSUPP) a = -EAGAIN;
+  if (op->rf_step != 1 && a == -EOPNOTSUPP) a = -EAGAIN;
   if (!op->rf_step && a == 0) {
     /* Nothing at all: an empty file, or a FIFO no writer has opened yet.
      * The ring opened it without waiting (it tries every open non-blocking
