@@ -59,8 +59,6 @@ typedef struct uring {
   fio_op *rf_head, *rf_tail; /* chains whose next step is not yet queued
                             * (linked through pnext) */
   uint64_t rf_done;        /* readfiles done on the ring */
-  char *rf_cache[16];      /* spare step-0 buffers */
-  int rf_ncache;
 } uring;
 
 #define WAKE_TAG 1    /* never an op: ops are aligned */
@@ -396,7 +394,6 @@ static void prep(fio_loop *loop, uring *u, fio_op *op) {
  * 5.19, or the opcodes missing), with every slot busy, or when the kernel
  * refuses the direct openat, readfile is one job on the pool. */
 #define RF_SLOTS 256
-#define RF_FIRST (64 * 1024) /* step 0's buffer: below malloc's mmap size */
 
 static void rf_init(uring *u) {
   const unsigned need = 1u << FIO_OP_OPENAT | 1u << FIO_OP_READ | 1u << FIO_OP_CLOSE;
@@ -465,56 +462,26 @@ static void rf_prep(fio_loop *loop, uring *u, fio_op *op) {
   io_uring_sqe_set_data64(sqe, tag | SUB_B);
 }
 
-/* A buffer of RF_FIRST bytes: step 0's buffers are kept for reuse (a
- * small file is read into one, copied into a Lua string and dropped). */
-static char *rf_buf_get(uring *u) {
-  return u->rf_ncache ? u->rf_cache[--u->rf_ncache] : malloc(RF_FIRST);
-}
-
-static void rf_buf_put(uring *u, char *buf, size_t size) {
-  if (size == RF_FIRST && u->rf_ncache < (int)(sizeof u->rf_cache / sizeof *u->rf_cache))
-    u->rf_cache[u->rf_ncache++] = buf;
-  else
-    free(buf);
-}
-
-/* dtor of a finished readfile op: op->buf (op->want bytes) is the data. */
-static void rf_dtor(fio_op *op) {
-  fio_loop *loop = op->loop;
-  if (loop && loop->be == &fio_backend_uring && loop->bdata)
-    rf_buf_put(loop->bdata, op->buf, op->want);
-  else
-    free(op->buf);
-  op->buf = op->mem;
-}
-
 /* Start op (FIO_OP_READFILE) on the ring; 0 if it cannot (no free slot). */
 static int rf_start(fio_loop *loop, uring *u, fio_op *op) {
-  if (!u->rf_nfree || op->pool_only) return 0;
-  char *buf = rf_buf_get(u);
-  if (!buf) return 0;
+  /* (op->buf: op->want bytes lent by the loop, or no buffer: the pool
+   * then finds one) */
+  if (!u->rf_nfree || op->pool_only || op->buf == op->mem || op->want < 4096)
+    return 0;
   op->rf_slot = u->rf_free[--u->rf_nfree];
-  op->buf = buf;
-  op->want = RF_FIRST; /* the buffer's size (op->cap is the path's) */
   op->got = 0;
   op->rf_step = 0;
   rf_prep(loop, u, op);
   return 1;
 }
 
-/* End op with res (0: op->buf holds the op->got bytes read, until the op
- * is freed). The slot is closed. */
+/* End op with res (0: op->buf holds the op->got bytes read). The slot is
+ * closed. */
 static void rf_end(fio_loop *loop, uring *u, fio_op *op, int res) {
   u->rf_closing[u->rf_nclosing++] = op->rf_slot;
   op->rf_slot = -1;
-  if (res == 0) {
-    op->dtor = rf_dtor;
-    u->rf_done++;
-  } else {
-    rf_buf_put(u, op->buf, op->want);
-    op->buf = op->mem;
-    op->got = 0;
-  }
+  if (res == 0) u->rf_done++;
+  else op->got = 0;
   fio_op_complete(loop, op, res);
 }
 
@@ -542,8 +509,6 @@ static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
   if (!op->rf_step && open < 0) {
     if (op->rf_slot >= 0) u->rf_free[u->rf_nfree++] = op->rf_slot;
     op->rf_slot = -1;
-    rf_buf_put(u, op->buf, op->want);
-    op->buf = op->mem;
     if ((open == -EINVAL || open == -EOPNOTSUPP) && !op->cancel_sent) {
       /* a kernel that lists openat but refuses it (or a direct one) here */
       u->reruns++;
@@ -687,7 +652,6 @@ static void uring_close(fio_loop *loop) {
   io_uring_queue_exit(&u->ring);
   free(u->rf_free);
   free(u->rf_closing);
-  while (u->rf_ncache) free(u->rf_cache[--u->rf_ncache]);
   free(u);
   loop->bdata = NULL;
 }

@@ -90,6 +90,9 @@ static int copy_fd(fio_op *op) {
   return 0;
 }
 
+/* READFILE: the whole file into op->buf, which holds op->want bytes when it
+ * is not op->mem (lent by the loop); it is grown, or replaced when the file
+ * is larger, and is op->want bytes again on return. */
 static int readfile_all(fio_op *op) {
   int fd = open(op->path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
@@ -97,35 +100,35 @@ static int readfile_all(fio_op *op) {
   size_t used = 0, want = 65536;
   int regular = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
   if (regular && sb.st_size > 0) want = (size_t)sb.st_size + 1;
-  /* the path lives in mem: read into a fresh buffer */
-  char *buf = malloc(want);
-  if (!buf) {
-    close(fd);
-    return -ENOMEM;
+  if (op->buf == op->mem || op->want < want) {
+    char *b = malloc(want);
+    if (!b) {
+      close(fd);
+      return -ENOMEM;
+    }
+    if (op->buf != op->mem) free(op->buf);
+    op->buf = b;
+    op->want = want;
   }
-  size_t cap = want;
   for (;;) {
     if (atomic_load(&op->abort)) {
-      free(buf);
       close(fd);
       return -ECANCELED;
     }
-    if (used == cap) {
-      char *b = realloc(buf, cap * 2);
+    if (used == op->want) {
+      char *b = realloc(op->buf, op->want * 2);
       if (!b) {
-        free(buf);
         close(fd);
         return -ENOMEM;
       }
-      buf = b;
-      cap *= 2;
+      op->buf = b;
+      op->want *= 2;
     }
-    size_t ask = cap - used > FIO_MAXIO ? FIO_MAXIO : cap - used;
-    ssize_t n = read(fd, buf + used, ask);
+    size_t ask = op->want - used > FIO_MAXIO ? FIO_MAXIO : op->want - used;
+    ssize_t n = read(fd, op->buf + used, ask);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int e = errno;
-      free(buf);
       close(fd);
       return -e;
     }
@@ -134,9 +137,6 @@ static int readfile_all(fio_op *op) {
     if (n == 0 || (regular && sb.st_size > 0 && (size_t)n < ask)) break;
   }
   close(fd);
-  free(op->mem);
-  op->mem = op->buf = buf;
-  op->cap = cap;
   op->got = used; /* (the int result cannot hold 2 GiB and more) */
   return 0;
 }

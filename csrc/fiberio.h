@@ -141,9 +141,10 @@ enum {
   FIO_OP_TRUNCATE, /* truncate(path, off) */
   FIO_OP_COPY,     /* copy fd to fd2 from their offsets to EOF: res = 0 */
   FIO_OP_TASK,     /* a fio.parallel task (parallel.c), not a backend's */
-  FIO_OP_READFILE, /* the whole file path into mem (grown): got = bytes;
-                    * io_uring: linked openat -> reads on a fixed-file slot;
-                    * the pool: one job */
+  FIO_OP_READFILE, /* the whole file path into buf (want bytes, lent by the
+                    * loop; grown or replaced): got = bytes. io_uring:
+                    * linked openat -> reads on a fixed-file slot; the
+                    * pool: one job */
   FIO_OP_LAST
 };
 enum { FIO_OPS_IDLE = 0, FIO_OPS_INFLIGHT, FIO_OPS_DONE };
@@ -151,10 +152,22 @@ enum { FIO_OPS_IDLE = 0, FIO_OPS_INFLIGHT, FIO_OPS_DONE };
 /* The most one read(2) or write(2) moves on Linux. */
 #define FIO_MAXIO 0x7ffff000
 
+/* An op's submission to the pool (pool.c's own; in the op, so a pool job
+ * costs no allocation). */
+typedef struct fio_pool_work {
+  fio_op *op;
+  fio_loop *loop;           /* NULL: its loop is gone; the pool frees op */
+  struct fio_pool_work *prev, *next; /* run queue (QUEUED) or running list */
+  pthread_t tid;            /* RUNNING: the thread that runs it */
+  atomic_int cancel;        /* cancel requested while RUNNING */
+  int state;                /* QUEUED or RUNNING */
+} fio_pool_work;
+
 struct fio_op {
   fio_fiber *waiter;      /* woken on completion; NULL: orphaned */
   fio_loop *loop;         /* the loop it completes on */
   void *bpriv;            /* the backend's own (e.g. the pool's work item) */
+  fio_pool_work pw;       /* the pool's, while it is on the pool */
   fio_op *prev, *next;    /* the loop's list of in-flight operations */
   fio_op *pnext;          /* the loop's list of posted completions */
   char *mem;              /* memory the op owns, freed with it */
@@ -224,6 +237,10 @@ struct fio_loop {
    * wakes need no write (the loop will wake and look at everything). Set
    * by fio_loop_wake, cleared by fio_loop_wake_seen before the loop looks. */
   atomic_int wake_sent;
+  atomic_int pool_wakers;       /* pool threads waking it outside the pool's
+                                 * lock; fio_pool_forget waits for none */
+  char *bufs[16];               /* spare FIO_BUFSZ buffers (fio_buf_get) */
+  int nbufs;
   fio_workers *workers;         /* fio.parallel's pool, once used */
   int owns_workers;             /* this loop made it (it shuts it down) */
   void *canceled;               /* the Canceled sentinel userdata */
@@ -303,6 +320,14 @@ int fio_op_result(lua_State *L, fio_fiber *w);
 /* A fresh op with cap bytes of memory (mem == buf). NULL on ENOMEM. */
 fio_op *fio_op_new(size_t cap);
 void fio_op_free(fio_op *op);
+/* Buffers of FIO_BUFSZ bytes for readfile, kept by the loop for reuse (a
+ * small file is read into one, copied into a Lua string, and the buffer is
+ * given back). get: NULL when out of memory. put: any malloc'd buffer of
+ * size bytes; kept if it is one of ours and there is room, else freed.
+ * Loop thread only. */
+#define FIO_BUFSZ (64 * 1024) /* below malloc's mmap threshold */
+char *fio_buf_get(fio_loop *loop);
+void fio_buf_put(fio_loop *loop, char *buf, size_t size);
 /* Ask the backend (or fio.parallel's pool) to end op early, once; its
  * completion still comes. */
 void fio_op_cancel(fio_loop *loop, fio_op *op);
@@ -317,6 +342,11 @@ void fio_op_complete(fio_loop *loop, fio_op *op, int res);
  * on its own thread (in fio_loop_drain). The poster must not touch op after
  * this call. */
 void fio_loop_post(fio_loop *loop, fio_op *op, int res);
+/* fio_loop_post in two halves, for a poster that holds a lock the wake
+ * should not be made under: post_quiet queues op; then, if wake_claim
+ * returns 1, the caller must call loop->be->wake(loop) (once). */
+void fio_loop_post_quiet(fio_loop *loop, fio_op *op, int res);
+int fio_loop_wake_claim(fio_loop *loop);
 /* Loop thread: complete every posted op. Backends call it after waiting. */
 void fio_loop_drain(fio_loop *loop);
 /* From any thread: make the loop's current or next wait return, through its

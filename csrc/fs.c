@@ -416,13 +416,21 @@ static int readfile1_k(lua_State *L, int status, lua_KContext ctx) {
     return fio_errresult(L, lua_tostring(L, 1), -res);
   }
   lua_pushlstring(L, op->buf, op->got);
+  fio_buf_put(w->loop, op->buf, op->want);
+  op->buf = op->mem;
   fio_op_free(op);
   return 1;
 }
 
+/* A readfile op's buffer, unless given back to the loop. */
+static void readfile_dtor(fio_op *op) {
+  if (op->buf != op->mem) free(op->buf);
+  op->buf = op->mem;
+}
+
 /* fio.readfile(path) -> the whole content. On io_uring: linked openat and
  * reads on a fixed-file slot (backend_uring.c); without it: one pool job
- * does all. Either way, one op. */
+ * does all. Either way, one op, reading into a buffer the loop lends. */
 static int l_readfile(lua_State *L) {
   size_t n;
   const char *path = luaL_checklstring(L, 1, &n);
@@ -435,6 +443,10 @@ static int l_readfile(lua_State *L) {
   memcpy(op->mem, path, n);
   op->path = op->mem;
   op->code = FIO_OP_READFILE;
+  op->dtor = readfile_dtor;
+  op->buf = fio_buf_get(loop);
+  op->want = op->buf ? FIO_BUFSZ : 0;
+  if (!op->buf) op->buf = op->mem;
   return fio_op_wait(loop, L, w, op, readfile1_k);
 }
 

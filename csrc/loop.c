@@ -368,6 +368,18 @@ void fio_op_free(fio_op *op) {
   free(op);
 }
 
+char *fio_buf_get(fio_loop *loop) {
+  return loop->nbufs ? loop->bufs[--loop->nbufs] : malloc(FIO_BUFSZ);
+}
+
+void fio_buf_put(fio_loop *loop, char *buf, size_t size) {
+  if (buf && size == FIO_BUFSZ && !loop->closed &&
+      loop->nbufs < (int)(sizeof loop->bufs / sizeof *loop->bufs))
+    loop->bufs[loop->nbufs++] = buf;
+  else
+    free(buf);
+}
+
 int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
                 lua_KFunction k) {
   op->waiter = w;
@@ -433,14 +445,17 @@ void fio_op_complete(fio_loop *loop, fio_op *op, int res) {
   }
 }
 
-void fio_loop_wake(fio_loop *loop) {
+int fio_loop_wake_claim(fio_loop *loop) {
   /* Whatever the caller published before this (a post, a task) is seen by
    * a loop that clears wake_sent after it: the two fences order each side's
    * store before its load (store buffering), so one side sees the other. */
   atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_exchange_explicit(&loop->wake_sent, 1, memory_order_relaxed))
-    return; /* an unseen wake is pending: the loop wakes anyway */
-  loop->be->wake(loop);
+  /* 0: an unseen wake is pending, the loop wakes anyway */
+  return !atomic_exchange_explicit(&loop->wake_sent, 1, memory_order_relaxed);
+}
+
+void fio_loop_wake(fio_loop *loop) {
+  if (fio_loop_wake_claim(loop)) loop->be->wake(loop);
 }
 
 void fio_loop_wake_fd(fio_loop *loop) {
@@ -466,6 +481,11 @@ void fio_loop_clear_wake(fio_loop *loop) {
 }
 
 void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
+  fio_loop_post_quiet(loop, op, res);
+  fio_loop_wake(loop);
+}
+
+void fio_loop_post_quiet(fio_loop *loop, fio_op *op, int res) {
   op->res = res;
   op->pnext = NULL;
   pthread_mutex_lock(&loop->post_mu);
@@ -474,7 +494,6 @@ void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
   loop->post_tail = op;
   atomic_store_explicit(&loop->posted, 1, memory_order_release);
   pthread_mutex_unlock(&loop->post_mu);
-  fio_loop_wake(loop);
 }
 
 void fio_loop_drain(fio_loop *loop) {
@@ -742,6 +761,7 @@ static int loop_gc(lua_State *L) {
   }
   if (loop->wakefd >= 0) close(loop->wakefd);
   loop->wakefd = -1;
+  while (loop->nbufs) free(loop->bufs[--loop->nbufs]);
   pthread_mutex_destroy(&loop->post_mu);
   return 0;
 }

@@ -39,6 +39,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,6 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "pool.h"
 
 #define POOL_MAX 1024                 /* hard bound on the limit */
@@ -55,19 +57,11 @@
 
 enum { W_QUEUED = 1, W_RUNNING };
 
-/* One submission. Lives from fio_pool_submit until its result is posted (or,
- * forgotten, until its op is freed). Every field but cancel is read and
- * written under P.mu only. */
-typedef struct work {
-  fio_op *op;
-  fio_loop *loop;           /* NULL: its loop is gone; the pool frees op */
-  struct work *prev, *next; /* in the run queue (QUEUED) or P.running */
-  pthread_t tid;            /* RUNNING: the thread that runs it */
-  /* Cancel requested (RUNNING only: a queued op is removed instead). Set
-   * under P.mu; read by the running thread without P.mu, between syscalls. */
-  atomic_int cancel;
-  int state;                /* W_QUEUED or W_RUNNING */
-} work;
+/* One submission: the op's own pw (fiberio.h), from fio_pool_submit until
+ * its result is posted (or, forgotten, until its op is freed). Every field
+ * but cancel is read and written under P.mu only; cancel is set under P.mu
+ * and read by the running thread without it, between syscalls. */
+typedef fio_pool_work work;
 
 /* The pool. Invariants, all under mu:
  *  - qhead..qtail holds exactly the QUEUED work, qlen of them, in FIFO order;
@@ -261,9 +255,19 @@ static void run_head(void) {
   running_remove(w);
   fio_loop *loop = w->loop;
   op->bpriv = NULL;
-  free(w);
   if (loop) {
-    fio_loop_post(loop, op, res);
+    /* The wake (a syscall, when one is due) is made without P.mu, which
+     * every other worker and the loop want meanwhile; pool_wakers keeps
+     * fio_pool_forget from returning (and the loop from going) until it
+     * is made. */
+    fio_loop_post_quiet(loop, op, res);
+    if (fio_loop_wake_claim(loop)) {
+      atomic_fetch_add_explicit(&loop->pool_wakers, 1, memory_order_relaxed);
+      pthread_mutex_unlock(&P.mu);
+      loop->be->wake(loop);
+      atomic_fetch_sub_explicit(&loop->pool_wakers, 1, memory_order_release);
+      pthread_mutex_lock(&P.mu);
+    }
   } else {
     pthread_mutex_unlock(&P.mu);
     free_orphan(op, res);
@@ -347,32 +351,32 @@ void fio_pool_submit(fio_loop *loop, fio_op *op) {
   pool_once();
   op->bpriv = NULL;
   atomic_store_explicit(&op->abort, 0, memory_order_relaxed); /* a reused op */
-  work *w = calloc(1, sizeof *w);
-  if (w) {
-    w->op = op;
-    w->loop = loop;
-    w->state = W_QUEUED;
-    pthread_mutex_lock(&P.mu);
-    op->bpriv = w;
-    w->prev = P.qtail;
-    if (P.qtail) P.qtail->next = w;
-    else P.qhead = w;
-    P.qtail = w;
-    P.qlen++;
-    if (P.qlen > (size_t)P.nidle && P.nthreads < P.limit) {
-      if (grow() && P.nthreads == 0) {
-        /* No thread exists and none can start: run it here instead. */
-        q_remove(w);
-        op->bpriv = NULL;
-        free(w);
-        w = NULL;
-      }
+  work *w = &op->pw;
+  memset(w, 0, sizeof *w);
+  w->op = op;
+  w->loop = loop;
+  w->state = W_QUEUED;
+  pthread_mutex_lock(&P.mu);
+  op->bpriv = w;
+  w->prev = P.qtail;
+  if (P.qtail) P.qtail->next = w;
+  else P.qhead = w;
+  P.qtail = w;
+  P.qlen++;
+  if (P.qlen > (size_t)P.nidle && P.nthreads < P.limit) {
+    if (grow() && P.nthreads == 0) {
+      /* No thread exists and none can start: run it here instead. */
+      q_remove(w);
+      op->bpriv = NULL;
+      w = NULL;
     }
-    if (w && P.nidle) pthread_cond_signal(&P.cond);
-    pthread_mutex_unlock(&P.mu);
-    if (w) return;
   }
-  /* Out of memory or of threads: as Zig's pool, run the call inline. */
+  int signal = w && P.nidle;
+  pthread_mutex_unlock(&P.mu);
+  /* (after the unlock: the woken thread does not wait for P.mu then) */
+  if (signal) pthread_cond_signal(&P.cond);
+  if (w) return;
+  /* Out of threads: as Zig's pool, run the call inline. */
   int res;
   do res = fio_exec(op);
   while (res == -EINTR);
@@ -390,7 +394,6 @@ void fio_pool_cancel(fio_loop *loop, fio_op *op) {
     if (w->state == W_QUEUED) {
       q_remove(w);
       op->bpriv = NULL;
-      free(w);
       fio_loop_post(loop, op, -ECANCELED);
     } else if (!atomic_load_explicit(&w->cancel, memory_order_relaxed)) {
       atomic_store_explicit(&w->cancel, 1, memory_order_release);
@@ -417,12 +420,13 @@ void fio_pool_forget(fio_loop *loop) {
     if (w->loop != loop) continue;
     q_remove(w);
     w->op->bpriv = NULL;
-    fio_op_free(w->op); /* never ran: no result to clean up */
-    free(w);
+    fio_op_free(w->op); /* never ran: no result to clean up (frees w) */
   }
   for (work *w = P.running; w; w = w->next)
     if (w->loop == loop) w->loop = NULL;
   pthread_mutex_unlock(&P.mu);
+  while (atomic_load_explicit(&loop->pool_wakers, memory_order_acquire))
+    sched_yield(); /* a wake being made (see run_head): a syscall's time */
 }
 
 void fio_pool_set_limit(int n) {

@@ -21,7 +21,7 @@
  * it NULL on ops it never gives to the pool. The caller must not touch op
  * otherwise (fio_pool_cancel aside) until the loop completes it. Ops run in
  * FIFO order of submission. Never fails: when no thread can be started and
- * none exists, or memory runs out, fio_exec runs on the caller's thread and
+ * none exists, fio_exec runs on the caller's thread and
  * the result is posted all the same. */
 void fio_pool_submit(fio_loop *loop, fio_op *op);
 
