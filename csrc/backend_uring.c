@@ -521,7 +521,7 @@ static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
   /* RWF_NOWAIT: -EAGAIN if the read would block, -EOPNOTSUPP where the
    * file cannot tell (/proc): no data, no end, the next step reads */
   if (op->rf_step != 1 && a == -EOPNOTSUPP) a = -EAGAIN;
-  if (!op->rf_step && a == 0) {
+  if (!op->rf_step && a == 0 && b <= 0) {
     /* Nothing at all: an empty file, or a FIFO no writer has opened yet.
      * The ring opened it without waiting (it tries every open non-blocking
      * first, and a FIFO then opens at once for reading), where io.open
@@ -537,15 +537,15 @@ static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
     rf_end(loop, u, op, a);
     return;
   }
-  if (a > 0) {
-    /* B read just past A's part: close the gap a short A left */
-    if ((uint32_t)a < op->rf_la && b > 0)
-      memmove(op->buf + op->got + a, op->buf + op->got + op->rf_la, (size_t)b);
-    op->got += (size_t)a;
-  }
-  if (b > 0) op->got += (size_t)b;
-  /* a read of 0 is the end; B's other errors are left to the next A */
-  if (a == 0 || b == 0) {
+  /* B read just past A's part: close the gap a short A (or one that got
+   * nothing: -EAGAIN, or 0 from a FIFO a writer opened since) left */
+  size_t ga = a > 0 ? (size_t)a : 0;
+  if (b > 0 && ga < op->rf_la)
+    memmove(op->buf + op->got + ga, op->buf + op->got + op->rf_la, (size_t)b);
+  op->got += ga + (b > 0 ? (size_t)b : 0);
+  /* The end: the last read that ran returned 0. B's errors other than
+   * that are left to the next step's A. */
+  if (b == 0 || (a == 0 && b < 0)) {
     rf_end(loop, u, op, 0);
     return;
   }
@@ -562,8 +562,10 @@ static void rf_cqe(fio_loop *loop, uring *u, fio_op *op, int sub, int res) {
 }
 
 /* Queue what reaping left to do: next steps (or their end, when canceled
- * or out of memory), then the closes of finished chains' slots. */
-static void rf_flush(fio_loop *loop, uring *u) {
+ * or out of memory), then the closes of finished chains' slots. Returns 1
+ * if it ended an op (its waiter is ready: the wait must not block). */
+static int rf_flush(fio_loop *loop, uring *u) {
+  int ended = 0;
   while (u->rf_head) {
     fio_op *op = u->rf_head;
     u->rf_head = op->pnext;
@@ -571,12 +573,14 @@ static void rf_flush(fio_loop *loop, uring *u) {
     op->pnext = NULL;
     if (op->cancel_sent) {
       rf_end(loop, u, op, -ECANCELED);
+      ended = 1;
       continue;
     }
     if (op->want - op->got < op->want / 4) {
       char *b = op->want <= SIZE_MAX / 2 ? realloc(op->buf, op->want * 2) : NULL;
       if (!b) {
         rf_end(loop, u, op, -ENOMEM);
+        ended = 1;
         continue;
       }
       op->buf = b;
@@ -592,6 +596,7 @@ static void rf_flush(fio_loop *loop, uring *u) {
     io_uring_sqe_set_data64(sqe, SLOT_CLOSED);
     u->rf_free[u->rf_nfree++] = slot; /* its next openat comes after */
   }
+  return ended;
 }
 
 static void uring_cancel(fio_loop *loop, fio_op *op) {
@@ -617,7 +622,7 @@ static void uring_cancel(fio_loop *loop, fio_op *op) {
 static void uring_wait(fio_loop *loop, int64_t timeout_ns) {
   uring *u = loop->bdata;
   int r;
-  if (u->rf_head || u->rf_nclosing) rf_flush(loop, u);
+  if ((u->rf_head || u->rf_nclosing) && rf_flush(loop, u)) timeout_ns = 0;
   if (u->dhead && run_deferred(loop, u, timeout_ns != 0)) timeout_ns = 0;
   if (timeout_ns == 0) {
     r = io_uring_submit_and_get_events(&u->ring);
@@ -634,6 +639,15 @@ static void uring_wait(fio_loop *loop, int64_t timeout_ns) {
   /* -ETIME (timeout) and -EINTR (a signal) just end this wait. */
   (void)r; /* -EBUSY, -EAGAIN: the CQ is backed up; reaping makes room */
   reap(loop, u);
+  if (u->rf_nclosing) {
+    /* Readfiles ended: their slots are closed before their fibers run, as
+     * a file is closed before readfile returns. A FIFO left open meanwhile
+     * would be a reader for a writer the program starts next, and the
+     * writer's data would go with it. (One submission for all of them;
+     * next steps queued here go with it.) */
+    rf_flush(loop, u);
+    io_uring_submit(&u->ring);
+  }
   fio_loop_drain(loop);
   if (!u->wake_armed && !loop->closed) arm_wake(loop, u);
 }

@@ -919,6 +919,65 @@ describe("fio.readfile and fio.writefile", function()
                  .. "70000\ttrue\ttrue\n", out)
   end)
 
+  it("readfile returns the bytes of files that are not in the page cache", function()
+    -- (on io_uring the first reads, RWF_NOWAIT, then find nothing ready and
+    -- the later ones get the data in pieces)
+    local n = 30
+    for i = 1, n do put(dir .. "/" .. i, numbered(150000 + i)) end
+    local dropped = os.execute("sync; for i in $(seq 1 " .. n .. "); do dd if=" .. shq(dir)
+                               .. "/$i iflag=nocache count=0 status=none || exit 1; done")
+    if not dropped then pending("dd iflag=nocache (to drop the files from the page cache) failed here") return end
+    local got = fio.run(function()
+      local fs = {}
+      for i = 1, n do fs[i] = fio.async(fio.readfile, dir .. "/" .. i) end
+      local t = {}
+      for i = 1, n do t[i] = fs[i]:await() end
+      return t
+    end)
+    for i = 1, n do assert.is_true(got[i] == numbered(150000 + i), "file " .. i) end
+  end)
+
+  it("readfile canceled between the steps of a long read raises Canceled, and the loop goes on", function()
+    put(dir .. "/big", numbered(4 * 1024 * 1024))
+    local out = child(([[
+      local fio = require "fiberio"
+      local p = %q
+      fio.run(function()
+        for round = 1, 12 do
+          local rf = fio.async(fio.readfile, p)
+          for _ = 1, round %% 4 do fio.yield() end
+          local a, b = fio.cancel(rf)
+          io.write(tostring(a == nil and rawequal(b, fio.Canceled) or #a), " ")
+        end
+        print(#fio.readfile(p))
+      end)
+    ]]):format(dir .. "/big"))
+    -- each round: canceled (true), or done before the cancel (its length)
+    assert.matches("^[%w ]+\n$", out)
+    for w in out:gmatch("%S+") do assert.is_true(w == "true" or w == "4194304", out) end
+    assert.matches("4194304\n$", out)
+  end)
+
+  it("readfile of a FIFO, again and again, each time with a new writer, reads each writer's data", function()
+    sh("mkfifo " .. shq(dir .. "/p"))
+    -- The file is closed before readfile returns: a writer started next
+    -- must not find the last reader still there and write into it.
+    local out = child(([[
+      local fio = require "fiberio"
+      local p = %q
+      fio.run(function()
+        for round = 1, 20 do
+          os.execute("printf 'round %%d;' " .. round .. " > '" .. p .. "' &")
+          io.write(assert(fio.readfile(p)))
+        end
+      end)
+      print()
+    ]]):format(dir .. "/p"))
+    local want = {}
+    for round = 1, 20 do want[round] = "round " .. round .. ";" end
+    assert.equal(table.concat(want) .. "\n", out)
+  end)
+
   it("readfile reads a /proc file that stat says is empty, as io's read('a')", function()
     local f = assert(io.open("/proc/version"))
     local want = f:read("a")
