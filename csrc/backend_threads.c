@@ -82,13 +82,6 @@ typedef struct threads {
 
 /* --- lists ------------------------------------------------------------------- */
 
-static void push(fio_op **head, fio_op **tail, fio_op *op) {
-  op->pnext = NULL;
-  if (*tail) (*tail)->pnext = op;
-  else *head = op;
-  *tail = op;
-}
-
 /* Remove op from the list; 1 if it was there. */
 static int unlink_op(fio_op **head, fio_op **tail, fio_op *op) {
   fio_op *prev = NULL;
@@ -105,7 +98,7 @@ static int unlink_op(fio_op **head, fio_op **tail, fio_op *op) {
 
 static void done(threads *t, fio_op *op, int res) {
   op->res = res;
-  push(&t->dhead, &t->dtail, op);
+  fio_oplist_push(&t->dhead, &t->dtail, op);
 }
 
 static fdrec *rec_get(threads *t, int fd) {
@@ -200,10 +193,10 @@ static void park(fio_loop *loop, threads *t, fio_op *op, int kind) {
   }
   int wr = op->code == FIO_OP_WRITE;
   if (wr) {
-    push(&r->whead, &r->wtail, op);
+    fio_oplist_push(&r->whead, &r->wtail, op);
     r->wkind = (uint8_t)kind;
   } else {
-    push(&r->rhead, &r->rtail, op);
+    fio_oplist_push(&r->rhead, &r->rtail, op);
     r->rkind = (uint8_t)kind;
   }
   if (rec_sync(t, op->fd, r) < 0) {
@@ -320,7 +313,7 @@ static void threads_submit(fio_loop *loop, fio_op *op) {
   struct stat st;
   op->bpriv = NULL;
   if (op->may_inline && (op->code == FIO_OP_READ || op->code == FIO_OP_WRITE)) {
-    push(&t->lhead, &t->ltail, op); /* see run_later */
+    fio_oplist_push(&t->lhead, &t->ltail, op); /* see run_later */
     return;
   }
   if (op->code == FIO_OP_CLOSE && op->fd >= 0 && fstat(op->fd, &st) == 0 &&

@@ -310,10 +310,7 @@ static void uring_submit(fio_loop *loop, fio_op *op) {
     return;
   }
   if (op->may_inline && op->code == FIO_OP_WRITE) {
-    op->pnext = NULL;
-    if (u->dtail) u->dtail->pnext = op;
-    else u->dhead = op;
-    u->dtail = op;
+    fio_oplist_push(&u->dhead, &u->dtail, op);
     return;
   }
   prep(loop, u, op);
@@ -388,9 +385,10 @@ static void prep(fio_loop *loop, uring *u, fio_op *op) {
  * finds it.
  *
  * A step ends when its last CQE is reaped; its next step, and the close of
- * the slot at the end, are queued by rf_flush at the loop's next wait (not
- * while reaping). The close posts no CQE unless it fails; the slot is free
- * for the next openat queued after it. Without a table (kernels before
+ * the slot at the end, are queued by rf_flush once the reaping is over, and
+ * the closes are submitted before the wait returns (uring_wait): a file is
+ * closed before its readfile returns. The close posts no CQE unless it
+ * fails; the slot is free for the next openat queued after it. Without a table (kernels before
  * 5.19, or the opcodes missing), with every slot busy, or when the kernel
  * refuses the direct openat, readfile is one job on the pool. */
 #define RF_SLOTS 256
@@ -429,7 +427,6 @@ static void rf_prep(fio_loop *loop, uring *u, fio_op *op) {
   if (la > FIO_MAXIO) la = FIO_MAXIO;
   lb = room - la > FIO_MAXIO ? FIO_MAXIO : room - la;
   op->rf_la = (uint32_t)la;
-  op->rf_lb = (uint32_t)lb;
   op->rf_res[0] = 0;
   op->rf_pending = op->rf_step == 1 ? 2 : 3;
   sq_room(loop, u, op->rf_pending);
@@ -466,8 +463,7 @@ static void rf_prep(fio_loop *loop, uring *u, fio_op *op) {
 static int rf_start(fio_loop *loop, uring *u, fio_op *op) {
   /* (op->buf: op->want bytes lent by the loop, or no buffer: the pool
    * then finds one) */
-  if (!u->rf_nfree || op->pool_only || op->buf == op->mem || op->want < 4096)
-    return 0;
+  if (!u->rf_nfree || op->pool_only || op->buf == op->mem) return 0;
   op->rf_slot = u->rf_free[--u->rf_nfree];
   op->got = 0;
   op->rf_step = 0;
@@ -475,11 +471,16 @@ static int rf_start(fio_loop *loop, uring *u, fio_op *op) {
   return 1;
 }
 
+/* op is done with its slot, which may hold a file: close it (rf_flush). */
+static void rf_slot_close(uring *u, fio_op *op) {
+  u->rf_closing[u->rf_nclosing++] = op->rf_slot;
+  op->rf_slot = -1;
+}
+
 /* End op with res (0: op->buf holds the op->got bytes read). The slot is
  * closed. */
 static void rf_end(fio_loop *loop, uring *u, fio_op *op, int res) {
-  u->rf_closing[u->rf_nclosing++] = op->rf_slot;
-  op->rf_slot = -1;
+  rf_slot_close(u, op);
   if (res == 0) u->rf_done++;
   else op->got = 0;
   fio_op_complete(loop, op, res);
@@ -487,10 +488,7 @@ static void rf_end(fio_loop *loop, uring *u, fio_op *op, int res) {
 
 /* Leave op's next step to rf_flush. */
 static void rf_next(uring *u, fio_op *op) {
-  op->pnext = NULL;
-  if (u->rf_tail) u->rf_tail->pnext = op;
-  else u->rf_head = op;
-  u->rf_tail = op;
+  fio_oplist_push(&u->rf_head, &u->rf_tail, op);
 }
 
 /* A step's last CQE is in: end op, or leave its next step to rf_flush. */
@@ -502,8 +500,7 @@ static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
   }
   if (!op->rf_step && (u->einval & 1u << FIO_OP_OPENAT) && open >= 0) {
     /* FIBERIO_TEST_RING_EINVAL=openat: as if the kernel refused it */
-    u->rf_closing[u->rf_nclosing++] = op->rf_slot;
-    op->rf_slot = -1;
+    rf_slot_close(u, op);
     open = -EINVAL;
   }
   if (!op->rf_step && open < 0) {

@@ -116,7 +116,7 @@ static int readfile_all(fio_op *op) {
       return -ECANCELED;
     }
     if (used == op->want) {
-      char *b = realloc(op->buf, op->want * 2);
+      char *b = op->want <= SIZE_MAX / 2 ? realloc(op->buf, op->want * 2) : NULL;
       if (!b) {
         close(fd);
         return -ENOMEM;

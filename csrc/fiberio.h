@@ -196,9 +196,9 @@ struct fio_op {
   /* backend_uring.c: FIO_OP_READFILE as linked SQEs on a fixed-file slot */
   int32_t rf_res[3];      /* this step's results: open, read A, read B */
   int32_t rf_slot;        /* its slot in the ring's file table */
-  uint32_t rf_la, rf_lb;  /* bytes reads A and B asked */
+  uint32_t rf_la;         /* bytes read A asked (B reads just past them) */
   uint8_t rf_pending;     /* CQEs of this step not yet reaped */
-  uint8_t rf_step;        /* 0: open, A, B (A and B RWF_NOWAIT); then A, B */
+  uint8_t rf_step;        /* 0: open, A, B; 1: A, B; 2: poll, A, B */
 };
 
 struct fio_loop {
@@ -320,6 +320,13 @@ int fio_op_result(lua_State *L, fio_fiber *w);
 /* A fresh op with cap bytes of memory (mem == buf). NULL on ENOMEM. */
 fio_op *fio_op_new(size_t cap);
 void fio_op_free(fio_op *op);
+/* Append op to a FIFO of ops linked through pnext. */
+static inline void fio_oplist_push(fio_op **head, fio_op **tail, fio_op *op) {
+  op->pnext = NULL;
+  if (*tail) (*tail)->pnext = op;
+  else *head = op;
+  *tail = op;
+}
 /* Buffers of FIO_BUFSZ bytes for readfile, kept by the loop for reuse (a
  * small file is read into one, copied into a Lua string, and the buffer is
  * given back). get: NULL when out of memory. put: any malloc'd buffer of
@@ -336,6 +343,9 @@ void fio_op_cancel(fio_loop *loop, fio_op *op);
  * syscall can run on a reused fd number). 1 if it did; 0 if no op uses fd
  * (or the loop is not running): the caller closes fd. */
 int fio_close_after_ops(fio_loop *loop, int fd);
+/* Cancel every op in flight on fd (a blocked read ends), leaving the fd
+ * open: the standard files. */
+void fio_cancel_fd_ops(fio_loop *loop, int fd);
 /* Called by a backend, on the loop's thread, when op has ended with res. */
 void fio_op_complete(fio_loop *loop, fio_op *op, int res);
 /* From any thread: op has ended with res; the loop is woken and completes it

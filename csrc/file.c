@@ -33,7 +33,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend.h"
 #include "fiberio.h"
 #include "pool.h"
 #include "fs.h"
@@ -153,18 +152,10 @@ static void freebufs(fio_file *f) {
     if (f->bufop_base && f->bufop_base == f->wbuf) f->wbuf = NULL;
     f->bufop = NULL;
   }
-  exit_untrack(f);
   free(f->rbuf);
   free(f->wbuf);
   f->rbuf = f->wbuf = NULL;
   f->rcap = f->wcap = f->rpos = f->rlen = f->wpos = f->wlen = 0;
-}
-
-/* Cancel every op in flight on f's fd: a blocked read ends with EBADF. */
-static void cancel_fd_ops(fio_loop *loop, int fd) {
-  if (!loop || !loop->started || loop->closed) return;
-  for (fio_op *op = loop->inflight; op; op = op->next)
-    if (op->fd == fd || op->fd2 == fd) fio_op_cancel(loop, op);
 }
 
 /* Write out f's buffer with blocking writes (collection, state close). */
@@ -185,7 +176,7 @@ static int f_gc(lua_State *L) {
     int deferred = 0;
     if (f->busy || f->inflight) {
       fio_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
-      if (f->isstd) cancel_fd_ops(loop, f->fd);
+      if (f->isstd) fio_cancel_fd_ops(loop, f->fd);
       else deferred = fio_close_after_ops(loop, f->fd);
     }
     if (!f->isstd && !deferred) close(f->fd);
@@ -761,7 +752,7 @@ static int run_ctl(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
         (f->bufop->code == FIO_OP_READ || !seekable(f))) {
       /* A read may wait forever (an empty pipe), and so may a write to a
        * full pipe nobody reads: end it, then close. */
-      cancel_fd_ops(loop, f->fd);
+      fio_cancel_fd_ops(loop, f->fd);
     }
     return wait_idle(L, loop, f, w, pseudo, ctl_k);
   }
@@ -1092,10 +1083,11 @@ static int open_k(lua_State *L, int status, lua_KContext ctx) {
   int res = fio_op_result(L, w); /* a canceled open: raises, op freed */
   int islines = lua_toboolean(L, lua_upvalueindex(2));
   struct stat sb;
+  int statted = 0; /* sb is res's (a read-only open on the ring) */
   if (!op->pool_only &&
       (res == -ENXIO ||
        (res >= 0 && (op->flags & O_ACCMODE) == O_RDONLY &&
-        fstat(res, &sb) == 0 && S_ISFIFO(sb.st_mode)))) {
+        (statted = fstat(res, &sb) == 0) && S_ISFIFO(sb.st_mode)))) {
     /* The ring tries an open without blocking first: a FIFO then opens at
      * once for reading, or fails with ENXIO for writing, where open(2) waits
      * for the other end. Do it again, blocking, on the pool. The first
@@ -1120,6 +1112,7 @@ static int open_k(lua_State *L, int status, lua_KContext ctx) {
   }
   fio_file *f = lua_touserdata(L, -1);
   f->fd = res;
+  if (statted) f->disk = S_ISREG(sb.st_mode) || S_ISBLK(sb.st_mode); /* (disk()) */
   f->canread = (flags & O_ACCMODE) != O_WRONLY;
   f->canwrite = (flags & O_ACCMODE) != O_RDONLY;
   /* as fopen's "a" (not "a+": it reads from the start) */
@@ -1186,9 +1179,7 @@ static int l_lines(lua_State *L) {
   int n = lua_gettop(L);
   luaL_argcheck(L, n <= 251, 251, "too many arguments");
   lua_pushnil(L); /* placeholder under the handle */
-  int r = start_open(L, path, O_RDONLY | O_CLOEXEC, 0);
-  (void)r;
-  return r;
+  return start_open(L, path, O_RDONLY | O_CLOEXEC, 0);
 }
 
 /* fio.pipe() -> r, w: the two ends of a new pipe. */
@@ -1200,6 +1191,7 @@ static int l_pipe(lua_State *L) {
   w->fd = fds[1];
   r->canread = w->canwrite = 1;
   r->seekable = w->seekable = 0;
+  r->disk = w->disk = 0;
   w->mode = BUF_NO; /* between fibers, a write should be seen at once */
   return 2;
 }

@@ -15,7 +15,6 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "backend.h"
 #include "fiberio.h"
 #include "fs.h"
 
@@ -247,6 +246,14 @@ static int wf_cancel_pending(fio_fiber *w) {
   return owner && owner->cancel_req && !owner->shield;
 }
 
+/* End the call canceled: free op (closing its fds; a half copy goes) and
+ * raise Canceled. */
+static int wf_canceled(lua_State *L, fio_fiber *w, fio_op *op) {
+  if (op->stage == CF_COPY) unlink(lua_tostring(L, 3));
+  fio_op_free(op);
+  return fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
+}
+
 /* End the call: free op (closing its fds) and return the error result. */
 static int wf_fail(lua_State *L, fio_op *op, int err, const char *path) {
   fio_op_free(op);
@@ -276,11 +283,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   fio_op *op = w->op;
   int res = op->res;
   w->op = NULL;
-  if (res == -ECANCELED && wf_cancel_pending(w)) {
-    if (op->stage == CF_COPY) unlink(lua_tostring(L, 3));
-    fio_op_free(op);
-    return fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
-  }
+  if (res == -ECANCELED && wf_cancel_pending(w)) return wf_canceled(L, w, op);
   switch (op->stage) {
   case WF_OPEN:
     if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 1));
@@ -344,11 +347,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   }
   /* The next step is a new suspension point: a pending cancel lands here,
    * after the fds are closed. */
-  if (wf_cancel_pending(w)) {
-    if (op->stage == CF_COPY) unlink(lua_tostring(L, 3));
-    fio_op_free(op);
-    return fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
-  }
+  if (wf_cancel_pending(w)) return wf_canceled(L, w, op);
   w->wake = FIO_WAKE_NONE;
   switch (op->stage) {
   case WF_WRITE: {
@@ -411,14 +410,12 @@ static int readfile1_k(lua_State *L, int status, lua_KContext ctx) {
   fio_op *op = w->op;
   int res = fio_op_result(L, w); /* a cancel raises (op freed) */
   w->op = NULL;
-  if (res < 0) {
-    fio_op_free(op);
-    return fio_errresult(L, lua_tostring(L, 1), -res);
-  }
-  lua_pushlstring(L, op->buf, op->got);
-  fio_buf_put(w->loop, op->buf, op->want);
+  if (res >= 0) lua_pushlstring(L, op->buf, op->got);
+  if (op->buf != op->mem) /* back to the loop, even after a failure */
+    fio_buf_put(w->loop, op->buf, op->want);
   op->buf = op->mem;
   fio_op_free(op);
+  if (res < 0) return fio_errresult(L, lua_tostring(L, 1), -res);
   return 1;
 }
 

@@ -33,16 +33,24 @@ void fio_op_cancel(fio_loop *loop, fio_op *op) {
   op_cancel(loop, op);
 }
 
-int fio_close_after_ops(fio_loop *loop, int fd) {
+/* Cancel every op in flight on fd; close_after: the last of those that
+ * runs on fd closes it. Returns 1 if one will. */
+static int fd_ops_cancel(fio_loop *loop, int fd, int close_after) {
   if (!loop || !loop->started || loop->closed) return 0;
   int deferred = 0;
   for (fio_op *op = loop->inflight; op; op = op->next) {
     if (op->fd != fd && op->fd2 != fd) continue;
     fio_op_cancel(loop, op); /* a blocked read ends (EBADF, Canceled) */
-    if (op->fd == fd) op->close_fd = deferred = 1;
+    if (close_after && op->fd == fd) op->close_fd = deferred = 1;
   }
   return deferred;
 }
+
+int fio_close_after_ops(fio_loop *loop, int fd) {
+  return fd_ops_cancel(loop, fd, 1);
+}
+
+void fio_cancel_fd_ops(fio_loop *loop, int fd) { fd_ops_cancel(loop, fd, 0); }
 
 #if LUA_VERSION_NUM == 504 && LUA_VERSION_RELEASE_NUM < 50406
 #define fio_closethread(co, from) lua_resetthread(co)
@@ -487,11 +495,8 @@ void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
 
 void fio_loop_post_quiet(fio_loop *loop, fio_op *op, int res) {
   op->res = res;
-  op->pnext = NULL;
   pthread_mutex_lock(&loop->post_mu);
-  if (loop->post_tail) loop->post_tail->pnext = op;
-  else loop->post_head = op;
-  loop->post_tail = op;
+  fio_oplist_push(&loop->post_head, &loop->post_tail, op);
   atomic_store_explicit(&loop->posted, 1, memory_order_release);
   pthread_mutex_unlock(&loop->post_mu);
 }

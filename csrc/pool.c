@@ -31,11 +31,14 @@
  * closed finds valid memory and leaves; exit() simply ends it. A closing loop
  * calls fio_pool_forget, after which no thread touches that loop.
  *
- * Lock order: P.mu, then a loop's post_mu (fio_loop_post is called with P.mu
- * held, so a post can never race fio_pool_forget). Nothing takes P.mu while
- * holding post_mu. No syscall that can block runs under P.mu: it is held to
- * move work between the queue and the running list, to start threads, to
- * post (an eventfd write) and to send signals (pthread_kill). */
+ * Lock order: P.mu, then a loop's post_mu (a post is queued with P.mu held,
+ * so it can never race fio_pool_forget). Nothing takes P.mu while holding
+ * post_mu. No syscall that can block runs under P.mu: it is held to move
+ * work between the queue and the running list, to start threads, to queue
+ * posts and to send signals (pthread_kill). The wake that follows a post
+ * (an eventfd write or a MSG_RING) and the condvar signal after a
+ * submission are made after P.mu is dropped; loop->pool_wakers keeps
+ * fio_pool_forget waiting for a wake in progress. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -74,13 +77,13 @@ typedef fio_pool_work work;
  *    signal to every running work with cancel set, and leaves when none. */
 static struct {
   pthread_mutex_t mu;
-  pthread_cond_t cond;      /* work was queued, or the limit went down */
+  pthread_cond_t cond;      /* work was queued */
   pthread_cond_t icond;     /* a new cancel for the interrupter */
   work *qhead, *qtail;
   size_t qlen;
   work *running;
   int nthreads, nidle;
-  int limit, deflimit;
+  int limit;                /* FIBERIO_POOL_SIZE, or the default */
   int interrupting, ikick;
   long idle_ms;
   int sig;                  /* the interrupt signal; 0: none could be had */
@@ -165,8 +168,7 @@ static void pool_init(void) {
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   long dflt = ncpu > 2 ? 2 * ncpu : 4;
   if (dflt > POOL_MAX) dflt = POOL_MAX;
-  P.deflimit = (int)env_long("FIBERIO_POOL_SIZE", 1, POOL_MAX, dflt);
-  P.limit = P.deflimit;
+  P.limit = (int)env_long("FIBERIO_POOL_SIZE", 1, POOL_MAX, dflt);
   P.idle_ms = env_long("FIBERIO_POOL_IDLE_MS", 1, 3600000, IDLE_MS);
   init_conds();
   P.sig = install_signal();
@@ -286,7 +288,6 @@ static void *worker(void *arg) {
   }
   pthread_mutex_lock(&P.mu);
   for (;;) {
-    if (P.nthreads > P.limit) break; /* the limit went down */
     if (P.qhead) {
       run_head();
       continue;
@@ -295,7 +296,7 @@ static void *worker(void *arg) {
     deadline_in(&until, P.idle_ms);
     int r = 0;
     P.nidle++;
-    while (!P.qhead && r != ETIMEDOUT && P.nthreads <= P.limit)
+    while (!P.qhead && r != ETIMEDOUT)
       r = pthread_cond_timedwait(&P.cond, &P.mu, &until);
     P.nidle--;
     if (!P.qhead && r == ETIMEDOUT) break; /* idle long enough: shrink */
@@ -386,15 +387,14 @@ void fio_pool_submit(fio_loop *loop, fio_op *op) {
 void fio_pool_cancel(fio_loop *loop, fio_op *op) {
   pool_once();
   pthread_mutex_lock(&P.mu);
-  work *w = op->bpriv;
-  /* A misaligned bpriv is no work of ours: a backend that marks ops in
-   * bpriv against the contract of pool.h. Ignore it rather than crash. */
-  if ((uintptr_t)w % _Alignof(work)) w = NULL;
-  if (w && w->op == op && cancelable(op)) {
+  work *w = op->bpriv; /* &op->pw while on the pool, else NULL */
+  int wake = 0;
+  if (w && cancelable(op)) {
     if (w->state == W_QUEUED) {
       q_remove(w);
       op->bpriv = NULL;
-      fio_loop_post(loop, op, -ECANCELED);
+      fio_loop_post_quiet(loop, op, -ECANCELED);
+      wake = fio_loop_wake_claim(loop); /* made below, without P.mu */
     } else if (!atomic_load_explicit(&w->cancel, memory_order_relaxed)) {
       atomic_store_explicit(&w->cancel, 1, memory_order_release);
       atomic_store_explicit(&op->abort, 1, memory_order_release);
@@ -410,6 +410,7 @@ void fio_pool_cancel(fio_loop *loop, fio_op *op) {
     }
   }
   pthread_mutex_unlock(&P.mu);
+  if (wake) loop->be->wake(loop); /* (the caller is the loop: it stays) */
 }
 
 void fio_pool_forget(fio_loop *loop) {
@@ -427,23 +428,6 @@ void fio_pool_forget(fio_loop *loop) {
   pthread_mutex_unlock(&P.mu);
   while (atomic_load_explicit(&loop->pool_wakers, memory_order_acquire))
     sched_yield(); /* a wake being made (see run_head): a syscall's time */
-}
-
-void fio_pool_set_limit(int n) {
-  pool_once();
-  pthread_mutex_lock(&P.mu);
-  P.limit = n <= 0 ? P.deflimit : (n > POOL_MAX ? POOL_MAX : n);
-  grow(); /* a failure leaves the work to the threads there are */
-  pthread_cond_broadcast(&P.cond); /* surplus idle threads re-check */
-  pthread_mutex_unlock(&P.mu);
-}
-
-int fio_pool_limit(void) {
-  pool_once();
-  pthread_mutex_lock(&P.mu);
-  int n = P.limit;
-  pthread_mutex_unlock(&P.mu);
-  return n;
 }
 
 void fio_pool_stats_get(fio_pool_stats *st) {

@@ -44,12 +44,8 @@ void fio_pool_cancel(fio_loop *loop, fio_op *op);
  * before the call are still in the loop's post list: drain them after. */
 void fio_pool_forget(fio_loop *loop);
 
-/* The bound on pool threads: n >= 1 (clamped to 1024), or n <= 0 for the
- * default, max(4, 2 x online CPUs), which FIBERIO_POOL_SIZE overrides. A
- * lower bound makes surplus threads leave once their current op is done. */
-void fio_pool_set_limit(int n);
-/* The bound now in force. */
-int fio_pool_limit(void);
+/* The pool's bound on threads is max(4, 2 x online CPUs), clamped to 1024,
+ * or FIBERIO_POOL_SIZE (read once). */
 
 /* Keep the library this code is in mapped until the process exits, even
  * after Lua dlcloses it with the last state: for code that leaves something

@@ -27,19 +27,7 @@ local function lines_of(cmd)
   return t
 end
 
-local function put(path, s)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(s))
-  assert(f:close())
-end
-
-local function get(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local put, get = helper.put, helper.get
 
 local function exists(path)
   return os.execute("test -e " .. shq(path) .. " || test -L " .. shq(path)) == true
@@ -49,15 +37,8 @@ local function perm_of(path)
   return tonumber(lines_of("stat -c %a " .. shq(path))[1], 8)
 end
 
-local function mktempdir()
-  local d = lines_of("mktemp -d /tmp/fiberio-fs-XXXXXX")[1]
-  assert(d and d ~= "", "mktemp -d failed")
-  return d
-end
-
-local function rmtree(d)
-  os.execute("chmod -R u+rwx " .. shq(d) .. " 2>/dev/null; rm -rf " .. shq(d))
-end
+local function mktempdir() return helper.mktempdir("fs") end
+local rmtree = helper.rmtree
 
 local function umask()
   return tonumber(lines_of("umask")[1], 8)

@@ -144,9 +144,41 @@ function helper.open_fds()
   return best
 end
 
--- s quoted for sh: one word, whatever it holds.
+-- The number an octal string (a file mode) stands for.
 function helper.octal(s) return tonumber(s, 8) end
 
+-- File fixtures, made and checked with io and os, not with the code under
+-- test. put writes s to path; get returns path's content, or nil if it
+-- cannot be opened.
+function helper.put(path, s)
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(s))
+  assert(f:close())
+end
+
+function helper.get(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- A new directory /tmp/fiberio-<tag>-XXXXXX; rmtree removes a tree even
+-- where the specs took permissions away.
+function helper.mktempdir(tag)
+  local p = assert(io.popen("mktemp -d /tmp/fiberio-" .. tag .. "-XXXXXX"))
+  local d = p:read("l")
+  p:close()
+  assert(d and d ~= "", "mktemp -d failed")
+  return d
+end
+
+function helper.rmtree(d)
+  os.execute("chmod -R u+rwx " .. helper.shquote(d) .. " 2>/dev/null; rm -rf " .. helper.shquote(d))
+end
+
+-- s quoted for sh: one word, whatever it holds.
 function helper.shquote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end

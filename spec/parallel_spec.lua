@@ -15,13 +15,7 @@ local pack = helper.pack
 
 local shq = helper.shquote
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = helper.get
 
 local function exists(path)
   local f = io.open(path, "rb")
