@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
@@ -90,16 +91,15 @@ static int copy_fd(fio_op *op) {
   return 0;
 }
 
-/* READFILE: the whole file into op->buf, which holds op->want bytes when it
- * is not op->mem (lent by the loop); it is grown, or replaced when the file
- * is larger, and is op->want bytes again on return. */
-static int readfile_all(fio_op *op) {
-  int fd = open(op->path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  struct stat sb;
+/* READFILE, once fd is open (sb: its fstat, if statted): the whole file
+ * into op->buf, which holds op->want bytes when it is not op->mem (lent by
+ * the loop); it is grown, or replaced when the file is larger, and is
+ * op->want bytes again on return. Closes fd. -EAGAIN from a read (an fd
+ * opened O_NONBLOCK) is returned as it is, with nothing delivered. */
+static int readfile_fd(fio_op *op, int fd, const struct stat *sb) {
   size_t used = 0, want = 65536;
-  int regular = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
-  if (regular && sb.st_size > 0) want = (size_t)sb.st_size + 1;
+  int regular = sb && S_ISREG(sb->st_mode);
+  if (regular && sb->st_size > 0) want = (size_t)sb->st_size + 1;
   if (op->buf == op->mem || op->want < want) {
     char *b = malloc(want);
     if (!b) {
@@ -134,11 +134,62 @@ static int readfile_all(fio_op *op) {
     }
     used += (size_t)n;
     /* a regular file's read short of what was asked: its end */
-    if (n == 0 || (regular && sb.st_size > 0 && (size_t)n < ask)) break;
+    if (n == 0 || (regular && sb->st_size > 0 && (size_t)n < ask)) break;
   }
   close(fd);
   op->got = used; /* (the int result cannot hold 2 GiB and more) */
   return 0;
+}
+
+static int readfile_all(fio_op *op) {
+  int fd = open(op->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  struct stat sb;
+  return readfile_fd(op, fd, fstat(fd, &sb) == 0 ? &sb : NULL);
+}
+
+int fio_exec_readfile_nowait(fio_op *op) {
+  int fd = open(op->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return errno == EAGAIN ? -EAGAIN : -errno; /* (a lease) */
+  struct stat sb;
+  if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+    op->fd2 = fd; /* a FIFO, a device, a directory: see readfile_handed */
+    op->owns_fds = 1;
+    return -EAGAIN;
+  }
+  /* (-EAGAIN also if a filesystem took O_NONBLOCK for a regular file: then
+   * the pool opens it again, and the read starts over) */
+  return readfile_fd(op, fd, &sb);
+}
+
+/* READFILE of what fio_exec_readfile_nowait opened (op->fd2, O_NONBLOCK):
+ * as a blocking open and read of it would. A FIFO waits for its first
+ * writer as open(2) would: a poll for input, which a FIFO opened before any
+ * writer reports only once a writer has written or come and gone (so the
+ * data of a writer that came while the op waited for a thread is read, not
+ * lost to a second open). Then the reads block, as after open(2). */
+static int readfile_handed(fio_op *op) {
+  int fd = op->fd2;
+  op->fd2 = -1; /* this call closes it now */
+  struct stat sb;
+  int st = fstat(fd, &sb) == 0;
+  if (st && S_ISFIFO(sb.st_mode)) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    while (poll(&p, 1, -1) < 0) {
+      if (errno != EINTR || atomic_load(&op->abort)) {
+        int e = errno == EINTR ? ECANCELED : errno;
+        close(fd);
+        return -e;
+      }
+    }
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  return readfile_fd(op, fd, st ? &sb : NULL);
 }
 
 int fio_exec(fio_op *op) {
@@ -208,7 +259,7 @@ int fio_exec(fio_op *op) {
   case FIO_OP_COPY:
     return copy_fd(op);
   case FIO_OP_READFILE:
-    return readfile_all(op);
+    return op->fd2 >= 0 ? readfile_handed(op) : readfile_all(op);
   }
   return -ENOSYS;
 }

@@ -9,4 +9,13 @@
  * op->abort between the steps of a long operation (GETDENTS, COPY). */
 int fio_exec(fio_op *op);
 
+/* READFILE without waiting for ever, for the loop thread: the path is opened
+ * O_NONBLOCK, and only a regular file is read. -EAGAIN: not done; run the op
+ * with fio_exec (on the pool) instead. If the path was opened (a FIFO, a
+ * device), that fd is in op->fd2 with op->owns_fds set, and fio_exec reads
+ * it rather than open the path again: a FIFO writer this open let in must
+ * neither find no reader nor leave before a second open waits for it. Else
+ * as fio_exec. A regular file's read can take a disk's time, never for ever. */
+int fio_exec_readfile_nowait(fio_op *op);
+
 #endif

@@ -371,6 +371,9 @@ void fio_loop_wake_seen(fio_loop *loop);
 /* Loop thread: read the wake eventfd once a backend saw it readable, and
  * fio_loop_wake_seen. */
 void fio_loop_clear_wake(fio_loop *loop);
+/* Loop thread: only read the wake eventfd (wakes stay off: a backend that
+ * calls fio_loop_wake_seen itself, and looks once more, before it sleeps). */
+void fio_loop_drain_wakefd(fio_loop *loop);
 
 /* --- bindings ------------------------------------------------------------ */
 void fio_open_fiber(lua_State *L);  /* fills the module table at -1 */

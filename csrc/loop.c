@@ -481,10 +481,14 @@ void fio_loop_wake_seen(fio_loop *loop) {
   atomic_thread_fence(memory_order_seq_cst);
 }
 
-void fio_loop_clear_wake(fio_loop *loop) {
+void fio_loop_drain_wakefd(fio_loop *loop) {
   uint64_t n;
   while (read(loop->wakefd, &n, sizeof n) < 0 && errno == EINTR) {
   }
+}
+
+void fio_loop_clear_wake(fio_loop *loop) {
+  fio_loop_drain_wakefd(loop);
   fio_loop_wake_seen(loop);
 }
 

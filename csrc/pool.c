@@ -1,9 +1,22 @@
 /* pool.c — the process-wide thread pool (see pool.h for the contract).
  *
  * Shape (Zig's Thread.Pool, libuv's threadpool): a FIFO run queue under one
- * mutex and a condition variable; a submission starts a thread when queued
- * work outnumbers idle threads and the limit allows; a thread idle for
- * idle_ms (5 s; FIBERIO_POOL_IDLE_MS) leaves. Threads are detached: nothing
+ * mutex; an idle thread sleeps on a futex of its own until a submission
+ * claims it; a thread idle for idle_ms (5 s; FIBERIO_POOL_IDLE_MS) leaves.
+ *
+ * Growth. A submission that finds no idle thread starts one at once while
+ * fewer than `eager` live (FIBERIO_POOL_EAGER; by default one less than the
+ * CPUs, at least 1: the loop thread is busy too, and runs readfiles itself
+ * when it would sleep, see backend_threads.c). More threads than CPUs do
+ * not make short syscalls faster: they take turns on the CPUs, and one
+ * preempted while it holds the mutex stalls the rest (on two CPUs, four
+ * threads and the loop reading small files took 40 ms where one thread and
+ * the loop took 25). Past `eager`, up to `limit`, threads are for work that
+ * blocks: a monitor thread, alive while work waits, looks every STALL_MS
+ * and starts one more thread when work is queued, no thread is idle or
+ * waking, and no work has finished since it last looked (so every thread
+ * is blocked, or busy with a long call). As in Go's runtime, whose sysmon
+ * hands a blocked thread's work to a new one. Threads are detached: nothing
  * ever joins them, so closing a Lua state never waits for the pool.
  *
  * Cancellation of a running op (Zig's Threaded backend): the op is flagged
@@ -48,6 +61,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -57,6 +72,8 @@
 #define IDLE_MS 5000                  /* an idle thread leaves after this */
 #define STACK_SIZE (1024 * 1024)      /* syscalls need little stack */
 #define INTERRUPT_MAX_MS 64           /* re-send period, at most */
+#define STALL_MS 2                    /* the monitor's period */
+#define MONITOR_IDLE_TICKS 250        /* it leaves after this many idle */
 
 enum { W_QUEUED = 1, W_RUNNING };
 
@@ -71,23 +88,46 @@ typedef fio_pool_work work;
  *    running holds exactly the RUNNING work; each work is in one of the two;
  *  - op->bpriv == w for every work w in either list, and is set to NULL
  *    under mu before w's op is posted or freed;
- *  - nthreads counts live workers (started, not yet returned), nidle those
- *    waiting on cond; nidle <= nthreads;
+ *  - nthreads counts live workers (started, not yet returned); nidle those
+ *    asleep in a bed on the idle list, no submission having claimed them;
+ *    nwaking those claimed (or just started) that have not yet looked at
+ *    the queue: they will each take a work; nidle + nwaking <= nthreads;
+ *  - a live worker has a bed of its own (beds[]); the others are on the
+ *    free list;
  *  - interrupting is 1 while the interrupter thread lives; it re-sends the
  *    signal to every running work with cancel set, and leaves when none. */
 static struct {
   pthread_mutex_t mu;
-  pthread_cond_t cond;      /* work was queued */
   pthread_cond_t icond;     /* a new cancel for the interrupter */
   work *qhead, *qtail;
   size_t qlen;
   work *running;
-  int nthreads, nidle;
+  int nthreads, nidle, nwaking;
+  int idle, free;           /* bed lists (indices into beds, -1: empty) */
   int limit;                /* FIBERIO_POOL_SIZE, or the default */
+  int eager;                /* threads started without a stall first */
+  int monitoring;           /* the monitor thread lives */
+  uint64_t ndone;           /* works finished, ever (the monitor's clock) */
   int interrupting, ikick;
   long idle_ms;
   int sig;                  /* the interrupt signal; 0: none could be had */
 } P = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* Where an idle worker sleeps: a futex word of its own, woken by the one
+ * submission that claims it. A condition variable would do, but glibc's
+ * signals every waiter's group in turn and makes each woken thread retake
+ * the mutex: on two CPUs, with four workers and the loop handing each other
+ * small files, threads spent more time waking one another than reading.
+ * Beds are static, never freed: a waker that stores into one just after
+ * its sleeper went (a timeout racing the claim is settled under P.mu, but
+ * the store and the wake come after the unlock) finds valid memory, and the
+ * sleeper takes a late wake as spurious: it looks at claimed under P.mu. */
+typedef struct bed {
+  _Alignas(64) atomic_uint word; /* 1: woken (the futex word) */
+  int claimed;                   /* under P.mu: a submission took it */
+  int next;                      /* the idle or free list */
+} bed;
+static bed beds[POOL_MAX];
 
 static pthread_once_t P_once = PTHREAD_ONCE_INIT;
 static atomic_int P_started; /* pool_init has run (set last, release) */
@@ -141,13 +181,19 @@ static long env_long(const char *name, long lo, long hi, long dflt) {
   return (*end || v < lo || v > hi) ? dflt : v;
 }
 
-static void init_conds(void) {
+/* The condition variable, and every bed free (no worker exists yet). */
+static void init_sync(void) {
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&P.cond, &ca);
   pthread_cond_init(&P.icond, &ca);
   pthread_condattr_destroy(&ca);
+  P.idle = -1;
+  P.free = -1;
+  for (int i = POOL_MAX - 1; i >= 0; i--) {
+    beds[i].next = P.free;
+    P.free = i;
+  }
 }
 
 /* fork: hold P.mu across it so the child gets a consistent pool. The
@@ -158,9 +204,9 @@ static void atfork_prepare(void) { pthread_mutex_lock(&P.mu); }
 static void atfork_parent(void) { pthread_mutex_unlock(&P.mu); }
 static void atfork_child(void) {
   P.running = NULL; /* leaked: their threads do not exist here */
-  P.nthreads = P.nidle = 0;
-  P.interrupting = P.ikick = 0;
-  init_conds();
+  P.nthreads = P.nidle = P.nwaking = 0;
+  P.interrupting = P.ikick = P.monitoring = 0;
+  init_sync();
   pthread_mutex_unlock(&P.mu);
 }
 
@@ -169,8 +215,11 @@ static void pool_init(void) {
   long dflt = ncpu > 2 ? 2 * ncpu : 4;
   if (dflt > POOL_MAX) dflt = POOL_MAX;
   P.limit = (int)env_long("FIBERIO_POOL_SIZE", 1, POOL_MAX, dflt);
+  P.eager = (int)env_long("FIBERIO_POOL_EAGER", 1, POOL_MAX,
+                          ncpu > 1 ? ncpu - 1 : 1);
+  if (P.eager > P.limit) P.eager = P.limit;
   P.idle_ms = env_long("FIBERIO_POOL_IDLE_MS", 1, 3600000, IDLE_MS);
-  init_conds();
+  init_sync();
   P.sig = install_signal();
   fio_pin_library();
   pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
@@ -255,6 +304,7 @@ static void run_head(void) {
 
   pthread_mutex_lock(&P.mu);
   running_remove(w);
+  P.ndone++;
   fio_loop *loop = w->loop;
   op->bpriv = NULL;
   if (loop) {
@@ -277,6 +327,45 @@ static void run_head(void) {
   }
 }
 
+/* Sleep in b until woken or until (CLOCK_MONOTONIC); 1 if the time ran out
+ * unwoken. A signal (a cancel's interrupt) just sleeps again. */
+static int sleep_in(bed *b, const struct timespec *until) {
+  while (!atomic_load_explicit(&b->word, memory_order_acquire)) {
+    long r = syscall(SYS_futex, &b->word, FUTEX_WAIT_BITSET_PRIVATE, 0u,
+                     until, NULL, FUTEX_BITSET_MATCH_ANY);
+    if (r < 0 && errno == ETIMEDOUT)
+      return !atomic_load_explicit(&b->word, memory_order_acquire);
+  }
+  return 0;
+}
+
+/* Take an idle worker off the idle list for the work just queued: -1 if
+ * none. P.mu held; wake it with wake_bed after the unlock. */
+static int claim_idle(void) {
+  int i = P.idle;
+  if (i < 0) return -1;
+  P.idle = beds[i].next;
+  beds[i].claimed = 1;
+  P.nidle--;
+  P.nwaking++;
+  return i;
+}
+
+static void wake_bed(int i) {
+  atomic_store_explicit(&beds[i].word, 1, memory_order_release);
+  syscall(SYS_futex, &beds[i].word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Take bed i off the idle list (its sleeper timed out unclaimed). P.mu. */
+static void idle_remove(int i) {
+  for (int *p = &P.idle; *p >= 0; p = &beds[*p].next)
+    if (*p == i) {
+      *p = beds[i].next;
+      P.nidle--;
+      return;
+    }
+}
+
 static void *worker(void *arg) {
   (void)arg;
   pthread_setname_np(pthread_self(), "fiberio-pool"); /* for ps, gdb, specs */
@@ -287,6 +376,10 @@ static void *worker(void *arg) {
     pthread_sigmask(SIG_UNBLOCK, &s, NULL);
   }
   pthread_mutex_lock(&P.mu);
+  P.nwaking--; /* (counted as waking since its start: see grow) */
+  int i = P.free;
+  P.free = beds[i].next;
+  bed *me = &beds[i];
   for (;;) {
     if (P.qhead) {
       run_head();
@@ -294,13 +387,31 @@ static void *worker(void *arg) {
     }
     struct timespec until;
     deadline_in(&until, P.idle_ms);
-    int r = 0;
+    me->claimed = 0;
+    atomic_store_explicit(&me->word, 0, memory_order_relaxed);
+    me->next = P.idle;
+    P.idle = i;
     P.nidle++;
-    while (!P.qhead && r != ETIMEDOUT)
-      r = pthread_cond_timedwait(&P.cond, &P.mu, &until);
-    P.nidle--;
-    if (!P.qhead && r == ETIMEDOUT) break; /* idle long enough: shrink */
+    int timedout;
+    for (;;) {
+      pthread_mutex_unlock(&P.mu);
+      timedout = sleep_in(me, &until);
+      pthread_mutex_lock(&P.mu);
+      if (me->claimed) {
+        P.nwaking--;
+        break;
+      }
+      if (timedout) {
+        idle_remove(i);
+        break;
+      }
+      /* a late wake from an earlier claim: sleep on */
+      atomic_store_explicit(&me->word, 0, memory_order_relaxed);
+    }
+    if (!me->claimed && !P.qhead) break; /* idle long enough: shrink */
   }
+  me->next = P.free;
+  P.free = i;
   P.nthreads--;
   pthread_mutex_unlock(&P.mu);
   return NULL;
@@ -334,16 +445,44 @@ static void *interrupter(void *arg) {
   return NULL;
 }
 
-/* Start workers for queued work no idle thread will take, within the limit.
- * P.mu held. Returns the error of a failed start, or 0. */
-static int grow(void) {
-  int need = (int)(P.qlen > (size_t)P.nidle ? P.qlen - (size_t)P.nidle : 0);
-  for (int started = 0; started < need && P.nthreads < P.limit; started++) {
+/* Start workers for queued work that no idle or waking thread will take,
+ * while fewer than upto live. P.mu held. Returns the error of a failed
+ * start, or 0. A thread just started counts as waking until it looks at the
+ * queue. */
+static int grow(int upto) {
+  size_t have = (size_t)P.nidle + (size_t)P.nwaking;
+  int need = (int)(P.qlen > have ? P.qlen - have : 0);
+  for (int started = 0; started < need && P.nthreads < upto; started++) {
     int r = spawn(worker);
     if (r) return r;
     P.nthreads++;
+    P.nwaking++;
   }
   return 0;
+}
+
+/* The monitor (see the top comment). Leaves after MONITOR_IDLE_TICKS looks
+ * with nothing queued, or when the pool is at its limit; a submission
+ * starts it again when needed. */
+static void *monitor(void *arg) {
+  (void)arg;
+  pthread_setname_np(pthread_self(), "fiberio-mon");
+  int quiet = 0;
+  pthread_mutex_lock(&P.mu);
+  uint64_t seen = P.ndone;
+  while (quiet < MONITOR_IDLE_TICKS && P.nthreads < P.limit) {
+    pthread_mutex_unlock(&P.mu);
+    struct timespec d = {0, STALL_MS * 1000000L};
+    nanosleep(&d, NULL);
+    pthread_mutex_lock(&P.mu);
+    quiet = P.qhead ? 0 : quiet + 1;
+    if (P.qhead && P.ndone == seen && !P.nidle && !P.nwaking)
+      (void)grow(P.nthreads + 1); /* a failed start: try again next time */
+    seen = P.ndone;
+  }
+  P.monitoring = 0;
+  pthread_mutex_unlock(&P.mu);
+  return NULL;
 }
 
 /* --- the API --------------------------------------------------------------- */
@@ -364,18 +503,22 @@ void fio_pool_submit(fio_loop *loop, fio_op *op) {
   else P.qhead = w;
   P.qtail = w;
   P.qlen++;
-  if (P.qlen > (size_t)P.nidle && P.nthreads < P.limit) {
-    if (grow() && P.nthreads == 0) {
+  int b = -1;
+  if (P.qlen > (size_t)P.nwaking) b = claim_idle();
+  if (b < 0 && P.qlen > (size_t)P.nwaking && P.nthreads < P.eager) {
+    if (grow(P.eager) && P.nthreads == 0) {
       /* No thread exists and none can start: run it here instead. */
       q_remove(w);
       op->bpriv = NULL;
       w = NULL;
     }
   }
-  int signal = w && P.nidle;
+  if (w && !P.monitoring && P.nthreads >= P.eager && P.nthreads < P.limit &&
+      spawn(monitor) == 0)
+    P.monitoring = 1;
   pthread_mutex_unlock(&P.mu);
   /* (after the unlock: the woken thread does not wait for P.mu then) */
-  if (signal) pthread_cond_signal(&P.cond);
+  if (b >= 0) wake_bed(b);
   if (w) return;
   /* Out of threads: as Zig's pool, run the call inline. */
   int res;
@@ -411,6 +554,23 @@ void fio_pool_cancel(fio_loop *loop, fio_op *op) {
   }
   pthread_mutex_unlock(&P.mu);
   if (wake) loop->be->wake(loop); /* (the caller is the loop: it stays) */
+}
+
+fio_op *fio_pool_take(fio_loop *loop, int (*want)(const fio_op *)) {
+  if (!atomic_load_explicit(&P_started, memory_order_acquire)) return NULL;
+  fio_op *op = NULL;
+  pthread_mutex_lock(&P.mu);
+  /* Not the work a thread is being woken for: it would wake to nothing. */
+  int n = P.qlen > (size_t)P.nwaking ? 0 : FIO_POOL_TAKE_SCAN;
+  for (work *w = P.qtail; w && n < FIO_POOL_TAKE_SCAN; w = w->prev, n++) {
+    if (w->loop != loop || !want(w->op)) continue;
+    q_remove(w);
+    op = w->op;
+    op->bpriv = NULL;
+    break;
+  }
+  pthread_mutex_unlock(&P.mu);
+  return op;
 }
 
 void fio_pool_forget(fio_loop *loop) {

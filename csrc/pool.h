@@ -44,6 +44,16 @@ void fio_pool_cancel(fio_loop *loop, fio_op *op);
  * before the call are still in the loop's post list: drain them after. */
 void fio_pool_forget(fio_loop *loop);
 
+/* Take back from the queue the newest op of loop that want accepts (called
+ * under the pool's mutex: it may only look at the op) and no thread has
+ * started, for the loop thread to run itself when it would
+ * otherwise sleep (as a pool thread would: the caller completes it, or
+ * submits it again). NULL if there is none. The op is the caller's again
+ * (op->bpriv NULL); nothing is posted for it. Looks at the last
+ * FIO_POOL_TAKE_SCAN queued ops only. */
+#define FIO_POOL_TAKE_SCAN 64
+fio_op *fio_pool_take(fio_loop *loop, int (*want)(const fio_op *));
+
 /* The pool's bound on threads is max(4, 2 x online CPUs), clamped to 1024,
  * or FIBERIO_POOL_SIZE (read once). */
 
