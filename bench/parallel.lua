@@ -177,9 +177,9 @@ function variants.roundtrip_fiberio()
   local t0 = clock()
   parallel(empty):await() -- the first: starts a worker
   local cold = clock() - t0
-  return function()
+  return function(n)
     local t1 = clock()
-    for _ = 1, N do parallel(empty):await() end
+    for _ = 1, n or N do parallel(empty):await() end
     return clock() - t1, collectgarbage("count")
   end, { "backend=" .. fio.backend(), string.format("cold_ms=%.2f", cold * 1e3) }, 1000
 end
@@ -270,17 +270,18 @@ local _, _, want = once(warm_n)
 local sums, busy = {}, {}
 local r = util.measure(REPS, function(rep)
   local b0, t0 = machine_ticks()
-  local c0 = os.clock()
   local wall, heap, acc = once()
-  local cpu = os.clock() - c0
   local b1, t1 = machine_ticks()
   sums[rep] = acc
-  if b0 and t1 > t0 then busy[rep] = ncpu * (b1 - b0) / (t1 - t0) - cpu / wall end
+  if b0 and t1 > t0 then busy[rep] = ncpu * (b1 - b0) / (t1 - t0) end
   return wall, heap
 end)
-local best = 1
-for i = 2, REPS do if r.times[i] < r.times[best] then best = i end end
-if busy[best] then extra[#extra + 1] = string.format("others=%.2f", math.max(0, busy[best])) end
+-- (the machine's busy CPUs over the best repetition, less this process's)
+local best = r.best
+if busy[best] then
+  local ours = r.cpus[best] / r.times[best]
+  extra[#extra + 1] = string.format("others=%.2f", math.max(0, busy[best] - ours))
+end
 local n = nfiles or N
 if want then
   for rep = 1, REPS do

@@ -67,6 +67,21 @@ function variants.coroutine()
   end, {}
 end
 
+-- The two ends of a queue with put, get (nil once closed and empty) and
+-- close, the same for every variant that has one.
+local function produce(q)
+  for i = 1, N do q:put(i) end
+  q:close()
+end
+
+local function consume(q)
+  while true do
+    local x = q:get()
+    if x == nil then break end
+    take(x)
+  end
+end
+
 function variants.fiberio()
   assert(cap and cap >= 0, "fiberio: capacity expected (0 or more)")
   local fio = require "fiberio"
@@ -76,15 +91,8 @@ function variants.fiberio()
     local t0 = clock()
     fio.run(function()
       local q = queue(cap)
-      async(function()
-        for i = 1, N do q:put(i) end
-        q:close()
-      end)
-      while true do
-        local x = q:get()
-        if x == nil then break end
-        take(x)
-      end
+      async(produce, q)
+      consume(q)
     end)
     local wall = clock() - t0
     check("fiberio")
@@ -132,17 +140,8 @@ function variants.cqueues()
     local t0 = clock()
     local cq = cqueues.new()
     local q = newq(cap)
-    cq:wrap(function()
-      for i = 1, N do q:put(i) end
-      q:close()
-    end)
-    cq:wrap(function()
-      while true do
-        local x = q:get()
-        if x == nil then break end
-        take(x)
-      end
-    end)
+    cq:wrap(produce, q)
+    cq:wrap(consume, q)
     local ok, err = cq:loop()
     if not ok then error(err, 0) end
     local wall = clock() - t0

@@ -73,6 +73,8 @@ function M.measure(reps, once)
     rss_kb = hwm - rss0,
     rss0_kb = rss0,
     times = times,
+    cpus = cpus,
+    best = best,
   }
 end
 

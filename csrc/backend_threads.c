@@ -406,7 +406,9 @@ static void help(fio_loop *loop, threads *t) {
     if (!op) return;
     int res = fio_exec_readfile_nowait(op);
     if (res == -EAGAIN) {
-      to_pool(loop, op); /* not a regular file: see fio_exec_readfile_nowait */
+      /* Not for here (fio_exec_readfile_nowait): the pool's again. Stop:
+       * one refused without an fd kept (a lease) would be taken again. */
+      to_pool(loop, op);
       return;
     }
     t->helped++;
@@ -419,18 +421,7 @@ static void threads_wait(fio_loop *loop, int64_t timeout_ns) {
   struct epoll_event ev[MAX_EVENTS];
   if (t->lhead) run_later(loop, t, timeout_ns != 0 && !t->dhead);
   if (timeout_ns != 0 && !t->dhead && t->help) help(loop, t);
-  if (t->dhead) {
-    timeout_ns = 0;
-  } else if (timeout_ns != 0 &&
-             atomic_load_explicit(&loop->wake_sent, memory_order_relaxed)) {
-    /* Wakes stay off while the loop is awake (a wake seen below leaves
-     * wake_sent set, so a pool thread that posts makes no eventfd write
-     * the loop would only read back). Before sleeping, turn them on and
-     * look once more: whatever was posted or queued before this is seen
-     * by that pass, whatever comes after wakes the sleep. */
-    fio_loop_wake_seen(loop);
-    timeout_ns = 0;
-  }
+  if (t->dhead || (timeout_ns != 0 && fio_loop_wakes_on(loop))) timeout_ns = 0;
   int n = 0;
   /* With no sleep and nothing to poll but the wake eventfd, no syscall:
    * posts are seen through loop->posted. */
@@ -461,7 +452,7 @@ static void threads_wait(fio_loop *loop, int64_t timeout_ns) {
     if (ev[i].data.u64 == WAKE_TAG) woke = 1;
     else on_ready(loop, t, (int)ev[i].data.u64, ev[i].events);
   }
-  if (woke) fio_loop_drain_wakefd(loop); /* (wakes stay off: see above) */
+  if (woke) fio_loop_drain_wakefd(loop); /* (wakes stay off) */
   deliver(loop, t);
   fio_loop_drain(loop);
 }

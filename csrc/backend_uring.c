@@ -9,6 +9,7 @@
  * the SQE of a readfile chain), 0 for our own cancel requests, WAKE_TAG for
  * the poll on the loop's wake eventfd, WAKE_MSG for a MSG_RING wake, or
  * SLOT_CLOSED for the close of a readfile's fixed-file slot. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -113,6 +114,21 @@ int fio_uring_fd(fio_loop *loop) {
 static void rf_init(uring *u);
 static int rf_start(fio_loop *loop, uring *u, fio_op *op);
 
+/* io_uring_queue_init_params with these setup flags, sharing attach's
+ * io-wq (attach >= 0). 0 or -errno. */
+static int setup(uring *u, unsigned entries, unsigned flags, int attach) {
+  struct io_uring_params p;
+  memset(&p, 0, sizeof p);
+  p.flags = flags | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+  p.cq_entries = entries * 4;
+  if (attach >= 0) {
+    p.flags |= IORING_SETUP_ATTACH_WQ;
+    p.wq_fd = (unsigned)attach;
+  }
+  return refused(flags) ? -EINVAL
+                        : io_uring_queue_init_params(entries, &u->ring, &p);
+}
+
 static int uring_init(fio_loop *loop) {
   uring *u = calloc(1, sizeof *u);
   if (!u) return -ENOMEM;
@@ -125,20 +141,13 @@ static int uring_init(fio_loop *loop) {
   int r = -EINVAL;
   int attach = fio_uring_attach_wq;
   for (size_t i = 0; i < sizeof tries / sizeof *tries; i++) {
-    struct io_uring_params p;
-    memset(&p, 0, sizeof p);
-    p.flags = tries[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
-    p.cq_entries = entries * 4;
-    if (attach >= 0) {
-      p.flags |= IORING_SETUP_ATTACH_WQ;
-      p.wq_fd = (unsigned)attach;
-    }
-    r = refused(tries[i]) ? -EINVAL
-                          : io_uring_queue_init_params(entries, &u->ring, &p);
+    r = setup(u, entries, tries[i], attach);
     if (r == -EINVAL && attach >= 0) {
-      attach = -1; /* not a ring (any more): the same flags, no attach */
-      i--;
-      continue;
+      /* The flags, or the attach (wq_fd no ring any more): the same flags
+       * without it tell which; the attach stays for the next flags if
+       * they were refused too. */
+      r = setup(u, entries, tries[i], -1);
+      if (r != -EINVAL) attach = -1;
     }
     if (r != -EINVAL) {
       u->flags = tries[i] | (attach >= 0 ? IORING_SETUP_ATTACH_WQ : 0);
@@ -183,11 +192,10 @@ static void reap(fio_loop *loop, uring *u) {
       n++;
       if (tag == WAKE_TAG) {
         u->wake_armed = 0;
-        fio_loop_clear_wake(loop);
-      } else if (tag == WAKE_MSG) {
-        fio_loop_wake_seen(loop);
-      } else if (tag == SLOT_CLOSED) {
-        /* the close of an empty or already closed slot: nothing to do */
+        fio_loop_drain_wakefd(loop); /* (wakes stay off: fio_loop_wakes_on) */
+      } else if (tag == WAKE_MSG || tag == SLOT_CLOSED) {
+        /* a wake (they stay off: fio_loop_wakes_on); the close of an empty
+         * or already closed slot: nothing to do */
       } else if (tag & SUB_MASK) {
         rf_cqe(loop, u, (fio_op *)(uintptr_t)(tag & ~(uint64_t)SUB_MASK),
                (int)(tag & SUB_MASK), cqe->res);
@@ -219,6 +227,7 @@ static void reap(fio_loop *loop, uring *u) {
 /* Room for n SQEs in the SQ, flushing it to the kernel first if need be
  * (n > 1: a linked chain, which must go to the kernel in one submission). */
 static void sq_room(fio_loop *loop, uring *u, unsigned n) {
+  assert(n <= u->ring.sq.ring_entries); /* (else this never ends) */
   while (io_uring_sq_space_left(&u->ring) < n) {
     int r = io_uring_submit(&u->ring);
     if (r == -EBUSY || r == -EAGAIN) reap(loop, u); /* CQ backed up */
@@ -397,7 +406,8 @@ static void rf_init(uring *u) {
   const unsigned need = 1u << FIO_OP_OPENAT | 1u << FIO_OP_READ | 1u << FIO_OP_CLOSE;
   if (!(u->probe & 1ull << IORING_OP_OPENAT) || !(u->probe & 1ull << IORING_OP_READ) ||
       !(u->probe & 1ull << IORING_OP_CLOSE) ||
-      !(u->probe & 1ull << IORING_OP_POLL_ADD) || (u->noring & need))
+      !(u->probe & 1ull << IORING_OP_POLL_ADD) || (u->noring & need) ||
+      u->ring.sq.ring_entries < 3) /* (a step's chain is 3 SQEs) */
     return;
   long n = RF_SLOTS;
   /* FIBERIO_TEST_RF_SLOTS=n: a table of n slots (0: none), for the specs */
@@ -573,15 +583,10 @@ static int rf_flush(fio_loop *loop, uring *u) {
       ended = 1;
       continue;
     }
-    if (op->want - op->got < op->want / 4) {
-      char *b = op->want <= SIZE_MAX / 2 ? realloc(op->buf, op->want * 2) : NULL;
-      if (!b) {
-        rf_end(loop, u, op, -ENOMEM);
-        ended = 1;
-        continue;
-      }
-      op->buf = b;
-      op->want *= 2;
+    if (op->want - op->got < op->want / 4 && fio_op_buf_double(op) < 0) {
+      rf_end(loop, u, op, -ENOMEM);
+      ended = 1;
+      continue;
     }
     rf_prep(loop, u, op);
   }
@@ -621,6 +626,7 @@ static void uring_wait(fio_loop *loop, int64_t timeout_ns) {
   int r;
   if ((u->rf_head || u->rf_nclosing) && rf_flush(loop, u)) timeout_ns = 0;
   if (u->dhead && run_deferred(loop, u, timeout_ns != 0)) timeout_ns = 0;
+  if (timeout_ns != 0 && fio_loop_wakes_on(loop)) timeout_ns = 0;
   if (timeout_ns == 0) {
     r = io_uring_submit_and_get_events(&u->ring);
   } else {

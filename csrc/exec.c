@@ -91,54 +91,42 @@ static int copy_fd(fio_op *op) {
   return 0;
 }
 
-/* READFILE, once fd is open (sb: its fstat, if statted): the whole file
- * into op->buf, which holds op->want bytes when it is not op->mem (lent by
- * the loop); it is grown, or replaced when the file is larger, and is
- * op->want bytes again on return. Closes fd. -EAGAIN from a read (an fd
- * opened O_NONBLOCK) is returned as it is, with nothing delivered. */
-static int readfile_fd(fio_op *op, int fd, const struct stat *sb) {
-  size_t used = 0, want = 65536;
+/* READFILE from open fd (sb: its fstat, if statted): the whole file into
+ * op->buf, which holds op->want bytes when it is not op->mem (lent by the
+ * loop); it is grown, or replaced when the file is larger, and is op->want
+ * bytes again on return. -EAGAIN from a read (an fd opened O_NONBLOCK) is
+ * returned as it is, with nothing delivered. */
+static int readfile_from(fio_op *op, int fd, const struct stat *sb) {
+  size_t used = 0, want = FIO_BUFSZ;
   int regular = sb && S_ISREG(sb->st_mode);
   if (regular && sb->st_size > 0) want = (size_t)sb->st_size + 1;
   if (op->buf == op->mem || op->want < want) {
     char *b = malloc(want);
-    if (!b) {
-      close(fd);
-      return -ENOMEM;
-    }
+    if (!b) return -ENOMEM;
     if (op->buf != op->mem) free(op->buf);
     op->buf = b;
     op->want = want;
   }
   for (;;) {
-    if (atomic_load(&op->abort)) {
-      close(fd);
-      return -ECANCELED;
-    }
-    if (used == op->want) {
-      char *b = op->want <= SIZE_MAX / 2 ? realloc(op->buf, op->want * 2) : NULL;
-      if (!b) {
-        close(fd);
-        return -ENOMEM;
-      }
-      op->buf = b;
-      op->want *= 2;
-    }
+    if (atomic_load(&op->abort)) return -ECANCELED;
+    if (used == op->want && fio_op_buf_double(op) < 0) return -ENOMEM;
     size_t ask = op->want - used > FIO_MAXIO ? FIO_MAXIO : op->want - used;
     ssize_t n = read(fd, op->buf + used, ask);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      close(fd);
-      return -e;
-    }
+    if (n < 0) return -errno;
     used += (size_t)n;
     /* a regular file's read short of what was asked: its end */
     if (n == 0 || (regular && sb->st_size > 0 && (size_t)n < ask)) break;
   }
-  close(fd);
   op->got = used; /* (the int result cannot hold 2 GiB and more) */
   return 0;
+}
+
+/* readfile_from, then fd closed. */
+static int readfile_fd(fio_op *op, int fd, const struct stat *sb) {
+  int r = readfile_from(op, fd, sb);
+  close(fd);
+  return r;
 }
 
 static int readfile_all(fio_op *op) {
@@ -152,8 +140,11 @@ int fio_exec_readfile_nowait(fio_op *op) {
   int fd = open(op->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return errno == EAGAIN ? -EAGAIN : -errno; /* (a lease) */
   struct stat sb;
-  if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-    op->fd2 = fd; /* a FIFO, a device, a directory: see readfile_handed */
+  if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) ||
+      sb.st_size > FIO_NOWAIT_READ_MAX) {
+    /* A FIFO, a device, a directory (see readfile_handed), or a file too
+     * large to read without holding up the loop's fibers and timers. */
+    op->fd2 = fd;
     op->owns_fds = 1;
     return -EAGAIN;
   }

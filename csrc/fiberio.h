@@ -233,12 +233,13 @@ struct fio_loop {
   fio_op *post_head, *post_tail;
   atomic_int posted;
   int wakefd;
-  /* A wake was written to wakefd and the loop has not read it yet: further
-   * wakes need no write (the loop will wake and look at everything). Set
-   * by fio_loop_wake, cleared by fio_loop_wake_seen before the loop looks. */
+  /* Wakes are off: one was sent and the loop has not slept since, or the
+   * loop is awake. Further wakes need no syscall (the loop will look at
+   * everything before it sleeps). Set by fio_loop_wake_claim, cleared by
+   * fio_loop_wakes_on just before the loop would sleep. */
   atomic_int wake_sent;
-  atomic_int pool_wakers;       /* pool threads waking it outside the pool's
-                                 * lock; fio_pool_forget waits for none */
+  atomic_int pool_queued;       /* its ops in the pool's queue (a hint for
+                                 * fio_pool_take, kept under the pool's lock) */
   char *bufs[16];               /* spare FIO_BUFSZ buffers (fio_buf_get) */
   int nbufs;
   fio_workers *workers;         /* fio.parallel's pool, once used */
@@ -275,6 +276,14 @@ int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k);
 /* In a continuation, before suspending w again: raise Canceled if a cancel
  * is pending on it; reset its wake state. */
 void fio_wait_again(lua_State *L, fio_fiber *w);
+/* Whether a cancel is pending on w (its owner, for a pseudo), unshielded. */
+int fio_cancel_pending(const fio_fiber *w);
+/* In a continuation, wait for op again (the next step of the same call):
+ * fio_wait_again, except that a pending cancel frees op first (its dtor and
+ * owns_fds clean up); then ++*count (a file's ops in flight; NULL: none)
+ * and fio_op_wait. */
+int fio_op_again(lua_State *L, fio_fiber *w, fio_op *op, lua_KFunction k,
+                 int *count);
 /* What a continuation returns after fio_block when it re-blocked a pseudo:
  * the pseudo's trampoline (in its first fio_block) drives the loop again and
  * calls the new continuation, so the C stack does not grow per step. */
@@ -335,6 +344,9 @@ static inline void fio_oplist_push(fio_op **head, fio_op **tail, fio_op *op) {
 #define FIO_BUFSZ (64 * 1024) /* below malloc's mmap threshold */
 char *fio_buf_get(fio_loop *loop);
 void fio_buf_put(fio_loop *loop, char *buf, size_t size);
+/* A readfile's op->buf (op->want bytes, not op->mem) doubled, contents
+ * kept: 0, or -ENOMEM (the buffer is as it was). Any thread. */
+int fio_op_buf_double(fio_op *op);
 /* Ask the backend (or fio.parallel's pool) to end op early, once; its
  * completion still comes. */
 void fio_op_cancel(fio_loop *loop, fio_op *op);
@@ -365,14 +377,15 @@ void fio_loop_drain(fio_loop *loop);
 void fio_loop_wake(fio_loop *loop);
 /* From any thread: write the loop's wake eventfd (a backend's wake). */
 void fio_loop_wake_fd(fio_loop *loop);
-/* Loop thread: a backend saw a wake (then it drains, so no post between the
- * two is missed): wakes send again from now on. */
-void fio_loop_wake_seen(fio_loop *loop);
-/* Loop thread: read the wake eventfd once a backend saw it readable, and
- * fio_loop_wake_seen. */
-void fio_loop_clear_wake(fio_loop *loop);
-/* Loop thread: only read the wake eventfd (wakes stay off: a backend that
- * calls fio_loop_wake_seen itself, and looks once more, before it sleeps). */
+/* Loop thread, in a backend's wait that would block: 1 if wakes were off
+ * (the loop has been awake since it last slept). They are on from now on,
+ * and this wait must not block but return, so that its caller looks at
+ * everything once more: whatever was posted or queued before is seen then,
+ * whatever comes after sends a wake. 0: they were on; sleep. Seeing a wake
+ * (a CQE, the eventfd readable) leaves them off: posts made while the loop
+ * is awake cost no syscall. */
+int fio_loop_wakes_on(fio_loop *loop);
+/* Loop thread: read the wake eventfd once a backend saw it readable. */
 void fio_loop_drain_wakefd(fio_loop *loop);
 
 /* --- bindings ------------------------------------------------------------ */

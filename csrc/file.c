@@ -760,6 +760,16 @@ static int run_ctl(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
   return ctl_finish(L, f, kind, w, pseudo);
 }
 
+/* What close returns: the error of its flush first (kept at 3 by ctl_k: the
+ * data is lost), then close's own (res < 0), else true. */
+static int close_result(lua_State *L, int res) {
+  int ferr = lua_type(L, 3) == LUA_TNUMBER ? (int)lua_tointeger(L, 3) : 0;
+  if (ferr) return fio_errresult(L, NULL, ferr);
+  if (res < 0) return fio_errresult(L, NULL, -res);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int ctl_k(lua_State *L, int status, lua_KContext ctx) {
   fio_fiber *w = (fio_fiber *)ctx;
   fio_file *f = lua_touserdata(L, 1);
@@ -787,13 +797,7 @@ static int ctl_k(lua_State *L, int status, lua_KContext ctx) {
   int res = fio_op_result(L, w);
   w->op = NULL;
   fio_op_free(op);
-  if (kind == K_CLOSE) {
-    int ferr = lua_type(L, 3) == LUA_TNUMBER ? (int)lua_tointeger(L, 3) : 0;
-    if (ferr) return fio_errresult(L, NULL, ferr);
-    if (res < 0) return fio_errresult(L, NULL, -res);
-    lua_pushboolean(L, 1);
-    return 1;
-  }
+  if (kind == K_CLOSE) return close_result(L, res);
   if (res < 0) return fio_errresult(L, NULL, -res);
   lua_pushboolean(L, 1);
   return 1;
@@ -827,15 +831,11 @@ static int ctl_finish(lua_State *L, fio_file *f, int kind, fio_fiber *w,
       return 2;
     }
     int fd = f->fd;
-    if (f->inflight && fio_close_after_ops(loop, fd)) {
-      /* e.g. a pread of a pipe, canceled; or one that cannot be stopped */
-      f->fd = -1;
-      freebufs(f);
-      lua_pushboolean(L, 1);
-      return 1;
-    }
     f->fd = -1;
     freebufs(f);
+    /* Ops still on fd (e.g. a pread of a pipe, canceled; or one that
+     * cannot be stopped): the last to end closes it. */
+    if (f->inflight && fio_close_after_ops(loop, fd)) return close_result(L, 0);
     op = fio_op_new(0);
     if (!op) {
       close(fd);
@@ -971,9 +971,7 @@ static int pio_k(lua_State *L, int status, lua_KContext ctx) {
   op->buf += res;
   op->off += (uint64_t)res;
   op->len = op->want - op->got > FIO_MAXIO ? FIO_MAXIO : op->want - op->got;
-  fio_wait_again(L, w);
-  f->inflight++;
-  return fio_op_wait(w->loop, L, w, op, pio_k);
+  return fio_op_again(L, w, op, pio_k, &f->inflight);
 }
 
 /* pread and pwrite need a file with positions: ESPIPE as pread(2) says. */
@@ -1098,8 +1096,7 @@ static int open_k(lua_State *L, int status, lua_KContext ctx) {
       op->owns_fds = 1;
     }
     op->pool_only = 1;
-    fio_wait_again(L, w);
-    return fio_op_wait(w->loop, L, w, op, open_k);
+    return fio_op_again(L, w, op, open_k, NULL);
   }
   w->op = NULL;
   int flags = op->flags;

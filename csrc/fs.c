@@ -241,11 +241,6 @@ enum { WF_OPEN, WF_WRITE, CF_OPEN1, CF_OPEN2, CF_COPY };
 
 static int wf_k(lua_State *L, int status, lua_KContext ctx);
 
-static int wf_cancel_pending(fio_fiber *w) {
-  fio_fiber *owner = w->pseudo ? w->owner : w;
-  return owner && owner->cancel_req && !owner->shield;
-}
-
 /* End the call canceled: free op (closing its fds; a half copy goes) and
  * raise Canceled. */
 static int wf_canceled(lua_State *L, fio_fiber *w, fio_op *op) {
@@ -283,7 +278,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   fio_op *op = w->op;
   int res = op->res;
   w->op = NULL;
-  if (res == -ECANCELED && wf_cancel_pending(w)) return wf_canceled(L, w, op);
+  if (res == -ECANCELED && fio_cancel_pending(w)) return wf_canceled(L, w, op);
   switch (op->stage) {
   case WF_OPEN:
     if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 1));
@@ -347,7 +342,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   }
   /* The next step is a new suspension point: a pending cancel lands here,
    * after the fds are closed. */
-  if (wf_cancel_pending(w)) return wf_canceled(L, w, op);
+  if (fio_cancel_pending(w)) return wf_canceled(L, w, op);
   w->wake = FIO_WAKE_NONE;
   switch (op->stage) {
   case WF_WRITE: {

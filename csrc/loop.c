@@ -325,12 +325,29 @@ int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k) {
   return r;
 }
 
+int fio_cancel_pending(const fio_fiber *w) {
+  const fio_fiber *owner = w->pseudo ? w->owner : w;
+  return owner && owner->cancel_req && !owner->shield;
+}
+
 void fio_wait_again(lua_State *L, fio_fiber *w) {
-  fio_fiber *owner = w->pseudo ? w->owner : w;
-  if (owner && owner->cancel_req && !owner->shield)
-    fio_raise_canceled(L, w->loop, owner);
+  if (fio_cancel_pending(w))
+    fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
   w->wake = FIO_WAKE_NONE;
   w->wait = FIO_W_NONE;
+}
+
+int fio_op_again(lua_State *L, fio_fiber *w, fio_op *op, lua_KFunction k,
+                 int *count) {
+  if (fio_cancel_pending(w)) {
+    w->op = NULL;
+    fio_op_free(op); /* (its dtor and owns_fds clean up) */
+    return fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
+  }
+  w->wake = FIO_WAKE_NONE;
+  w->wait = FIO_W_NONE;
+  if (count) ++*count;
+  return fio_op_wait(w->loop, L, w, op, k);
 }
 
 void fio_wait_end(lua_State *L, fio_fiber *w) {
@@ -374,6 +391,14 @@ void fio_op_free(fio_op *op) {
   }
   free(op->mem);
   free(op);
+}
+
+int fio_op_buf_double(fio_op *op) {
+  char *b = op->want <= SIZE_MAX / 2 ? realloc(op->buf, op->want * 2) : NULL;
+  if (!b) return -ENOMEM;
+  op->buf = b;
+  op->want *= 2;
+  return 0;
 }
 
 char *fio_buf_get(fio_loop *loop) {
@@ -474,22 +499,18 @@ void fio_loop_wake_fd(fio_loop *loop) {
   /* EAGAIN: the counter is saturated, so a wake is pending anyway. */
 }
 
-void fio_loop_wake_seen(fio_loop *loop) {
-  /* From here on a wake sends again; the caller looks at its posts (and
-   * whatever else wakes it) after this. */
+int fio_loop_wakes_on(fio_loop *loop) {
+  if (!atomic_load_explicit(&loop->wake_sent, memory_order_relaxed)) return 0;
   atomic_store_explicit(&loop->wake_sent, 0, memory_order_relaxed);
+  /* (pairs with fio_loop_wake_claim's fence: see there) */
   atomic_thread_fence(memory_order_seq_cst);
+  return 1;
 }
 
 void fio_loop_drain_wakefd(fio_loop *loop) {
   uint64_t n;
   while (read(loop->wakefd, &n, sizeof n) < 0 && errno == EINTR) {
   }
-}
-
-void fio_loop_clear_wake(fio_loop *loop) {
-  fio_loop_drain_wakefd(loop);
-  fio_loop_wake_seen(loop);
 }
 
 void fio_loop_post(fio_loop *loop, fio_op *op, int res) {

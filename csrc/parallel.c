@@ -31,6 +31,7 @@
 #include "backend.h"
 #include "fiberio.h"
 #include "parallel.h"
+#include "pool.h"
 
 /* --- copying values between states ------------------------------------------- */
 
@@ -294,7 +295,7 @@ static void task_post(task *t, int res) {
 /* --- the worker thread --------------------------------------------------------- */
 
 /* Reaching a task that computes and never suspends: the canceler sends the
- * worker thread SIG_CANCEL; its handler (on the worker thread, so no race)
+ * worker thread sig_cancel; its handler (on the worker thread, so no race)
  * sets a one-shot count hook on the fiber that runs now, or, between
  * fibers, asks the loop to set it on the next fiber it resumes
  * (loop->hook_req). The hook raises Canceled if its fiber is a canceled
@@ -305,7 +306,7 @@ static void task_post(task *t, int res) {
  * makes the VM trap on every instruction (half the speed). A fiber
  * computing inside a coroutine it resumed is reached when that coroutine
  * yields or returns. */
-#define SIG_CANCEL (SIGRTMIN + 5)
+static int sig_cancel; /* SIGRTMIN+5, or +6 if taken; 0: none (no poke) */
 static _Thread_local worker *tls_worker;
 
 static void cancel_hook(lua_State *L, lua_Debug *ar);
@@ -373,18 +374,14 @@ static void on_cancel_signal(int sig) {
 
 static pthread_once_t sig_once = PTHREAD_ONCE_INIT;
 static void install_cancel_signal(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_cancel_signal;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIG_CANCEL, &sa, NULL);
+  sig_cancel = fio_claim_signal((int[]){SIGRTMIN + 5, SIGRTMIN + 6}, 2,
+                                on_cancel_signal, SA_RESTART);
 }
 
 /* (pool->mu held) Interrupt w's computing fiber, if any. */
 static void poke(worker *w) {
   if (w->loop) fio_loop_wake(w->loop);
-  pthread_kill(w->thread, SIG_CANCEL); /* joined only at shutdown */
+  if (sig_cancel) pthread_kill(w->thread, sig_cancel); /* (joined at shutdown) */
 }
 
 /* The body of a task's fiber: upvalue 1 the loop, 2 the task. */
@@ -513,10 +510,10 @@ static void *worker_main(void *arg) {
   worker *w = arg;
   fio_workers *p = w->pool;
   sigset_t all;
-  tls_worker = w; /* before SIG_CANCEL is unblocked (kick blocked it) */
+  tls_worker = w; /* before sig_cancel is unblocked (kick blocked it) */
   fio_uring_attach_wq = p->wq_fd; /* for the ring worker_state starts */
   sigfillset(&all);
-  sigdelset(&all, SIG_CANCEL);
+  if (sig_cancel) sigdelset(&all, sig_cancel);
   pthread_sigmask(SIG_SETMASK, &all, NULL);
   lua_State *L = luaL_newstate();
   fio_loop *loop = L ? worker_state(L, p) : NULL;
@@ -602,10 +599,10 @@ static void kick(fio_workers *p) {
     if (w) {
       w->pool = p;
       pthread_once(&sig_once, install_cancel_signal);
-      /* The thread starts with SIG_CANCEL blocked, until it knows itself. */
+      /* The thread starts with every signal blocked (sig_cancel until it
+       * knows itself; it unblocks that one). */
       sigset_t sc, old;
-      sigemptyset(&sc);
-      sigaddset(&sc, SIG_CANCEL);
+      sigfillset(&sc);
       pthread_sigmask(SIG_BLOCK, &sc, &old);
       int r = pthread_create(&w->thread, NULL, worker_main, w);
       pthread_sigmask(SIG_SETMASK, &old, NULL);

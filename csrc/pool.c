@@ -49,9 +49,9 @@
  * post_mu. No syscall that can block runs under P.mu: it is held to move
  * work between the queue and the running list, to start threads, to queue
  * posts and to send signals (pthread_kill). The wake that follows a post
- * (an eventfd write or a MSG_RING) and the condvar signal after a
- * submission are made after P.mu is dropped; loop->pool_wakers keeps
- * fio_pool_forget waiting for a wake in progress. */
+ * (an eventfd write or a MSG_RING), the futex wake of a claimed idle thread
+ * and the start of the monitor are made after P.mu is dropped; P.wakers
+ * keeps fio_pool_forget waiting for a loop wake in progress. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -74,6 +74,7 @@
 #define INTERRUPT_MAX_MS 64           /* re-send period, at most */
 #define STALL_MS 2                    /* the monitor's period */
 #define MONITOR_IDLE_TICKS 250        /* it leaves after this many idle */
+#define TAKE_SCAN 64                  /* fio_pool_take looks this far back */
 
 enum { W_QUEUED = 1, W_RUNNING };
 
@@ -111,6 +112,10 @@ static struct {
   int interrupting, ikick;
   long idle_ms;
   int sig;                  /* the interrupt signal; 0: none could be had */
+  /* Threads waking a loop after a post, outside mu (see run_head): a loop
+   * is not gone before none is. Not per loop: a fork in the middle of one
+   * leaves the child's count to atfork_child, which knows no loops. */
+  atomic_int wakers;
 } P = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* Where an idle worker sleeps: a futex word of its own, woken by the one
@@ -142,19 +147,19 @@ static int cancelable(const fio_op *op) { return op->code != FIO_OP_CLOSE; }
 
 static void on_interrupt(int sig) { (void)sig; /* only to end a syscall */ }
 
-/* Install on_interrupt on the first candidate nobody else handles. */
-static int install_signal(void) {
-  int cands[2] = {SIGURG, SIGRTMIN + 3};
-  for (int i = 0; i < 2; i++) {
+int fio_claim_signal(const int *cands, int n, void (*handler)(int),
+                     int flags) {
+  fio_pin_library(); /* the handler is in this library's code */
+  for (int i = 0; i < n; i++) {
     struct sigaction old, sa;
     if (cands[i] > SIGRTMAX || sigaction(cands[i], NULL, &old) < 0) continue;
     if ((old.sa_flags & SA_SIGINFO) ||
         (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN))
       continue;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_interrupt;
+    sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0; /* no SA_RESTART: the interrupted syscall must fail */
+    sa.sa_flags = flags;
     if (sigaction(cands[i], &sa, NULL) == 0) return cands[i];
   }
   return 0;
@@ -206,6 +211,7 @@ static void atfork_child(void) {
   P.running = NULL; /* leaked: their threads do not exist here */
   P.nthreads = P.nidle = P.nwaking = 0;
   P.interrupting = P.ikick = P.monitoring = 0;
+  atomic_store(&P.wakers, 0); /* (their threads do not exist here) */
   init_sync();
   pthread_mutex_unlock(&P.mu);
 }
@@ -220,7 +226,8 @@ static void pool_init(void) {
   if (P.eager > P.limit) P.eager = P.limit;
   P.idle_ms = env_long("FIBERIO_POOL_IDLE_MS", 1, 3600000, IDLE_MS);
   init_sync();
-  P.sig = install_signal();
+  /* (no SA_RESTART: the interrupted syscall must fail) */
+  P.sig = fio_claim_signal((int[]){SIGURG, SIGRTMIN + 3}, 2, on_interrupt, 0);
   fio_pin_library();
   pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
   atomic_store_explicit(&P_started, 1, memory_order_release);
@@ -264,6 +271,7 @@ static void q_remove(work *w) {
   else P.qtail = w->prev;
   w->prev = w->next = NULL;
   P.qlen--;
+  atomic_fetch_sub_explicit(&w->loop->pool_queued, 1, memory_order_relaxed);
 }
 
 static void running_remove(work *w) {
@@ -309,15 +317,15 @@ static void run_head(void) {
   op->bpriv = NULL;
   if (loop) {
     /* The wake (a syscall, when one is due) is made without P.mu, which
-     * every other worker and the loop want meanwhile; pool_wakers keeps
+     * every other worker and the loop want meanwhile; P.wakers keeps
      * fio_pool_forget from returning (and the loop from going) until it
      * is made. */
     fio_loop_post_quiet(loop, op, res);
     if (fio_loop_wake_claim(loop)) {
-      atomic_fetch_add_explicit(&loop->pool_wakers, 1, memory_order_relaxed);
+      atomic_fetch_add_explicit(&P.wakers, 1, memory_order_relaxed);
       pthread_mutex_unlock(&P.mu);
       loop->be->wake(loop);
-      atomic_fetch_sub_explicit(&loop->pool_wakers, 1, memory_order_release);
+      atomic_fetch_sub_explicit(&P.wakers, 1, memory_order_release);
       pthread_mutex_lock(&P.mu);
     }
   } else {
@@ -503,22 +511,29 @@ void fio_pool_submit(fio_loop *loop, fio_op *op) {
   else P.qhead = w;
   P.qtail = w;
   P.qlen++;
-  int b = -1;
-  if (P.qlen > (size_t)P.nwaking) b = claim_idle();
-  if (b < 0 && P.qlen > (size_t)P.nwaking && P.nthreads < P.eager) {
-    if (grow(P.eager) && P.nthreads == 0) {
+  atomic_fetch_add_explicit(&loop->pool_queued, 1, memory_order_relaxed);
+  int b = -1, watch = 0;
+  if (P.qlen > (size_t)P.nwaking) { /* no thread is being woken for it */
+    b = claim_idle();
+    if (b < 0 && P.nthreads < P.eager && grow(P.eager) && P.nthreads == 0) {
       /* No thread exists and none can start: run it here instead. */
       q_remove(w);
       op->bpriv = NULL;
       w = NULL;
     }
+    /* It waits: past the eager threads, the monitor decides on more. */
+    watch = w && b < 0 && P.qlen > (size_t)P.nwaking && !P.monitoring &&
+            P.nthreads >= P.eager && P.nthreads < P.limit;
+    if (watch) P.monitoring = 1;
   }
-  if (w && !P.monitoring && P.nthreads >= P.eager && P.nthreads < P.limit &&
-      spawn(monitor) == 0)
-    P.monitoring = 1;
   pthread_mutex_unlock(&P.mu);
   /* (after the unlock: the woken thread does not wait for P.mu then) */
   if (b >= 0) wake_bed(b);
+  if (watch && spawn(monitor)) {
+    pthread_mutex_lock(&P.mu);
+    P.monitoring = 0; /* the next submission that waits tries again */
+    pthread_mutex_unlock(&P.mu);
+  }
   if (w) return;
   /* Out of threads: as Zig's pool, run the call inline. */
   int res;
@@ -558,16 +573,20 @@ void fio_pool_cancel(fio_loop *loop, fio_op *op) {
 
 fio_op *fio_pool_take(fio_loop *loop, int (*want)(const fio_op *)) {
   if (!atomic_load_explicit(&P_started, memory_order_acquire)) return NULL;
+  if (!atomic_load_explicit(&loop->pool_queued, memory_order_relaxed))
+    return NULL; /* (nothing of this loop's waits: no lock taken) */
   fio_op *op = NULL;
   pthread_mutex_lock(&P.mu);
   /* Not the work a thread is being woken for: it would wake to nothing. */
-  int n = P.qlen > (size_t)P.nwaking ? 0 : FIO_POOL_TAKE_SCAN;
-  for (work *w = P.qtail; w && n < FIO_POOL_TAKE_SCAN; w = w->prev, n++) {
-    if (w->loop != loop || !want(w->op)) continue;
-    q_remove(w);
-    op = w->op;
-    op->bpriv = NULL;
-    break;
+  if (P.qlen > (size_t)P.nwaking) {
+    int n = 0;
+    for (work *w = P.qtail; w && n < TAKE_SCAN; w = w->prev, n++)
+      if (w->loop == loop && want(w->op)) {
+        q_remove(w);
+        op = w->op;
+        op->bpriv = NULL;
+        break;
+      }
   }
   pthread_mutex_unlock(&P.mu);
   return op;
@@ -586,7 +605,7 @@ void fio_pool_forget(fio_loop *loop) {
   for (work *w = P.running; w; w = w->next)
     if (w->loop == loop) w->loop = NULL;
   pthread_mutex_unlock(&P.mu);
-  while (atomic_load_explicit(&loop->pool_wakers, memory_order_acquire))
+  while (atomic_load_explicit(&P.wakers, memory_order_acquire))
     sched_yield(); /* a wake being made (see run_head): a syscall's time */
 }
 

@@ -1,9 +1,9 @@
 /* pool.h — the process-wide thread pool that runs blocking syscalls for
  * every loop of the process: all operations of the `threads` backend that
  * must block, and what io_uring cannot do. Modelled on Zig's Thread.Pool and
- * libuv's threadpool: one run queue under a mutex and a condition variable,
- * threads spawned on demand up to a limit, idle threads leaving after a
- * while. Pool threads never touch Lua: they run fio_exec (exec.c, the one
+ * libuv's threadpool: one run queue under a mutex, threads spawned on
+ * demand up to a limit (see pool.c: a few at once, more when those are
+ * blocked), idle threads leaving after a while. Pool threads never touch Lua: they run fio_exec (exec.c, the one
  * switch over every FIO_OP_*) and hand the result to the op's loop with
  * fio_loop_post.
  *
@@ -46,22 +46,27 @@ void fio_pool_forget(fio_loop *loop);
 
 /* Take back from the queue the newest op of loop that want accepts (called
  * under the pool's mutex: it may only look at the op) and no thread has
- * started, for the loop thread to run itself when it would
- * otherwise sleep (as a pool thread would: the caller completes it, or
- * submits it again). NULL if there is none. The op is the caller's again
- * (op->bpriv NULL); nothing is posted for it. Looks at the last
- * FIO_POOL_TAKE_SCAN queued ops only. */
-#define FIO_POOL_TAKE_SCAN 64
+ * started, for the loop thread to run itself when it would otherwise sleep
+ * (as a pool thread would: the caller completes it, or submits it again).
+ * NULL if there is none, or if every queued op will be taken by a thread
+ * being woken for it. The op is the caller's again (op->bpriv NULL);
+ * nothing is posted for it. Looks at the newest few queued ops only.
+ *
+ * The pool's bound on threads is max(4, 2 x online CPUs), clamped to 1024,
+ * or FIBERIO_POOL_SIZE; it starts max(1, CPUs - 1) at once, or
+ * FIBERIO_POOL_EAGER (all read once). */
 fio_op *fio_pool_take(fio_loop *loop, int (*want)(const fio_op *));
-
-/* The pool's bound on threads is max(4, 2 x online CPUs), clamped to 1024,
- * or FIBERIO_POOL_SIZE (read once). */
 
 /* Keep the library this code is in mapped until the process exits, even
  * after Lua dlcloses it with the last state: for code that leaves something
  * behind in the process (pool threads, a signal handler, an atexit handler).
  * Idempotent, thread-safe. */
 void fio_pin_library(void);
+
+/* Install handler (sigaction flags) on the first of the n candidate
+ * signals that nobody else handles, and pin this library (the handler is in
+ * it). Returns the signal, or 0 if every one is taken. Call once per use. */
+int fio_claim_signal(const int *cands, int n, void (*handler)(int), int flags);
 
 /* A snapshot of the pool, for fio._info and specs. */
 typedef struct fio_pool_stats {

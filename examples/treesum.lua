@@ -171,7 +171,8 @@ local function remote_sum(script, path)
   return lib.sum_file(path)
 end
 
-local function main(argv)
+-- The command line: jobs, ROOT, workers (usage() exits on a bad one).
+local function parse(argv)
   local jobs, root, workers = 16, nil, 0
   local i = 1
   while i <= #argv do
@@ -179,8 +180,8 @@ local function main(argv)
     if a == "-p" then
       workers = tonumber(argv[i + 1] or "")
       i = i + 1
-      if not workers or workers < 0 or workers ~= math.floor(workers) then
-        usage("-p needs a whole number")
+      if not workers or workers < 0 or workers > 1024 or workers ~= math.floor(workers) then
+        usage("-p needs a whole number, at most 1024")
       end
     elseif a == "-j" then
       jobs = tonumber(argv[i + 1] or "")
@@ -202,7 +203,10 @@ local function main(argv)
   end
   if not jobs or jobs < 1 or jobs ~= math.floor(jobs) then usage("-j needs a positive integer") end
   if not root then usage("ROOT expected") end
-  jobs = math.tointeger(jobs)
+  return math.tointeger(jobs), root, math.tointeger(workers)
+end
+
+local function main(jobs, root, workers)
   local summer = sum_file
   if workers > 0 then
     local script = arg and arg[0]
@@ -286,9 +290,7 @@ end
 if not arg then -- loaded by a worker (remote_sum): a library
   return { sum_file = sum_file }
 end
--- -p N bounds the worker threads: that is configuration, before the loop runs.
-for k = 1, #arg - 1 do
-  local n = arg[k] == "-p" and math.tointeger(tonumber(arg[k + 1]))
-  if n and n > 0 then fio.config{ threads = n } end
-end
-os.exit(fio.run(main, arg), true) -- close the state: workers are joined
+local jobs, root, workers = parse(arg)
+-- -p N bounds the worker threads: configuration, before the loop runs.
+if workers > 0 then fio.config{ threads = workers } end
+os.exit(fio.run(main, jobs, root, workers), true) -- close the state: workers are joined

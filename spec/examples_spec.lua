@@ -7,32 +7,14 @@
 
 local q = require("helper").shquote
 
--- The examples directory, as an absolute path.
-local examples do
-  local src = debug.getinfo(1, "S").source:match("^@(.*)$") or "spec/examples_spec.lua"
-  local dir = src:match("^(.*)/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then
-    local p = assert(io.popen("pwd"))
-    dir = p:read("l") .. "/" .. dir
-    p:close()
-  end
-  examples = dir .. "/../examples"
-end
+local examples = require("helper").examples_dir()
 
 -- The environment of a tool's run. Under a sanitizer (make check) the tools
 -- run with its LD_PRELOAD, but the standard tools they are compared with do not
 -- (sh below drops it: a leak report in mktemp or cp must not count).
-local ENV = "LUA_PATH=" .. q(os.getenv("LUA_PATH") or package.path) ..
-            " LUA_CPATH=" .. q(os.getenv("LUA_CPATH") or package.cpath) .. " " ..
-            (os.getenv("LD_PRELOAD") and "LD_PRELOAD=" .. q(os.getenv("LD_PRELOAD")) .. " " or "")
+local ENV = require("helper").lua_env()
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function slurp(path) return require("helper").get(path) or "" end
 
 -- Run a shell command: its stdout, stderr and exit code.
 local function sh(cmd)

@@ -164,6 +164,33 @@ function helper.get(path)
   return s
 end
 
+-- The environment words (quoted, each followed by a space) for a Lua child
+-- that loads this build: this process's LUA_PATH and LUA_CPATH, and under
+-- ASan (make check) its runtime, which this build's core.so needs
+-- (LD_PRELOAD). Shells and standard tools run without it.
+function helper.lua_env()
+  local q, preload = helper.shquote, os.getenv("LD_PRELOAD")
+  return "LUA_PATH=" .. q(os.getenv("LUA_PATH") or package.path) ..
+         " LUA_CPATH=" .. q(os.getenv("LUA_CPATH") or package.cpath) .. " " ..
+         (preload and "LD_PRELOAD=" .. q(preload) .. " " or "")
+end
+
+-- The project's examples directory, as an absolute path.
+function helper.examples_dir()
+  local src = debug.getinfo(1, "S").source:match("^@(.*)$") or "spec/helper.lua"
+  local dir = src:match("^(.*)/[^/]*$") or "."
+  if dir:sub(1, 1) ~= "/" then
+    local cwd = os.getenv("PWD")
+    if not cwd then
+      local p = assert(io.popen("pwd"))
+      cwd = p:read("l")
+      p:close()
+    end
+    dir = cwd .. "/" .. dir
+  end
+  return dir .. "/../examples"
+end
+
 -- A new directory /tmp/fiberio-<tag>-XXXXXX; rmtree removes a tree even
 -- where the specs took permissions away.
 function helper.mktempdir(tag)
@@ -205,6 +232,15 @@ end
 
 -- The backend the suite was asked to test, or nil when FIBERIO_BACKEND is
 -- unset.
+-- Whether the running kernel is major.minor or later (for io_uring features
+-- that specs expect only there), and its release string.
+function helper.kernel_at_least(major, minor)
+  local rel = helper.get("/proc/sys/kernel/osrelease") or ""
+  local a, b = rel:match("^(%d+)%.(%d+)")
+  a, b = tonumber(a), tonumber(b)
+  return a ~= nil and (a > major or (a == major and b >= minor)), rel:gsub("%s+$", "")
+end
+
 function helper.wanted_backend()
   local b = os.getenv("FIBERIO_BACKEND")
   if b == "" then return nil end

@@ -1074,6 +1074,11 @@ describe("workers' rings and wake-ups", function()
       return require("fiberio")._info().msg_ring_wakes
     end):await()
     if fio.backend() == "io_uring" then
+      local new, release = helper.kernel_at_least(6, 13)
+      if not new then
+        pending("a MSG_RING without a ring of one's own needs Linux 6.13 (wakes use the eventfd); this kernel is " .. release)
+        return
+      end
       assert.is_true(woken >= 1, "the worker's ring got no MSG_RING")
       assert.is_true(fio._info().msg_ring_wakes > before, "the caller's ring got no MSG_RING")
     else

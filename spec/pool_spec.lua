@@ -360,6 +360,27 @@ describe("the pool", function()
                  .. "canceled\tnil\ttrue\ttrue\n", out)
   end)
 
+  it("a loop asleep on pool work is woken by each completion: 20,000 calls in a row, and calls racing timers", function()
+    if not threads_backend() then return end
+    -- Wakes are off while the loop is awake and turned on just before it
+    -- sleeps: a wake lost in between would leave this child asleep until
+    -- its time bound kills it.
+    local out, rc = child([[
+      local fio = require "fiberio"
+      fio.run(function()
+        for _ = 1, 20000 do assert(fio.stat("/")) end
+        for k = 1, 2000 do
+          local a = fio.async(fio.stat, "/")
+          fio.sleep(1e-5 * (k % 7))
+          assert(a:await())
+        end
+        print("ok")
+      end)
+    ]])
+    assert.equal(0, rc, out)
+    assert.equal("ok\n", out)
+  end)
+
   it("idle pool threads leave after FIBERIO_POOL_IDLE_MS", function()
     if not threads_backend() then return end
     local out, rc = child(THREADS .. [[

@@ -30,15 +30,10 @@ local function kill(name, delay)
   assert(os.execute(cmd))
 end
 
--- The environment of a Lua child that loads this build: this process's
--- LUA_PATH and LUA_CPATH, and under ASan (make check) its runtime, which this
--- build's core.so needs (LD_PRELOAD). Under TSan the `lua5.4` first on PATH
--- preloads its runtime itself (tools/runspecs.sh). Shells and standard tools
--- run without it, as in examples_spec.lua.
-local PRELOAD = os.getenv("LD_PRELOAD")
-local ENV = "LUA_PATH=" .. q(os.getenv("LUA_PATH") or package.path) ..
-            " LUA_CPATH=" .. q(os.getenv("LUA_CPATH") or package.cpath) ..
-            (PRELOAD and " LD_PRELOAD=" .. q(PRELOAD) or "")
+-- The environment of a Lua child that loads this build (helper.lua_env).
+-- Under TSan the `lua5.4` first on PATH preloads its runtime itself
+-- (tools/runspecs.sh). Shells and standard tools run without it.
+local ENV = require("helper").lua_env()
 
 -- Run a shell command: its stdout and exit code.
 local function sh(cmd)
@@ -48,13 +43,7 @@ local function sh(cmd)
   return out, code
 end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function slurp(path) return require("helper").get(path) or "" end
 
 -- Start `lua5.4 ARGS` (ARGS: words already quoted, redirections included)
 -- with ENV, as a tool is started from a terminal: SIGINT and SIGTERM
@@ -67,7 +56,7 @@ local function signal_child(args, ready, name)
   local unblock = "use POSIX; sigprocmask(SIG_UNBLOCK, POSIX::SigSet->new(SIGINT, SIGTERM));" ..
                   " $SIG{INT} = $SIG{TERM} = 'DEFAULT'; exec @ARGV or die \"exec: $!\""
   local script = table.concat({
-    "perl -e " .. q(unblock) .. " env " .. ENV .. " lua5.4 " .. args .. " &",
+    "perl -e " .. q(unblock) .. " env " .. ENV .. "lua5.4 " .. args .. " &",
     "pid=$!",
     "i=0",
     "until " .. ready .. "; do",
@@ -256,20 +245,7 @@ end)
 ------------------------------------------------------------------------------
 -- examples/cptree.lua interrupted halfway through a copy.
 
-local examples do
-  local src = debug.getinfo(1, "S").source:match("^@(.*)$") or "spec/signal_spec.lua"
-  local dir = src:match("^(.*)/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then
-    local cwd = os.getenv("PWD")
-    if not cwd then
-      local p = assert(io.popen("pwd"))
-      cwd = p:read("l")
-      p:close()
-    end
-    dir = cwd .. "/" .. dir
-  end
-  examples = dir .. "/../examples"
-end
+local examples = require("helper").examples_dir()
 
 -- Run `cptree SRC DST` and, once a first whole file is in DST, send it signal
 -- `name`. Returns its exit code, its stderr and the seconds from the signal
