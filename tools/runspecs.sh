@@ -37,7 +37,7 @@ case "$FIBERIO_SANITIZE" in
     runner="valgrind -q --error-exitcode=69 --leak-check=full --errors-for-leak-kinds=definite --suppressions=$root/tools/valgrind.supp $runner" ;;
 esac
 passed=0; failed=0; status=0
-log=$(mktemp); trap 'rm -f "$log"' EXIT
+log=$(mktemp); fails=$(mktemp); trap 'rm -f "$log" "$fails"' EXIT
 for b in $backends; do
   echo "== backend $b${FIBERIO_SANITIZE:+ ($FIBERIO_SANITIZE)}"
   for f in $files; do
@@ -46,17 +46,25 @@ for b in $backends; do
     cat "$log"
     line=$(grep -a -E '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$log" | tail -n 1)
     if [ -z "$line" ]; then
-      echo "!! $f ($b): busted printed no summary (exit $rc)"
+      echo "!! $f ($b): busted printed no summary (exit $rc)" | tee -a "$fails"
+      tail -n 20 "$log" >>"$fails"
       failed=$((failed + 1)); status=1; continue
     fi
     set -- $(echo "$line" | sed -E 's/[^0-9]*([0-9]+) success(es)? \/ ([0-9]+) failures? \/ ([0-9]+) errors? \/ ([0-9]+) pending.*/\1 \3 \4 \5/')
     passed=$((passed + $1)); failed=$((failed + $2 + $3))
+    if [ "$(($2 + $3))" -ne 0 ]; then
+      echo "!! $f ($b):" >>"$fails"
+      grep -a -A 12 -E '^(Failure|Error) ' "$log" >>"$fails"
+    fi
     if [ "$rc" -ne 0 ] && [ "$(($2 + $3))" -eq 0 ]; then
-      echo "!! $f ($b): exit $rc with no failing spec (a sanitizer report or a crash)"
+      echo "!! $f ($b): exit $rc with no failing spec (a sanitizer report or a crash)" | tee -a "$fails"
+      grep -a -m 1 -A 30 -E 'ERROR: |WARNING: ThreadSanitizer|runtime error' "$log" >>"$fails"
       failed=$((failed + 1))
     fi
     [ "$rc" -ne 0 ] && status=1
   done
 done
+# The failures again at the end, where a log's tail shows them.
+if [ -s "$fails" ]; then echo "== failures"; cat "$fails"; fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$status" -eq 0 ]
