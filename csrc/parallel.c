@@ -703,11 +703,25 @@ static int parallel_k(lua_State *L, int status, lua_KContext ctx) {
   return n;
 }
 
+/* The op of a task not yet submitted, owned by a userdata until the fiber
+ * that submits it takes it: a fiber canceled before it starts never runs,
+ * and its op (with the task's copies) goes with the box's collection. */
+#define TASKBOX "fiberio.taskbox"
+
+static int taskbox_gc(lua_State *L) {
+  fio_op **box = lua_touserdata(L, 1);
+  if (*box) fio_op_free(*box);
+  *box = NULL;
+  return 0;
+}
+
 /* The fiber that stands for the task on the caller's side: upvalue 1 the
- * loop; argument: the op (lightuserdata). */
+ * loop; argument: the op's box. */
 static int parallel_body(lua_State *L) {
   fio_loop *loop = fio_loop_get(L);
-  fio_op *op = lua_touserdata(L, 1);
+  fio_op **box = lua_touserdata(L, 1);
+  fio_op *op = *box;
+  *box = NULL;
   lua_settop(L, 0);
   fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
   return fio_op_wait(loop, L, w, op, parallel_k);
@@ -756,6 +770,9 @@ static int l_parallel(lua_State *L) {
   }
   int nargs = lua_gettop(L) - 1;
   pool_of(L, loop);
+  fio_op **box = lua_newuserdatauv(L, sizeof *box, 0); /* (frees op on errors) */
+  *box = NULL;
+  luaL_setmetatable(L, TASKBOX);
   task *t = calloc(1, sizeof *t);
   fio_op *op = t ? fio_op_new(0) : NULL;
   if (!op) {
@@ -766,6 +783,7 @@ static int l_parallel(lua_State *L) {
   op->dtor = task_free;
   op->code = FIO_OP_TASK;
   t->op = op;
+  *box = op;
   /* copy the function and the arguments now: errors raise at the call */
   sbuf fb = {0};
   lua_pushvalue(L, 1);
@@ -773,7 +791,6 @@ static int l_parallel(lua_State *L) {
   lua_pop(L, 1);
   if (fb.err) {
     free(fb.p);
-    fio_op_free(op);
     return luaL_error(L, "not enough memory");
   }
   t->fn = fb.p;
@@ -781,16 +798,17 @@ static int l_parallel(lua_State *L) {
   sbuf ab = {0};
   if (ser_values_safe(L, 2, nargs, &ab)) {
     const char *e = ab.err;
+    lua_pushfstring(L, "fio.parallel: arguments: %s", e);
     free(ab.p);
-    fio_op_free(op);
-    return luaL_error(L, "fio.parallel: arguments: %s", e);
+    return lua_error(L);
   }
   t->args = ab;
-  /* a fiber that waits for the task */
-  lua_settop(L, 0);
+  /* a fiber that waits for the task, its argument the box */
+  lua_replace(L, 1);
+  lua_settop(L, 1);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushcclosure(L, parallel_body, 1);
-  lua_pushlightuserdata(L, op);
+  lua_insert(L, 1);
   fio_fiber *cur = fio_current(loop);
   fio_spawn(L, loop, 1, 1, cur ? cur->run : NULL);
   return 1;
@@ -798,6 +816,11 @@ static int l_parallel(lua_State *L) {
 
 /* Module table at -2, loop userdata at -1. */
 void fio_open_parallel(lua_State *L) {
+  if (luaL_newmetatable(L, TASKBOX)) {
+    lua_pushcfunction(L, taskbox_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, l_parallel, 1);
   lua_setfield(L, -3, "parallel");

@@ -819,6 +819,29 @@ describe("canceling a parallel task", function()
     assert.is_false(exists(dir .. "/side"), "the canceled task ran")
   end)
 
+  it("canceled before its own fiber first ran: the task is never queued and never runs", function()
+    -- The future's fiber submits the task when it first runs; canceled
+    -- before that, the fiber never runs, and the task (its copies of the
+    -- function and arguments) is freed with it: `make check`'s leak check
+    -- fails the run if it is not.
+    local results = fio.run(function()
+      local r = {}
+      for i = 1, 100 do
+        local f = fio.parallel(function(p)
+          local fh = io.open(p, "w") fh:close()
+        end, dir .. "/ran" .. i)
+        r[i] = pack(f:cancel())
+      end
+      return r
+    end)
+    for i = 1, 100 do assert.same(pack(nil, fio.Canceled), results[i]) end
+    -- a task that slipped through would have run by now
+    assert.equal("done", fio.parallel(function() return "done" end):await())
+    fio.sleep(0.05)
+    for i = 1, 100 do assert.is_false(exists(dir .. "/ran" .. i), "task " .. i .. " ran") end
+    helper.fullgc()
+  end)
+
   it("reaches a task computing inside a coroutine it resumed", function()
     pending("known limit: the cancel signal hooks the task's own fiber, so a task computing "
       .. "inside a coroutine it resumed is reached only when that coroutine yields or returns "
