@@ -32,12 +32,17 @@ ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sa
 
 .PHONY: all deps test check bench demo install clean valgrind
 
-all: $(SO) $(BUILD)/noring
+all: $(SO) $(BUILD)/noring $(BUILD)/host
 
 # A test tool: runs a command with io_uring refused by seccomp.
 $(BUILD)/noring: tools/noring.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -Wall -o $@ $<
+
+# A test tool: a C host that runs a script in a new Lua state and closes it.
+$(BUILD)/host: tools/host.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -I$(LUA_INC) -o $@ $< -llua5.4
 
 # The flags a build directory was made with: a change rebuilds every object.
 FLAGS_STAMP = $(BUILD)/.flags

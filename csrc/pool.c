@@ -594,17 +594,28 @@ fio_op *fio_pool_take(fio_loop *loop, int (*want)(const fio_op *)) {
 
 void fio_pool_forget(fio_loop *loop) {
   if (!atomic_load_explicit(&P_started, memory_order_acquire)) return;
+  fio_op *dropped = NULL;
   pthread_mutex_lock(&P.mu);
   for (work *w = P.qhead, *next; w; w = next) {
     next = w->next;
     if (w->loop != loop) continue;
     q_remove(w);
     w->op->bpriv = NULL;
-    fio_op_free(w->op); /* never ran: no result to clean up (frees w) */
+    w->op->pnext = dropped;
+    dropped = w->op;
   }
   for (work *w = P.running; w; w = w->next)
     if (w->loop == loop) w->loop = NULL;
   pthread_mutex_unlock(&P.mu);
+  /* Never ran: no result to clean up, but a close still owes its fd (a
+   * close is not canceled, and may have waited behind a syscall that
+   * outlasted the loop's wait). Outside P.mu: close(2) can block. */
+  while (dropped) {
+    fio_op *op = dropped;
+    dropped = op->pnext;
+    if (op->code == FIO_OP_CLOSE && op->fd >= 0) close(op->fd);
+    fio_op_free(op); /* (frees its work) */
+  }
   while (atomic_load_explicit(&P.wakers, memory_order_acquire))
     sched_yield(); /* a wake being made (see run_head): a syscall's time */
 }

@@ -1681,6 +1681,62 @@ describe("fd hygiene", function()
     assert.equal(before, helper.open_fds())
   end)
 
+  it("a C host's lua_close releases every fd fiberio opened, with work in flight or queued, state after state", function()
+    -- tools/host.c runs each script in a new lua_State and closes it, three
+    -- times, printing how many more fds the process has open than before.
+    local host = os.getenv("FIBERIO_HOST")
+    if not host then pending("FIBERIO_HOST is not set: run the suite with tools/runspecs.sh") return end
+    if os.getenv("FIBERIO_SANITIZE") == "tsan" then
+      pending("the C host does not start under TSan's loader here; the plain and ASan runs check this")
+      return
+    end
+    os.execute("mkfifo " .. shq(dir .. "/fifo"))
+    local scripts = {
+      -- files, pipes and readfile, all ended before the state closes
+      plain = [[
+        fio.run(function()
+          local f = assert(fio.open("/etc/hostname")); f:read("a"); f:close()
+          local r, w = fio.pipe(); w:write("x"); r:read(1); r:close(); w:close()
+          fio.readfile("/etc/hostname")
+        end)
+      ]],
+      -- reads of pipes nobody writes and an open of a FIFO nobody writes
+      -- to, in flight; handles still open
+      inflight = [[
+        local keep = {}
+        for i = 1, 5 do
+          local r, w = fio.pipe()
+          keep[i] = { r, w }
+          fio.async(function() return r:read(1) end)
+        end
+        keep.f = assert(fio.open("/etc/hostname"))
+        fio.async(function() return fio.open(FIFO) end)
+        fio.sleep(0.05)
+      ]],
+      -- on a one-thread pool: closes queued behind a read that blocks it
+      queued = [[
+        local files = {}
+        for i = 1, 10 do files[i] = assert(fio.open("/etc/hostname")) end
+        local r, w = fio.pipe()
+        fio.async(function() return r:read(1) end)
+        fio.sleep(0.05)
+        for i = 1, 10 do fio.async(function() files[i]:close() end) end
+        fio.sleep(0.05)
+      ]],
+    }
+    local env = "env FIBERIO_THREADS_POLL=0 FIBERIO_POOL_SIZE=1 LUA_PATH=" .. shq(package.path)
+                .. " LUA_CPATH=" .. shq(package.cpath) .. " FIFO=" .. shq(dir .. "/fifo")
+    for name, body in pairs(scripts) do
+      local file = dir .. "/" .. name .. ".lua"
+      put(file, 'local fio = require "fiberio"\nlocal FIFO = os.getenv("FIFO")\n' .. body)
+      local p = assert(io.popen(env .. " timeout " .. math.floor(helper.bound(30)) .. " "
+                                .. shq(host) .. " " .. shq(file) .. " 3 2>&1"))
+      local out = p:read("a")
+      p:close()
+      assert.equal("round 1 fds 0\nround 2 fds 0\nround 3 fds 0\n", out, name)
+    end
+  end)
+
   it("a collected handle with buffered data writes it out, as io's does", function()
     local p = dir .. "/f"
     do
