@@ -569,7 +569,8 @@ static void *worker_main(void *arg) {
       }
     }
     if (w->nrunning == 0) continue; /* idle: take a task, or sleep */
-    int more = p->qhead != NULL || p->shutdown;
+    /* (at shutdown: the cancels are sent; wait for the tasks to end) */
+    int more = p->qhead != NULL && !p->shutdown;
     pthread_mutex_unlock(&p->mu);
     fio_loop_wait(loop, more);
     pthread_mutex_lock(&p->mu);
