@@ -244,7 +244,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx);
 /* End the call canceled: free op (closing its fds; a half copy goes) and
  * raise Canceled. */
 static int wf_canceled(lua_State *L, fio_fiber *w, fio_op *op) {
-  if (op->stage == CF_COPY) unlink(lua_tostring(L, 3));
+  if (op->stage == CF_COPY && lua_isstring(L, 3)) unlink(lua_tostring(L, 3));
   fio_op_free(op);
   return fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
 }
@@ -307,13 +307,39 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     if (S_ISDIR(sb.st_mode)) return wf_fail(L, op, EISDIR, lua_tostring(L, 1));
     op->mode = sb.st_mode & 07777;
     op->stage = CF_OPEN2;
-    /* The copy goes to a new file beside dst, renamed over dst once it is
-     * whole: a failed or canceled copy leaves dst as it was, and copying a
-     * file onto itself (or a link to it) loses nothing. */
-    static atomic_uint counter;
+    /* Stack 3: the temporary (or nil: dst is written in place), 4: the
+     * file it is renamed over (or the one written in place). (As rename
+     * below, these path syscalls run here, not as ops.) */
+    const char *dst = lua_tostring(L, 2);
+    struct stat db, lb;
+    int have = stat(dst, &db) == 0;
+    if (have && db.st_dev == sb.st_dev && db.st_ino == sb.st_ino) {
+      fio_op_free(op); /* dst is src (a link to it): it holds the copy */
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    if (have && S_ISDIR(db.st_mode)) return wf_fail(L, op, EISDIR, dst);
     lua_settop(L, 2);
-    lua_pushfstring(L, "%s.fio-%d-%d.tmp", lua_tostring(L, 2), (int)getpid(),
+    if (have && !S_ISREG(db.st_mode)) {
+      /* A device, FIFO or socket is written in place, as cp does: a new
+       * file renamed over it would replace the node itself. */
+      lua_pushnil(L);
+      lua_pushvalue(L, 2);
+      break;
+    }
+    /* Otherwise the copy goes to a new file beside dst, renamed over it
+     * once whole: a failed or canceled copy leaves dst as it was. When dst
+     * is a symbolic link, beside and over the file it names: the link
+     * stays. (A dst with other hard links becomes a new file, as with
+     * rsync: the other names keep the old content.) */
+    char *real = have && lstat(dst, &lb) == 0 && S_ISLNK(lb.st_mode)
+                     ? realpath(dst, NULL) : NULL;
+    lua_pushstring(L, real ? real : dst);
+    free(real);
+    static atomic_uint counter;
+    lua_pushfstring(L, "%s.fio-%d-%d.tmp", lua_tostring(L, 3), (int)getpid(),
                     (int)atomic_fetch_add(&counter, 1));
+    lua_insert(L, 3);
     break;
   }
   case CF_OPEN2:
@@ -324,16 +350,16 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     op->stage = CF_COPY;
     break;
   case CF_COPY: {
-    const char *tmp = lua_tostring(L, 3);
+    const char *tmp = lua_tostring(L, 3); /* (NULL: in place) */
     if (res < 0) {
-      unlink(tmp); /* no half copy left behind */
+      if (tmp) unlink(tmp); /* no half copy left behind */
       return wf_fail(L, op, -res, lua_tostring(L, 2));
     }
     int err = wf_close(&op->fd2);
     fio_op_free(op);
-    if (!err && rename(tmp, lua_tostring(L, 2)) < 0) err = errno;
+    if (!err && tmp && rename(tmp, lua_tostring(L, 4)) < 0) err = errno;
     if (err) {
-      unlink(tmp);
+      if (tmp) unlink(tmp);
       return fio_errresult(L, lua_tostring(L, 2), err);
     }
     lua_pushboolean(L, 1);
@@ -363,13 +389,15 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     break;
   }
   case CF_OPEN2: {
-    const char *tmp = lua_tostring(L, 3);
+    int inplace = lua_isnil(L, 3);
+    const char *tmp = lua_tostring(L, inplace ? 4 : 3);
     size_t n = strlen(tmp) + 1;
     if (op->cap < n) wf_grow(L, op, n);
     memcpy(op->mem, tmp, n);
     op->path = op->mem;
     op->code = FIO_OP_OPENAT;
-    op->flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+    op->flags = inplace ? O_WRONLY | O_TRUNC | O_CLOEXEC
+                        : O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
     op->fd_owned = 1;
     break;
   }
@@ -454,7 +482,8 @@ static int l_writefile(lua_State *L) {
 
 /* fio.copyfile(src, dst) -> true: the kernel copies (copy_file_range, or
  * sendfile across filesystems); dst gets src's permission bits (less the
- * umask). A failed or canceled copy removes dst. */
+ * umask). A failed or canceled copy leaves dst as it was (a device, FIFO
+ * or socket at dst is written in place). */
 static int l_copyfile(lua_State *L) {
   const char *src = luaL_checkstring(L, 1);
   luaL_checkstring(L, 2);

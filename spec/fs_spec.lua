@@ -1158,6 +1158,46 @@ describe("fio.copyfile", function()
     end
   end)
 
+  it("a symbolic link as dst stays a link: the file it names takes the copy", function()
+    put(dir .. "/src", "new content")
+    put(dir .. "/target", "old")
+    sh("ln -s target " .. shq(dir .. "/link"))
+    assert.is_true(fio.copyfile(dir .. "/src", dir .. "/link"))
+    assert.equal("link", fio.lstat(dir .. "/link").type)
+    assert.equal("target", fio.readlink(dir .. "/link"))
+    assert.equal("new content", get(dir .. "/target"))
+    local names = fio.readdir(dir)
+    assert.equal(3, #names) -- no temporary left
+  end)
+
+  it("a FIFO as dst is written in place, as cp does: its reader gets the content, and it stays a FIFO", function()
+    -- (a new file renamed over it would have replaced the node: for a
+    -- device such as /dev/null, as root, the device itself)
+    put(dir .. "/src", ("fifo data "):rep(1000))
+    sh("mkfifo " .. shq(dir .. "/fifo"))
+    local got, res = fio.run(function()
+      local reader = fio.async(fio.readfile, dir .. "/fifo")
+      local r = pack(fio.copyfile(dir .. "/src", dir .. "/fifo"))
+      -- (bounded: were the FIFO replaced, no writer would ever come)
+      local data = fio.timeout(helper.bound(5), function() return reader:await() end)
+      if not data then reader:cancel() end
+      return data, r
+    end)
+    assert.same(pack(true), res)
+    assert.equal(("fifo data "):rep(1000), got)
+    assert.equal("fifo", fio.lstat(dir .. "/fifo").type)
+  end)
+
+  it("a dst with other hard links becomes a new file; the other names keep the old content (as rsync)", function()
+    put(dir .. "/src", "new")
+    put(dir .. "/dst", "old")
+    sh("ln " .. shq(dir .. "/dst") .. " " .. shq(dir .. "/other"))
+    assert.is_true(fio.copyfile(dir .. "/src", dir .. "/dst"))
+    assert.equal("new", get(dir .. "/dst"))
+    assert.equal("old", get(dir .. "/other"))
+    assert.equal(1, fio.stat(dir .. "/other").nlink)
+  end)
+
   it("raises on bad arguments", function()
     assert.is_false(pcall(fio.copyfile, dir .. "/a"))
     assert.is_false(pcall(fio.copyfile, nil, dir .. "/a"))
