@@ -183,6 +183,15 @@ static int readfile_handed(fio_op *op) {
   return readfile_fd(op, fd, st ? &sb : NULL);
 }
 
+/* Whether a writer has opened the FIFO fd reads from (opened O_NONBLOCK
+ * before any writer) since: it wrote (POLLIN), or came and went (POLLHUP,
+ * which Linux reports only after a first writer). */
+static int fifo_writer_came(int fd) {
+  struct stat sb;
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  return fstat(fd, &sb) == 0 && S_ISFIFO(sb.st_mode) && poll(&p, 1, 0) > 0;
+}
+
 int fio_exec(fio_op *op) {
   ssize_t r;
   switch (op->code) {
@@ -199,6 +208,16 @@ int fio_exec(fio_op *op) {
   case FIO_OP_CLOSE:
     return close(op->fd) < 0 && errno != EINTR ? -errno : 0;
   case FIO_OP_OPENAT:
+    if (op->fd2 >= 0 && fifo_writer_came(op->fd2)) {
+      /* The reader open_k keeps (file.c) while this open waits: a writer
+       * came, maybe wrote, maybe left, while this op waited for a thread.
+       * open(2) would have returned then; an open now would wait for the
+       * next writer. That reader is the open's result. */
+      int fd = op->fd2, fl = fcntl(fd, F_GETFL);
+      if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) return -errno;
+      op->fd2 = -1;
+      return fd;
+    }
     r = openat(AT_FDCWD, op->path, op->flags, (mode_t)op->mode);
     return r < 0 ? -errno : (int)r;
   case FIO_OP_STATX:

@@ -1596,6 +1596,43 @@ describe("reads that block: cancel and close", function()
     ]]):format(dir .. "/fifo"))
     assert.equal("waiting\ttrue\ncanceled\tnil\ttrue\tnil\nfds\t0\n", out)
   end)
+
+  it("an open of a FIFO for reading returns when a writer came, wrote and left while it waited for a pool thread", function()
+    if fio.backend() ~= "io_uring" then
+      pending("only io_uring opens a FIFO in two steps (a reader at once, the blocking open on the pool); "
+              .. "on " .. fio.backend() .. " the open is one open(2), before which no writer gets in")
+      return
+    end
+    os.execute("mkfifo " .. shq(dir .. "/a") .. " " .. shq(dir .. "/b"))
+    local out = child_ok(([[
+      local fio = require "fiberio"
+      local a, b = %q, %q
+      local big = os.tmpname()
+      assert(io.open(big, "w")):write(("x"):rep(1 << 20)):close()
+      fio.run(function()
+        -- the only pool thread blocks in a copy into FIFO a, which has a
+        -- reader that never reads
+        local ra = assert(io.open(a, "r+"))
+        local cf = fio.async(fio.copyfile, big, a)
+        fio.sleep(0.05)
+        -- this open gets its first reader at once, and queues its blocking
+        -- open behind the copy
+        local rb = fio.async(fio.open, b, "r")
+        fio.sleep(0.05)
+        -- a writer gets in (a reader exists), writes and leaves
+        local w = assert(io.open(b, "w"))
+        w:write("came and went")
+        w:close()
+        fio.cancel(cf) -- frees the pool thread
+        local fb = assert(rb:await())
+        print(fb:read("a"))
+        fb:close()
+        ra:close()
+      end)
+      os.remove(big)
+    ]]):format(dir .. "/a", dir .. "/b"), { prefix = "FIBERIO_POOL_SIZE=1 ", timeout = helper.bound(10) })
+    assert.equal("came and went\n", out)
+  end)
 end)
 
 describe("fd hygiene", function()
