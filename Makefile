@@ -9,6 +9,7 @@
 
 LUA      ?= lua5.4
 LUA_INC  ?= /usr/include/lua5.4
+LUA_LIB  ?= -llua5.4
 CC       ?= gcc
 CFLAGS   ?= -O2 -g
 WARN      = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter
@@ -42,7 +43,7 @@ $(BUILD)/noring: tools/noring.c
 # A test tool: a C host that runs a script in a new Lua state and closes it.
 $(BUILD)/host: tools/host.c
 	@mkdir -p $(dir $@)
-	$(CC) -O2 -Wall -I$(LUA_INC) -o $@ $< -llua5.4
+	$(CC) -O2 -Wall -I$(LUA_INC) -o $@ $< $(LUA_LIB)
 
 # The flags a build directory was made with: a change rebuilds every object.
 FLAGS_STAMP = $(BUILD)/.flags

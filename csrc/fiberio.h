@@ -359,6 +359,8 @@ int fio_close_after_ops(fio_loop *loop, int fd);
  * open: the standard files. */
 void fio_cancel_fd_ops(fio_loop *loop, int fd);
 /* Called by a backend, on the loop's thread, when op has ended with res. */
+/* Take op off the loop's in-flight list, if it is on it (loop thread). */
+void fio_op_unlink(fio_loop *loop, fio_op *op);
 void fio_op_complete(fio_loop *loop, fio_op *op, int res);
 /* From any thread: op has ended with res; the loop is woken and completes it
  * on its own thread (in fio_loop_drain). The poster must not touch op after

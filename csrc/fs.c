@@ -307,12 +307,15 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     if (S_ISDIR(sb.st_mode)) return wf_fail(L, op, EISDIR, lua_tostring(L, 1));
     op->mode = sb.st_mode & 07777;
     op->stage = CF_OPEN2;
-    /* Stack 3: the temporary (or nil: dst is written in place), 4: the
-     * file it is renamed over (or the one written in place). (As rename
-     * below, these path syscalls run here, not as ops.) */
+    /* Stack 3: the temporary, or nil: dst is written in place. (As the
+     * rename below, these path syscalls run here, not as ops.) */
     const char *dst = lua_tostring(L, 2);
     struct stat db, lb;
     int have = stat(dst, &db) == 0;
+    if (!have && errno != ENOENT) return wf_fail(L, op, errno, dst); /* ELOOP... */
+    int islink = lstat(dst, &lb) == 0 && S_ISLNK(lb.st_mode);
+    if (!have && islink) /* dangling: as GNU cp, no write through it */
+      return wf_fail(L, op, ENOENT, dst);
     if (have && db.st_dev == sb.st_dev && db.st_ino == sb.st_ino) {
       fio_op_free(op); /* dst is src (a link to it): it holds the copy */
       lua_pushboolean(L, 1);
@@ -320,26 +323,22 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     }
     if (have && S_ISDIR(db.st_mode)) return wf_fail(L, op, EISDIR, dst);
     lua_settop(L, 2);
-    if (have && !S_ISREG(db.st_mode)) {
+    if (have && (!S_ISREG(db.st_mode) || islink)) {
       /* A device, FIFO or socket is written in place, as cp does: a new
-       * file renamed over it would replace the node itself. */
+       * file renamed over it would replace the node itself. So is what a
+       * symbolic link names, as cp does: the link stays, and a link such
+       * as /dev/stdout or /proc/self/fd/N names a file open in this
+       * process, which a rename would take from under it. */
       lua_pushnil(L);
-      lua_pushvalue(L, 2);
       break;
     }
     /* Otherwise the copy goes to a new file beside dst, renamed over it
-     * once whole: a failed or canceled copy leaves dst as it was. When dst
-     * is a symbolic link, beside and over the file it names: the link
-     * stays. (A dst with other hard links becomes a new file, as with
-     * rsync: the other names keep the old content.) */
-    char *real = have && lstat(dst, &lb) == 0 && S_ISLNK(lb.st_mode)
-                     ? realpath(dst, NULL) : NULL;
-    lua_pushstring(L, real ? real : dst);
-    free(real);
+     * once whole: a failed or canceled copy leaves dst as it was. (A dst
+     * with other hard links becomes a new file, as with rsync: the other
+     * names keep the old content.) */
     static atomic_uint counter;
-    lua_pushfstring(L, "%s.fio-%d-%d.tmp", lua_tostring(L, 3), (int)getpid(),
+    lua_pushfstring(L, "%s.fio-%d-%d.tmp", dst, (int)getpid(),
                     (int)atomic_fetch_add(&counter, 1));
-    lua_insert(L, 3);
     break;
   }
   case CF_OPEN2:
@@ -357,7 +356,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     }
     int err = wf_close(&op->fd2);
     fio_op_free(op);
-    if (!err && tmp && rename(tmp, lua_tostring(L, 4)) < 0) err = errno;
+    if (!err && tmp && rename(tmp, lua_tostring(L, 2)) < 0) err = errno;
     if (err) {
       if (tmp) unlink(tmp);
       return fio_errresult(L, lua_tostring(L, 2), err);
@@ -390,7 +389,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   }
   case CF_OPEN2: {
     int inplace = lua_isnil(L, 3);
-    const char *tmp = lua_tostring(L, inplace ? 4 : 3);
+    const char *tmp = lua_tostring(L, inplace ? 2 : 3);
     size_t n = strlen(tmp) + 1;
     if (op->cap < n) wf_grow(L, op, n);
     memcpy(op->mem, tmp, n);
@@ -482,8 +481,8 @@ static int l_writefile(lua_State *L) {
 
 /* fio.copyfile(src, dst) -> true: the kernel copies (copy_file_range, or
  * sendfile across filesystems); dst gets src's permission bits (less the
- * umask). A failed or canceled copy leaves dst as it was (a device, FIFO
- * or socket at dst is written in place). */
+ * umask). A failed or canceled copy leaves dst as it was; but a device,
+ * FIFO or socket at dst, or a symbolic link, is written in place. */
 static int l_copyfile(lua_State *L) {
   const char *src = luaL_checkstring(L, 1);
   luaL_checkstring(L, 2);

@@ -446,6 +446,16 @@ int fio_op_result(lua_State *L, fio_fiber *w) {
   return -EBADF;
 }
 
+void fio_op_unlink(fio_loop *loop, fio_op *op) {
+  if (op->state != FIO_OPS_INFLIGHT) return;
+  op->state = FIO_OPS_DONE;
+  if (op->prev) op->prev->next = op->next;
+  else loop->inflight = op->next;
+  if (op->next) op->next->prev = op->prev;
+  op->prev = op->next = NULL;
+  loop->ninflight--;
+}
+
 void fio_op_complete(fio_loop *loop, fio_op *op, int res) {
   /* A blocking call interrupted for a cancel (io-wq or a pool thread) may
    * end with EINTR or the kernel's restart codes: it was canceled. */
@@ -453,12 +463,7 @@ void fio_op_complete(fio_loop *loop, fio_op *op, int res) {
                           res == -514 || res == -516))
     res = -ECANCELED;
   op->res = res;
-  op->state = FIO_OPS_DONE;
-  if (op->prev) op->prev->next = op->next;
-  else loop->inflight = op->next;
-  if (op->next) op->next->prev = op->prev;
-  op->prev = op->next = NULL;
-  loop->ninflight--;
+  fio_op_unlink(loop, op);
   if (op->close_fd) {
     /* Its file was collected while it was in flight: close the fd now that
      * no syscall can use it (or a reuse of its number) any more. */

@@ -720,11 +720,11 @@ static int taskbox_gc(lua_State *L) {
  * loop; argument: the op's box. */
 static int parallel_body(lua_State *L) {
   fio_loop *loop = fio_loop_get(L);
+  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
   fio_op **box = lua_touserdata(L, 1);
   fio_op *op = *box;
   *box = NULL;
   lua_settop(L, 0);
-  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
   return fio_op_wait(loop, L, w, op, parallel_k);
 }
 

@@ -614,6 +614,8 @@ void fio_pool_forget(fio_loop *loop) {
     fio_op *op = dropped;
     dropped = op->pnext;
     if (op->code == FIO_OP_CLOSE && op->fd >= 0) close(op->fd);
+    fio_op_unlink(loop, op); /* (the loop's completions still to come
+                              * must not walk through it) */
     fio_op_free(op); /* (frees its work) */
   }
   while (atomic_load_explicit(&P.wakers, memory_order_acquire))

@@ -42,7 +42,7 @@ static double wall_now(void) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: host SCRIPT [ROUNDS]\n");
+    fprintf(stderr, "usage: host SCRIPT [ROUNDS [cpu]]\n");
     return 2;
   }
   int rounds = argc > 2 ? atoi(argv[2]) : 1;
