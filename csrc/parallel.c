@@ -238,6 +238,10 @@ struct worker {
   fio_workers *pool;
   fio_loop *loop;           /* set by the worker once its state is up */
   task *running;            /* its tasks (fibers) */
+  /* the coroutine a task's code resumed and that runs now, innermost
+   * (coroutine.resume and wrap, in worker states, keep it; the signal
+   * handler reads it) */
+  _Atomic(lua_State *) nested;
   int nrunning;
   int idle;                 /* waiting in its loop for work */
   int kicked;               /* idle, and woken for a task: not again */
@@ -303,9 +307,9 @@ static void task_post(task *t, int res) {
  * task's fiber, so a cancel that came while another fiber of the worker
  * computed reaches the task when it runs. The worker arms it too when it
  * hands a cancel to a task's fiber. No hook is set otherwise: a count hook
- * makes the VM trap on every instruction (half the speed). A fiber
- * computing inside a coroutine it resumed is reached when that coroutine
- * yields or returns. */
+ * makes the VM trap on every instruction (half the speed). A task
+ * computing inside a coroutine it resumed is reached there: the handler
+ * hooks worker->nested too (see NESTED_SRC). */
 static int sig_cancel; /* SIGRTMIN+5, or +6 if taken; 0: none (no poke) */
 static _Thread_local worker *tls_worker;
 
@@ -335,7 +339,10 @@ static void cancel_check(lua_State *L) {
   worker *w = tls_worker;
   if (!w || !w->loop) return;
   fio_fiber *f = w->loop->current;
-  if (!f || f->co != L) return; /* a plain coroutine inside a fiber */
+  /* f's own thread, or the coroutine f's code resumed and runs now (not
+   * one that merely inherited the hook) */
+  if (!f || (f->co != L && L != atomic_load_explicit(&w->nested, memory_order_relaxed)))
+    return;
   int mine = atomic_load(&w->pool->stopping);
   for (task *t = w->running; t; t = t->next) {
     if (!task_canceled(w, t)) continue;
@@ -368,9 +375,62 @@ static void on_cancel_signal(int sig) {
   worker *w = tls_worker;
   if (!w || !w->loop) return;
   fio_fiber *f = w->loop->current;
-  if (f && f->co) lua_sethook(f->co, cancel_hook, LUA_MASKCOUNT, 1);
-  else w->loop->hook_req = 1; /* the next fiber resumed */
+  if (f && f->co) {
+    lua_sethook(f->co, cancel_hook, LUA_MASKCOUNT, 1);
+    lua_State *n = atomic_load_explicit(&w->nested, memory_order_relaxed);
+    if (n) lua_sethook(n, cancel_hook, LUA_MASKCOUNT, 1);
+  } else {
+    w->loop->hook_req = 1; /* the next fiber resumed */
+  }
 }
+
+/* mark(co) -> the previous one: co (a thread, or what mark returned, or
+ * nil) is now the coroutine running in the current task. */
+static int nested_mark(lua_State *L) {
+  worker *w = tls_worker;
+  int t = lua_type(L, 1);
+  lua_State *co = t == LUA_TTHREAD          ? lua_tothread(L, 1)
+                  : t == LUA_TLIGHTUSERDATA ? lua_touserdata(L, 1)
+                                            : NULL;
+  lua_State *prev = atomic_exchange_explicit(&w->nested, co, memory_order_relaxed);
+  if (prev) lua_pushlightuserdata(L, prev);
+  else lua_pushnil(L);
+  return 1;
+}
+
+/* coroutine.resume and coroutine.wrap of a worker's state, as Lua's but
+ * keeping worker->nested, so that a cancel reaches a task computing inside
+ * a coroutine it resumed: the hook is set on that coroutine too, and
+ * raises Canceled there (resume returns false, Canceled; wrap raises it). */
+static const char NESTED_SRC[] =
+    "local mark, co = ...\n"
+    "local create, resume, close, status = co.create, co.resume, co.close, co.status\n"
+    "local error, type = error, type\n"
+    "local select, format = select, string.format\n"
+    "local function back(prev, ...) mark(prev) return ... end\n"
+    "local function check(name, want, ...)\n"
+    "  local v = ...\n"
+    "  if type(v) ~= want then\n"
+    "    error(format(\"bad argument #1 to 'coroutine.%s' (%s expected, got %s)\", name, want,\n"
+    "      select('#', ...) == 0 and 'no value' or type(v)), 3)\n"
+    "  end\n"
+    "end\n"
+    "function co.resume(...)\n"
+    "  check('resume', 'thread', ...)\n"
+    "  return back(mark((...)), resume(...))\n"
+    "end\n"
+    "local function unwrap(c, ok, ...)\n"
+    "  if ok then return ... end\n"
+    "  local err = ...\n"
+    "  if status(c) == 'dead' then close(c) end\n"
+    "  if type(err) == 'string' then error(err, 2) end\n"
+    "  error(err, 0)\n"
+    "end\n"
+    "function co.wrap(...)\n"
+    "  check('wrap', 'function', ...)\n"
+    "  local c = create((...))\n"
+    "  return function(...) return unwrap(c, back(mark(c), resume(c, ...))) end\n"
+    "end\n";
 
 static pthread_once_t sig_once = PTHREAD_ONCE_INIT;
 static void install_cancel_signal(void) {
@@ -483,6 +543,10 @@ static fio_loop *worker_state(lua_State *L, fio_workers *p) {
   lua_getfield(L, -1, "backend"); /* starts the loop on this thread */
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) return NULL;
   lua_pop(L, 1);
+  if (luaL_loadstring(L, NESTED_SRC) != LUA_OK) return NULL;
+  lua_pushcfunction(L, nested_mark);
+  lua_getglobal(L, "coroutine");
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) return NULL;
   lua_getfield(L, LUA_REGISTRYINDEX, "fiberio.loopptr");
   fio_loop *loop = lua_touserdata(L, -1);
   lua_pop(L, 1);

@@ -842,11 +842,50 @@ describe("canceling a parallel task", function()
     helper.fullgc()
   end)
 
+  it("reaches a task computing inside coroutine.resume: resume returns false, Canceled there", function()
+    needs_child(pending)
+    local out, rc = child([[
+      local fio = require "fiberio"
+      local f = fio.parallel(function()
+        local fio = require "fiberio"
+        local co = coroutine.create(function() while true do end end)
+        local ok, err = coroutine.resume(co)
+        return "resume returned", ok, rawequal(err, fio.Canceled), coroutine.status(co)
+      end)
+      fio.sleep(0.05)
+      print("cancel:", fio.timeout(2, function() return f:cancel() end))
+    ]], helper.bound(10))
+    assert.equal(0, rc, out)
+    assert.equal("cancel:\tresume returned\tfalse\ttrue\tdead\n", out)
+  end)
+
+  it("coroutines in a task behave as Lua's: results, errors with their position, <close> on error", function()
+    local function body()
+      local log = {}
+      local gen = coroutine.wrap(function(a) local b = coroutine.yield(a + 1) return b * 2 end)
+      log[#log + 1] = gen(1)
+      log[#log + 1] = gen(5)
+      log[#log + 1] = select(2, pcall(gen))
+      local ok, e = pcall(coroutine.wrap(function()
+        local c <close> = setmetatable({}, { __close = function() log[#log + 1] = "closed" end })
+        error("boom")
+      end))
+      log[#log + 1] = e
+      log[#log + 1] = select(2, pcall(coroutine.wrap(function() error({ "t" }) end)))[1]
+      local co = coroutine.create(function(x) coroutine.yield(x) error("late", 0) end)
+      log[#log + 1] = table.concat({ tostring(coroutine.resume(co, 7)), tostring(select(2, coroutine.resume(co, 7))) }, ",")
+      log[#log + 1] = table.concat({ tostring(coroutine.resume(co)) }, ",")
+      log[#log + 1] = tostring(select(2, coroutine.resume(co)))
+      log[#log + 1] = tostring(select(2, pcall(coroutine.resume, 42)) ~= nil)
+      return table.concat(log, " | ")
+    end
+    local here = body()
+    local there = fio.parallel(body):await()
+    assert.equal(here, there)
+    assert.matches("closed | [^|]*: boom", there)
+  end)
+
   it("reaches a task computing inside a coroutine it resumed", function()
-    pending("known limit: the cancel signal hooks the task's own fiber, so a task computing "
-      .. "inside a coroutine it resumed is reached only when that coroutine yields or returns "
-      .. "(csrc/parallel.c, cancel_hook); filed in the issue note")
-    do return end
     needs_child(pending)
     -- In a child: if the cancel never lands, the worker never stops.
     local out, rc = child([[
@@ -941,8 +980,6 @@ describe("when the main state closes with parallel tasks still running", functio
   end)
 
   it("a task computing inside a coroutine it resumed is stopped too", function()
-    pending("known limit: see 'reaches a task computing inside a coroutine it resumed'")
-    do return end
     needs_child(pending)
     local out, rc, dt = child([[
       local fio = require "fiberio"
@@ -1135,7 +1172,11 @@ describe("workers' rings and wake-ups", function()
     fio.sleep(0.05)                          -- every worker waits in its loop now
     local before = fio._info().msg_ring_wakes
     local woken = fio.parallel(function()
-      return require("fiberio")._info().msg_ring_wakes
+      local fio = require "fiberio"
+      -- (a result posted while the caller is still awake needs no wake:
+      -- this one comes when the caller sleeps in its await)
+      fio.sleep(0.05)
+      return fio._info().msg_ring_wakes
     end):await()
     if fio.backend() == "io_uring" then
       local new, release = helper.kernel_at_least(6, 13)
