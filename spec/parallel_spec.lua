@@ -1137,6 +1137,14 @@ describe("parallel tasks spread over the workers", function()
       end)
       local overlap = (math.min(e1, e2) - math.max(s1, s2)) / math.min(e1 - s1, e2 - s2)
       assert.is_true(overlap > 0.5, ("the two tasks overlapped for %.2f of their time"):format(overlap))
+      if os.getenv("FIBERIO_SANITIZE") == "tsan" then
+        -- (under TSan task fibers poll for a cancel every 4096 instructions,
+        -- through atomics both workers share: the pair's time says more
+        -- about TSan's locks than about the workers)
+        pending("the time check does not hold under TSan; the tasks overlapped for "
+                .. ("%.2f of their time"):format(overlap))
+        return
+      end
       local ours = (os.clock() - c0) / (one + two)
       local b1, t1 = machine_ticks()
       local others = b0 and t1 > t0 and cpus * (b1 - b0) / (t1 - t0) - ours or 0
