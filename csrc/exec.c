@@ -153,6 +153,12 @@ int fio_exec_readfile_nowait(fio_op *op) {
   return readfile_fd(op, fd, &sb);
 }
 
+/* fd's O_NONBLOCK off, as after a blocking open: 0 or -errno. */
+static int clear_nonblock(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  return fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 ? -errno : 0;
+}
+
 /* READFILE of what fio_exec_readfile_nowait opened (op->fd2, O_NONBLOCK):
  * as a blocking open and read of it would. A FIFO waits for its first
  * writer as open(2) would: a poll for input, which a FIFO opened before any
@@ -174,11 +180,10 @@ static int readfile_handed(fio_op *op) {
       }
     }
   }
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
-    int e = errno;
+  int r = clear_nonblock(fd);
+  if (r < 0) {
     close(fd);
-    return -e;
+    return r;
   }
   return readfile_fd(op, fd, st ? &sb : NULL);
 }
@@ -187,9 +192,8 @@ static int readfile_handed(fio_op *op) {
  * before any writer) since: it wrote (POLLIN), or came and went (POLLHUP,
  * which Linux reports only after a first writer). */
 static int fifo_writer_came(int fd) {
-  struct stat sb;
   struct pollfd p = {.fd = fd, .events = POLLIN};
-  return fstat(fd, &sb) == 0 && S_ISFIFO(sb.st_mode) && poll(&p, 1, 0) > 0;
+  return poll(&p, 1, 0) > 0;
 }
 
 int fio_exec(fio_op *op) {
@@ -209,12 +213,12 @@ int fio_exec(fio_op *op) {
     return close(op->fd) < 0 && errno != EINTR ? -errno : 0;
   case FIO_OP_OPENAT:
     if (op->fd2 >= 0 && fifo_writer_came(op->fd2)) {
-      /* The reader open_k keeps (file.c) while this open waits: a writer
-       * came, maybe wrote, maybe left, while this op waited for a thread.
-       * open(2) would have returned then; an open now would wait for the
-       * next writer. That reader is the open's result. */
-      int fd = op->fd2, fl = fcntl(fd, F_GETFL);
-      if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) return -errno;
+      /* The FIFO reader open_k keeps (file.c; only a FIFO's) while this
+       * open waits: a writer came, maybe wrote, maybe left, while this op
+       * waited for a thread. open(2) would have returned then; an open now
+       * would wait for the next writer. That reader is the open's result. */
+      int fd = op->fd2;
+      if ((r = clear_nonblock(fd)) < 0) return (int)r;
       op->fd2 = -1;
       return fd;
     }

@@ -257,7 +257,7 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
     /* The caller is canceled: cancel the root, wait for the scope to end,
      * then raise Canceled. */
     fio_loop *loop = fio_loop_get(L);
-    fio_fiber *owner = w->pseudo ? w->owner : w;
+    fio_fiber *owner = fio_owner(w);
     if (owner) {
       owner->cancel_req = 0;
       owner->cancel_done = 1;

@@ -278,6 +278,11 @@ int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k);
 void fio_wait_again(lua_State *L, fio_fiber *w);
 /* Whether a cancel is pending on w (its owner, for a pseudo), unshielded. */
 int fio_cancel_pending(const fio_fiber *w);
+/* The fiber whose cancel w takes: w itself, or a pseudo's owner (NULL: the
+ * main chunk). */
+static inline fio_fiber *fio_owner(fio_fiber *w) {
+  return w->pseudo ? w->owner : w;
+}
 /* In a continuation, wait for op again (the next step of the same call):
  * fio_wait_again, except that a pending cancel frees op first (its dtor and
  * owns_fds clean up); then ++*count (a file's ops in flight; NULL: none)
@@ -358,9 +363,9 @@ int fio_close_after_ops(fio_loop *loop, int fd);
 /* Cancel every op in flight on fd (a blocked read ends), leaving the fd
  * open: the standard files. */
 void fio_cancel_fd_ops(fio_loop *loop, int fd);
-/* Called by a backend, on the loop's thread, when op has ended with res. */
 /* Take op off the loop's in-flight list, if it is on it (loop thread). */
 void fio_op_unlink(fio_loop *loop, fio_op *op);
+/* Called by a backend, on the loop's thread, when op has ended with res. */
 void fio_op_complete(fio_loop *loop, fio_op *op, int res);
 /* From any thread: op has ended with res; the loop is woken and completes it
  * on its own thread (in fio_loop_drain). The poster must not touch op after

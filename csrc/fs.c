@@ -246,7 +246,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx);
 static int wf_canceled(lua_State *L, fio_fiber *w, fio_op *op) {
   if (op->stage == CF_COPY && lua_isstring(L, 3)) unlink(lua_tostring(L, 3));
   fio_op_free(op);
-  return fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
+  return fio_raise_canceled(L, w->loop, fio_owner(w));
 }
 
 /* End the call: free op (closing its fds) and return the error result. */
@@ -310,12 +310,13 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     /* Stack 3: the temporary, or nil: dst is written in place. (As the
      * rename below, these path syscalls run here, not as ops.) */
     const char *dst = lua_tostring(L, 2);
-    struct stat db, lb;
-    int have = stat(dst, &db) == 0;
-    if (!have && errno != ENOENT) return wf_fail(L, op, errno, dst); /* ELOOP... */
-    int islink = lstat(dst, &lb) == 0 && S_ISLNK(lb.st_mode);
-    if (!have && islink) /* dangling: as GNU cp, no write through it */
-      return wf_fail(L, op, ENOENT, dst);
+    struct stat db; /* dst's, through a link (stat only then) */
+    int have = lstat(dst, &db) == 0;
+    if (!have && errno != ENOENT) return wf_fail(L, op, errno, dst);
+    int islink = have && S_ISLNK(db.st_mode);
+    if (islink && stat(dst, &db) < 0) /* dangling: as GNU cp, no write
+                                       * through it; or ELOOP... */
+      return wf_fail(L, op, errno, dst);
     if (have && db.st_dev == sb.st_dev && db.st_ino == sb.st_ino) {
       fio_op_free(op); /* dst is src (a link to it): it holds the copy */
       lua_pushboolean(L, 1);

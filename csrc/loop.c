@@ -326,13 +326,13 @@ int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k) {
 }
 
 int fio_cancel_pending(const fio_fiber *w) {
-  const fio_fiber *owner = w->pseudo ? w->owner : w;
+  const fio_fiber *owner = fio_owner((fio_fiber *)w);
   return owner && owner->cancel_req && !owner->shield;
 }
 
 void fio_wait_again(lua_State *L, fio_fiber *w) {
   if (fio_cancel_pending(w))
-    fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
+    fio_raise_canceled(L, w->loop, fio_owner(w));
   w->wake = FIO_WAKE_NONE;
   w->wait = FIO_W_NONE;
 }
@@ -342,7 +342,7 @@ int fio_op_again(lua_State *L, fio_fiber *w, fio_op *op, lua_KFunction k,
   if (fio_cancel_pending(w)) {
     w->op = NULL;
     fio_op_free(op); /* (its dtor and owns_fds clean up) */
-    return fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
+    return fio_raise_canceled(L, w->loop, fio_owner(w));
   }
   w->wake = FIO_WAKE_NONE;
   w->wait = FIO_W_NONE;
@@ -354,7 +354,7 @@ void fio_wait_end(lua_State *L, fio_fiber *w) {
   w->wait = FIO_W_NONE;
   switch (w->wake) {
   case FIO_WAKE_CANCEL:
-    fio_raise_canceled(L, w->loop, w->pseudo ? w->owner : w);
+    fio_raise_canceled(L, w->loop, fio_owner(w));
     break;
   case FIO_WAKE_DEADLOCK:
     luaL_error(L, "fiberio: deadlock: waiting, but no fiber is ready, no "
@@ -437,11 +437,10 @@ int fio_op_result(lua_State *L, fio_fiber *w) {
   int res = op->res;
   if (res != -ECANCELED) return res;
   if (w->wake == FIO_WAKE_TIMER) return -ETIMEDOUT;
-  fio_fiber *owner = w->pseudo ? w->owner : w;
-  if (owner && owner->cancel_req && !owner->shield) {
+  if (fio_cancel_pending(w)) {
     w->op = NULL;
     fio_op_free(op);
-    fio_raise_canceled(L, w->loop, owner);
+    fio_raise_canceled(L, w->loop, fio_owner(w));
   }
   return -EBADF;
 }

@@ -862,10 +862,9 @@ static int l_parallel(lua_State *L) {
   t->fnlen = fb.n;
   sbuf ab = {0};
   if (ser_values_safe(L, 2, nargs, &ab)) {
-    const char *e = ab.err;
-    lua_pushfstring(L, "fio.parallel: arguments: %s", e);
+    const char *e = ab.err; /* (a literal, not in ab.p) */
     free(ab.p);
-    return lua_error(L);
+    return luaL_error(L, "fio.parallel: arguments: %s", e);
   }
   t->args = ab;
   /* a fiber that waits for the task, its argument the box */

@@ -2,10 +2,14 @@
  * every loop of the process: all operations of the `threads` backend that
  * must block, and what io_uring cannot do. Modelled on Zig's Thread.Pool and
  * libuv's threadpool: one run queue under a mutex, threads spawned on
- * demand up to a limit (see pool.c: a few at once, more when those are
- * blocked), idle threads leaving after a while. Pool threads never touch Lua: they run fio_exec (exec.c, the one
- * switch over every FIO_OP_*) and hand the result to the op's loop with
- * fio_loop_post.
+ * demand up to a limit, idle threads leaving after a while. Pool threads
+ * never touch Lua: they run fio_exec (exec.c, the one switch over every
+ * FIO_OP_*) and hand the result to the op's loop with fio_loop_post.
+ *
+ * The bound on threads is max(4, 2 x online CPUs), clamped to 1024, or
+ * FIBERIO_POOL_SIZE; max(1, CPUs - 1) of them start at once (or
+ * FIBERIO_POOL_EAGER), more only when those are blocked (see pool.c). The
+ * variables are read once.
  *
  * Every function here may be called from any thread. */
 #ifndef FIBERIO_POOL_H
@@ -21,8 +25,8 @@
  * it NULL on ops it never gives to the pool. The caller must not touch op
  * otherwise (fio_pool_cancel aside) until the loop completes it. Ops run in
  * FIFO order of submission. Never fails: when no thread can be started and
- * none exists, fio_exec runs on the caller's thread and
- * the result is posted all the same. */
+ * none exists, fio_exec runs on the caller's thread and the result is
+ * posted all the same. */
 void fio_pool_submit(fio_loop *loop, fio_op *op);
 
 /* Ask that op, submitted to the pool for loop, end early. Returns at once.
@@ -50,11 +54,7 @@ void fio_pool_forget(fio_loop *loop);
  * (as a pool thread would: the caller completes it, or submits it again).
  * NULL if there is none, or if every queued op will be taken by a thread
  * being woken for it. The op is the caller's again (op->bpriv NULL);
- * nothing is posted for it. Looks at the newest few queued ops only.
- *
- * The pool's bound on threads is max(4, 2 x online CPUs), clamped to 1024,
- * or FIBERIO_POOL_SIZE; it starts max(1, CPUs - 1) at once, or
- * FIBERIO_POOL_EAGER (all read once). */
+ * nothing is posted for it. Looks at the newest few queued ops only. */
 fio_op *fio_pool_take(fio_loop *loop, int (*want)(const fio_op *));
 
 /* Keep the library this code is in mapped until the process exits, even

@@ -1721,12 +1721,8 @@ describe("fd hygiene", function()
   it("a C host's lua_close releases every fd fiberio opened, with work in flight or queued, state after state", function()
     -- tools/host.c runs each script in a new lua_State and closes it, three
     -- times, printing how many more fds the process has open than before.
-    local host = os.getenv("FIBERIO_HOST")
-    if not host then pending("FIBERIO_HOST is not set: run the suite with tools/runspecs.sh") return end
-    if os.getenv("FIBERIO_SANITIZE") == "tsan" then
-      pending("the C host does not start under TSan's loader here; the plain and ASan runs check this")
-      return
-    end
+    local why = helper.host_missing()
+    if why then pending(why) return end
     os.execute("mkfifo " .. shq(dir .. "/fifo"))
     local scripts = {
       -- files, pipes and readfile, all ended before the state closes
@@ -1761,15 +1757,10 @@ describe("fd hygiene", function()
         fio.sleep(0.05)
       ]],
     }
-    local env = "env FIBERIO_THREADS_POLL=0 FIBERIO_POOL_SIZE=1 LUA_PATH=" .. shq(package.path)
-                .. " LUA_CPATH=" .. shq(package.cpath) .. " FIFO=" .. shq(dir .. "/fifo")
+    local env = { FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_SIZE = 1, FIFO = dir .. "/fifo" }
     for name, body in pairs(scripts) do
-      local file = dir .. "/" .. name .. ".lua"
-      put(file, 'local fio = require "fiberio"\nlocal FIFO = os.getenv("FIFO")\n' .. body)
-      local p = assert(io.popen(env .. " timeout " .. math.floor(helper.bound(30)) .. " "
-                                .. shq(host) .. " " .. shq(file) .. " 3 2>&1"))
-      local out = p:read("a")
-      p:close()
+      local out = helper.host('local fio = require "fiberio"\nlocal FIFO = os.getenv("FIFO")\n' .. body,
+                              "3", env)
       assert.equal("round 1 fds 0\nround 2 fds 0\nround 3 fds 0\n", out, name)
     end
   end)

@@ -230,6 +230,36 @@ function helper.child(code)
   return out, code_
 end
 
+-- Why helper.host cannot run here (for pending()), or nil.
+function helper.host_missing()
+  if not os.getenv("FIBERIO_HOST") then
+    return "FIBERIO_HOST is not set: run the suite with tools/runspecs.sh"
+  end
+  if os.getenv("FIBERIO_SANITIZE") == "tsan" then
+    return "the C host does not start under TSan's loader here; the plain and ASan runs check this"
+  end
+end
+
+-- Run `code` under tools/host.c (build/host: a C program that embeds Lua,
+-- runs the code in a new lua_State and closes it, per round) with args
+-- ("3": three rounds; "1 cpu": one, with the close's CPU and wall time) and
+-- the extra environment env (a table), this process's module paths, and a
+-- generous time bound. Returns the host's output (stdout and stderr).
+function helper.host(code, args, env)
+  local host = assert(os.getenv("FIBERIO_HOST"), "FIBERIO_HOST is not set")
+  local file = os.tmpname()
+  helper.put(file, code)
+  local vars = { "LUA_PATH=" .. shquote(package.path), "LUA_CPATH=" .. shquote(package.cpath) }
+  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. shquote(tostring(v)) end
+  local p = assert(io.popen("env " .. table.concat(vars, " ") .. " timeout "
+                            .. math.floor(helper.bound(30)) .. " " .. shquote(host) .. " "
+                            .. shquote(file) .. " " .. args .. " 2>&1"))
+  local out = p:read("a")
+  p:close()
+  os.remove(file)
+  return out
+end
+
 -- The backend the suite was asked to test, or nil when FIBERIO_BACKEND is
 -- unset.
 -- Whether the running kernel is major.minor or later (for io_uring features

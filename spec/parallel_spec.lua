@@ -1026,16 +1026,9 @@ describe("when the main state closes with parallel tasks still running", functio
     -- the wall time the close took: the task's 0.5 s of cleanup is waited
     -- for, asleep. (A worker that polled its loop without sleeping used a
     -- whole CPU for that time.)
-    local host = os.getenv("FIBERIO_HOST")
-    if not host then pending("FIBERIO_HOST is not set: run the suite with tools/runspecs.sh") return end
-    if os.getenv("FIBERIO_SANITIZE") == "tsan" then
-      pending("the C host does not start under TSan's loader here; the plain and ASan runs check this")
-      return
-    end
-    local dir = tmpdir()
-    local file = dir .. "/script.lua"
-    local f = assert(io.open(file, "w"))
-    f:write([[
+    local why = helper.host_missing()
+    if why then pending(why) return end
+    local out = helper.host([[
       local fio = require "fiberio"
       KEEP = fio.parallel(function()
         local fio = require "fiberio"
@@ -1043,14 +1036,7 @@ describe("when the main state closes with parallel tasks still running", functio
         fio.shield(function() fio.sleep(0.5) end) -- cleanup
       end)
       fio.sleep(0.1)
-    ]])
-    f:close()
-    local p = assert(io.popen("env LUA_PATH=" .. shq(package.path) .. " LUA_CPATH=" .. shq(package.cpath)
-                              .. " timeout " .. math.floor(helper.bound(30)) .. " " .. shq(host) .. " "
-                              .. shq(file) .. " 1 cpu 2>&1"))
-    local out = p:read("a")
-    p:close()
-    rmtree(dir)
+    ]], "1 cpu")
     local cpu, wall = out:match("close cpu ([%d.]+) wall ([%d.]+)")
     assert(cpu, out)
     cpu, wall = tonumber(cpu), tonumber(wall)
