@@ -278,6 +278,14 @@ int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k);
 void fio_wait_again(lua_State *L, fio_fiber *w);
 /* Whether a cancel is pending on w (its owner, for a pseudo), unshielded. */
 int fio_cancel_pending(const fio_fiber *w);
+/* Close a dead or errored coroutine's pending to-be-closed variables
+ * (lua_closethread since Lua 5.4.6, lua_resetthread before). */
+#if LUA_VERSION_NUM == 504 && LUA_VERSION_RELEASE_NUM < 50406
+#define fio_closethread(co, from) lua_resetthread(co)
+#else
+#define fio_closethread(co, from) lua_closethread(co, from)
+#endif
+
 /* The fiber whose cancel w takes: w itself, or a pseudo's owner (NULL: the
  * main chunk). */
 static inline fio_fiber *fio_owner(fio_fiber *w) {

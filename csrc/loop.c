@@ -52,12 +52,6 @@ int fio_close_after_ops(fio_loop *loop, int fd) {
 
 void fio_cancel_fd_ops(fio_loop *loop, int fd) { fd_ops_cancel(loop, fd, 0); }
 
-#if LUA_VERSION_NUM == 504 && LUA_VERSION_RELEASE_NUM < 50406
-#define fio_closethread(co, from) lua_resetthread(co)
-#else
-#define fio_closethread(co, from) lua_closethread(co, from)
-#endif
-
 
 uint64_t fio_now_ns(void) {
   struct timespec ts;

@@ -309,7 +309,7 @@ static void task_post(task *t, int res) {
  * hands a cancel to a task's fiber. No hook is set otherwise: a count hook
  * makes the VM trap on every instruction (half the speed). A task
  * computing inside a coroutine it resumed is reached there: the handler
- * hooks worker->nested too (see NESTED_SRC). */
+ * hooks worker->nested too (see nested_resume). */
 static int sig_cancel; /* SIGRTMIN+5, or +6 if taken; 0: none (no poke) */
 static _Thread_local worker *tls_worker;
 
@@ -384,53 +384,77 @@ static void on_cancel_signal(int sig) {
   }
 }
 
-/* mark(co) -> the previous one: co (a thread, or what mark returned, or
- * nil) is now the coroutine running in the current task. */
-static int nested_mark(lua_State *L) {
+/* coroutine.resume and coroutine.wrap of a worker's state: as Lua's, and
+ * worker->nested is the coroutine they resume while it runs, so that a
+ * cancel reaches a task computing inside it (the handler hooks it too;
+ * resume then returns false, Canceled, and a wrap function raises it).
+ *
+ * Resume co with the n values on top of L (lua_resume raises nothing: its
+ * errors come back). Returns how many results it moved onto L, or -1 with
+ * the error on top. */
+static int resume_marked(lua_State *L, lua_State *co, int n) {
+  if (!lua_checkstack(co, n)) {
+    lua_pushliteral(L, "too many arguments to resume");
+    return -1;
+  }
+  lua_xmove(L, co, n);
+  /* (only this thread writes nested; its signal handler reads it) */
   worker *w = tls_worker;
-  int t = lua_type(L, 1);
-  lua_State *co = t == LUA_TTHREAD          ? lua_tothread(L, 1)
-                  : t == LUA_TLIGHTUSERDATA ? lua_touserdata(L, 1)
-                                            : NULL;
-  lua_State *prev = atomic_exchange_explicit(&w->nested, co, memory_order_relaxed);
-  if (prev) lua_pushlightuserdata(L, prev);
-  else lua_pushnil(L);
-  return 1;
+  lua_State *prev = atomic_load_explicit(&w->nested, memory_order_relaxed);
+  atomic_store_explicit(&w->nested, co, memory_order_relaxed);
+  int nres, st = lua_resume(co, L, n, &nres);
+  atomic_store_explicit(&w->nested, prev, memory_order_relaxed);
+  if (st != LUA_OK && st != LUA_YIELD) {
+    lua_xmove(co, L, 1); /* the error */
+    return -1;
+  }
+  if (!lua_checkstack(L, nres + 1)) {
+    lua_pop(co, nres);
+    lua_pushliteral(L, "too many results to resume");
+    return -1;
+  }
+  lua_xmove(co, L, nres);
+  return nres;
 }
 
-/* coroutine.resume and coroutine.wrap of a worker's state, as Lua's but
- * keeping worker->nested, so that a cancel reaches a task computing inside
- * a coroutine it resumed: the hook is set on that coroutine too, and
- * raises Canceled there (resume returns false, Canceled; wrap raises it). */
-static const char NESTED_SRC[] =
-    "local mark, co = ...\n"
-    "local create, resume, close, status = co.create, co.resume, co.close, co.status\n"
-    "local error, type = error, type\n"
-    "local select, format = select, string.format\n"
-    "local function back(prev, ...) mark(prev) return ... end\n"
-    "local function check(name, want, ...)\n"
-    "  local v = ...\n"
-    "  if type(v) ~= want then\n"
-    "    error(format(\"bad argument #1 to 'coroutine.%s' (%s expected, got %s)\", name, want,\n"
-    "      select('#', ...) == 0 and 'no value' or type(v)), 3)\n"
-    "  end\n"
-    "end\n"
-    "function co.resume(...)\n"
-    "  check('resume', 'thread', ...)\n"
-    "  return back(mark((...)), resume(...))\n"
-    "end\n"
-    "local function unwrap(c, ok, ...)\n"
-    "  if ok then return ... end\n"
-    "  local err = ...\n"
-    "  if status(c) == 'dead' then close(c) end\n"
-    "  if type(err) == 'string' then error(err, 2) end\n"
-    "  error(err, 0)\n"
-    "end\n"
-    "function co.wrap(...)\n"
-    "  check('wrap', 'function', ...)\n"
-    "  local c = create((...))\n"
-    "  return function(...) return unwrap(c, back(mark(c), resume(c, ...))) end\n"
-    "end\n";
+/* coroutine.resume(co, ...) -> true, results | false, error */
+static int nested_resume(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  int r = resume_marked(L, lua_tothread(L, 1), lua_gettop(L) - 1);
+  lua_pushboolean(L, r >= 0);
+  if (r < 0) r = 1;
+  lua_insert(L, -(r + 1));
+  return r + 1;
+}
+
+/* What coroutine.wrap returns: upvalue 1 the coroutine. Its results, or
+ * its error raised here, placed as Lua places it, the coroutine closed. */
+static int nested_wrapped(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  int r = resume_marked(L, co, lua_gettop(L));
+  if (r >= 0) return r;
+  int st = lua_status(co);
+  if (st != LUA_OK && st != LUA_YIELD) { /* it raised: close it */
+    st = fio_closethread(co, L);
+    lua_xmove(co, L, 1); /* (its error, or its closing's) */
+  }
+  if (st != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+/* coroutine.wrap(f) */
+static int nested_wrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, nested_wrapped, 1);
+  return 1;
+}
 
 static pthread_once_t sig_once = PTHREAD_ONCE_INIT;
 static void install_cancel_signal(void) {
@@ -543,10 +567,12 @@ static fio_loop *worker_state(lua_State *L, fio_workers *p) {
   lua_getfield(L, -1, "backend"); /* starts the loop on this thread */
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) return NULL;
   lua_pop(L, 1);
-  if (luaL_loadstring(L, NESTED_SRC) != LUA_OK) return NULL;
-  lua_pushcfunction(L, nested_mark);
   lua_getglobal(L, "coroutine");
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK) return NULL;
+  lua_pushcfunction(L, nested_resume);
+  lua_setfield(L, -2, "resume");
+  lua_pushcfunction(L, nested_wrap);
+  lua_setfield(L, -2, "wrap");
+  lua_pop(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, "fiberio.loopptr");
   fio_loop *loop = lua_touserdata(L, -1);
   lua_pop(L, 1);

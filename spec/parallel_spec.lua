@@ -876,7 +876,11 @@ describe("canceling a parallel task", function()
       log[#log + 1] = table.concat({ tostring(coroutine.resume(co, 7)), tostring(select(2, coroutine.resume(co, 7))) }, ",")
       log[#log + 1] = table.concat({ tostring(coroutine.resume(co)) }, ",")
       log[#log + 1] = tostring(select(2, coroutine.resume(co)))
-      log[#log + 1] = tostring(select(2, pcall(coroutine.resume, 42)) ~= nil)
+      log[#log + 1] = select(2, pcall(coroutine.resume, 42))
+      log[#log + 1] = select(2, pcall(function() coroutine.resume(nil) end))
+      log[#log + 1] = select(2, pcall(function() return coroutine.wrap(5) end))
+      local wrapped = coroutine.wrap(function() error("inner") end)
+      log[#log + 1] = select(2, pcall(function() return wrapped() end))
       return table.concat(log, " | ")
     end
     local here = body()
@@ -1162,16 +1166,23 @@ describe("workers' rings and wake-ups", function()
   end)
 
   it("an idle worker is woken for a new task; on io_uring by a MSG_RING, and the result comes back the same way", function()
-    fio.parallel(function() end):await() -- a worker up, then idle
-    fio.sleep(0.05)                          -- every worker waits in its loop now
-    local before = fio._info().msg_ring_wakes
-    local woken = fio.parallel(function()
-      local fio = require "fiberio"
-      -- (a result posted while the caller is still awake needs no wake:
-      -- this one comes when the caller sleeps in its await)
-      fio.sleep(0.05)
-      return fio._info().msg_ring_wakes
-    end):await()
+    -- A result posted while the caller is still awake needs no wake: the
+    -- task returns when the caller should sleep in its await, and a try in
+    -- which the caller was awake all the same (a loaded machine) is tried
+    -- again, up to five times.
+    local woken, caller_woken
+    for _ = 1, 5 do
+      fio.parallel(function() end):await() -- a worker up, then idle
+      fio.sleep(0.05)                      -- every worker waits in its loop now
+      local before = fio._info().msg_ring_wakes
+      woken = fio.parallel(function()
+        local fio = require "fiberio"
+        fio.sleep(0.05)
+        return fio._info().msg_ring_wakes
+      end):await()
+      caller_woken = before and fio._info().msg_ring_wakes > before
+      if caller_woken or not before then break end
+    end
     if fio.backend() == "io_uring" then
       local new, release = helper.kernel_at_least(6, 13)
       if not new then
@@ -1179,7 +1190,7 @@ describe("workers' rings and wake-ups", function()
         return
       end
       assert.is_true(woken >= 1, "the worker's ring got no MSG_RING")
-      assert.is_true(fio._info().msg_ring_wakes > before, "the caller's ring got no MSG_RING")
+      assert.is_true(caller_woken, "the caller's ring got no MSG_RING")
     else
       assert.is_nil(woken)
     end
