@@ -147,7 +147,7 @@ static int join_k(lua_State *L, int status, lua_KContext ctx) {
 static int l_join(lua_State *L) {
   fio_loop *loop = fio_loop_get(L);
   fio_fiber *t = fio_checkfuture(L, 1);
-  lua_Number s = luaL_optnumber(L, 2, -1);
+  lua_Number s = fio_opttimeout(L, 2);
   if (t->state == FIO_DONE) {
     lua_pushboolean(L, 1);
     return 1;

@@ -317,6 +317,10 @@ void fio_wake(fio_fiber *w, int reason);
 void fio_timer_arm(fio_loop *loop, fio_fiber *w, uint64_t deadline);
 /* Arm w's timer s seconds (>= 0) from now. */
 void fio_timer_arm_in(fio_loop *loop, fio_fiber *w, lua_Number s);
+/* The optional timeout argument at idx, in seconds: -1 when absent (nil or
+ * none: no deadline), 0 for a negative one (already due: the wait polls
+ * once), math.huge for no deadline; raises for NaN or a non-number. */
+lua_Number fio_opttimeout(lua_State *L, int idx);
 /* Drop one reference to a fio.run scope (freed with the last). */
 void fio_run_release(lua_State *L, fio_run *run);
 /* Append w's link l to list (FIFO); w->links/nlinks must include l so a wake

@@ -154,6 +154,13 @@ void fio_timer_arm_in(fio_loop *loop, fio_fiber *w, lua_Number s) {
   fio_timer_arm(loop, w, fio_now_ns() + ns);
 }
 
+lua_Number fio_opttimeout(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return -1;
+  lua_Number s = luaL_checknumber(L, idx);
+  luaL_argcheck(L, s == s, idx, "timeout is NaN");
+  return s < 0 ? 0 : s;
+}
+
 /* Pop the earliest timer if it is due at now: its waiter, or NULL. */
 static fio_fiber *timer_pop_due(fio_loop *loop, uint64_t now) {
   if (!loop->heap_len || loop->heap[0].deadline > now) return NULL;

@@ -72,7 +72,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 static int q_wait(lua_State *L) {
   fio_loop *loop = fio_loop_get(L);
   waitq *q = checkq(L);
-  lua_Number t = luaL_optnumber(L, 3, -1);
+  lua_Number t = fio_opttimeout(L, 3);
   lua_settop(L, 2);
   fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
   w->links = &w->self_link;
@@ -173,7 +173,7 @@ static int sig_wait(lua_State *L) {
   fio_loop *loop = fio_loop_get(L);
   fsig *s = luaL_checkudata(L, 1, FIO_SIGNAL);
   if (s->fd < 0) return luaL_error(L, "attempt to use a closed signal");
-  lua_Number t = luaL_optnumber(L, 2, -1);
+  lua_Number t = fio_opttimeout(L, 2);
   lua_settop(L, 1);
   fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
   fio_op *op = fio_op_new(sizeof(struct signalfd_siginfo));
