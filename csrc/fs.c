@@ -238,6 +238,9 @@ static int l_mkdtemp(lua_State *L) {
  * if the call is gone while an op is in flight. Stack: 1 path (src), 2 data
  * or dst. */
 enum { WF_OPEN, WF_WRITE, CF_OPEN1, CF_OPEN2, CF_COPY };
+/* writefile's op->flags once open: writes go at the current position (the
+ * fd cannot seek: pwrite said ESPIPE). */
+enum { WF_AT_CUR = 1 };
 
 static int wf_k(lua_State *L, int status, lua_KContext ctx);
 
@@ -285,9 +288,14 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     op->fd = res;
     op->fd_owned = 0;
     op->got = 0;
+    op->flags = 0; /* explicit offsets (WF_AT) until a write says ESPIPE */
     op->stage = WF_WRITE;
     break;
   case WF_WRITE:
+    if (res == -ESPIPE && !(op->flags & WF_AT_CUR)) {
+      op->flags |= WF_AT_CUR; /* a pipe, socket or terminal: no offsets */
+      break;
+    }
     if (res <= 0) return wf_fail(L, op, res < 0 ? -res : EIO, lua_tostring(L, 1));
     op->got += (size_t)res;
     if (op->got >= op->want) {
@@ -385,7 +393,11 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     op->buf = (char *)data + op->got; /* the string lives on this stack */
     op->want = len;
     op->len = len - op->got > FIO_MAXIO ? FIO_MAXIO : len - op->got;
-    op->off = (uint64_t)-1;
+    /* The file is new or truncated, so byte got goes at offset got: a
+     * short write at the current position could leave it wrong (on the
+     * ring, a short write to a full tmpfs left f_pos at 0 on 6.18, and the
+     * next write went over offset 0 instead of failing with ENOSPC). */
+    op->off = op->flags & WF_AT_CUR ? (uint64_t)-1 : (uint64_t)op->got;
     break;
   }
   case CF_OPEN2: {
