@@ -276,6 +276,17 @@ static int wf_close(int *fd) {
   return r < 0 && errno != EINTR ? errno : 0;
 }
 
+/* Push a new name for copyfile's temporary: .fio-PID-N.tmp in dst's
+ * directory, short whatever dst's name (which may be NAME_MAX long). */
+static void push_tmpname(lua_State *L, const char *dst) {
+  static atomic_uint counter;
+  const char *slash = strrchr(dst, '/');
+  lua_pushlstring(L, dst, slash ? (size_t)(slash - dst) + 1 : 0);
+  lua_pushfstring(L, ".fio-%d-%d.tmp", (int)getpid(),
+                  (int)atomic_fetch_add(&counter, 1));
+  lua_concat(L, 2);
+}
+
 static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   fio_fiber *w = (fio_fiber *)ctx;
   fio_op *op = w->op;
@@ -345,12 +356,16 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
      * once whole: a failed or canceled copy leaves dst as it was. (A dst
      * with other hard links becomes a new file, as with rsync: the other
      * names keep the old content.) */
-    static atomic_uint counter;
-    lua_pushfstring(L, "%s.fio-%d-%d.tmp", dst, (int)getpid(),
-                    (int)atomic_fetch_add(&counter, 1));
+    op->got = 0; /* names tried */
+    push_tmpname(L, dst);
     break;
   }
   case CF_OPEN2:
+    if (res == -EEXIST && lua_isstring(L, 3) && ++op->got < 100) {
+      lua_pop(L, 1); /* a name taken (left by a killed copy?): the next */
+      push_tmpname(L, lua_tostring(L, 2));
+      break;
+    }
     if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 2));
     /* (the temporary's name failing is dst's failure: same directory) */
     op->fd2 = res;

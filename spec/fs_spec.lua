@@ -1267,6 +1267,37 @@ describe("fio.copyfile", function()
     assert.equal(1, fio.stat(dir .. "/other").nlink)
   end)
 
+  it("copies to names of 240 and 255 bytes (NAME_MAX), new and replaced, and leaves no temporary", function()
+    put(dir .. "/src", "long name")
+    for _, n in ipairs { 240, 255 } do
+      local dst = dir .. "/" .. ("n"):rep(n)
+      assert.same(pack(true), pack(fio.copyfile(dir .. "/src", dst)), n)
+      assert.equal("long name", get(dst))
+      put(dst, "old")
+      assert.same(pack(true), pack(fio.copyfile(dir .. "/src", dst)), n)
+      assert.equal("long name", get(dst))
+    end
+    assert.equal(3, #fio.readdir(dir))
+  end)
+
+  it("a temporary name left by another copy is stepped over, not reused", function()
+    -- (the temporary is made with O_EXCL: a name taken is tried again)
+    put(dir .. "/src", "new")
+    put(dir .. "/dst", "old")
+    local out = child(([[
+      local fio = require "fiberio"
+      local pid = io.open("/proc/self/stat"):read("l"):match("^%%d+")
+      for i = 0, 9 do
+        local f = io.open(%q .. "/.fio-" .. pid .. "-" .. i .. ".tmp", "w")
+        f:write("stale") f:close()
+      end
+      print(fio.copyfile(%q, %q))
+    ]]):format(dir, dir .. "/src", dir .. "/dst"))
+    assert.equal("true\n", out)
+    assert.equal("new", get(dir .. "/dst"))
+    assert.equal(12, #fio.readdir(dir))
+  end)
+
   it("raises on bad arguments", function()
     assert.is_false(pcall(fio.copyfile, dir .. "/a"))
     assert.is_false(pcall(fio.copyfile, nil, dir .. "/a"))
