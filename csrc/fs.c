@@ -326,8 +326,10 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     if (S_ISDIR(sb.st_mode)) return wf_fail(L, op, EISDIR, lua_tostring(L, 1));
     op->mode = sb.st_mode & 07777;
     op->stage = CF_OPEN2;
-    /* Stack 3: the temporary, or nil: dst is written in place. (As the
-     * rename below, these path syscalls run here, not as ops.) */
+    /* Stack 3: the temporary, or nil: dst is written in place; 4: dst is
+     * a file that may be written in place if the temporary cannot be made
+     * or renamed over it. (As the rename below, these path syscalls run
+     * here, not as ops.) */
     const char *dst = lua_tostring(L, 2);
     struct stat db; /* dst's, through a link (stat only then) */
     int have = lstat(dst, &db) == 0;
@@ -358,12 +360,21 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
      * names keep the old content.) */
     op->got = 0; /* names tried */
     push_tmpname(L, dst);
+    lua_pushboolean(L, have);
     break;
   }
   case CF_OPEN2:
     if (res == -EEXIST && lua_isstring(L, 3) && ++op->got < 100) {
-      lua_pop(L, 1); /* a name taken (left by a killed copy?): the next */
-      push_tmpname(L, lua_tostring(L, 2));
+      push_tmpname(L, lua_tostring(L, 2)); /* a name taken (left by a */
+      lua_replace(L, 3);                   /* killed copy?): the next */
+      break;
+    }
+    if ((res == -EACCES || res == -EPERM) && lua_isstring(L, 3) &&
+        lua_toboolean(L, 4)) {
+      /* dst's directory refuses a new file, but dst itself may be
+       * writable: write it in place, as cp does */
+      lua_pushnil(L);
+      lua_replace(L, 3);
       break;
     }
     if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 2));
@@ -379,8 +390,21 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
       return wf_fail(L, op, -res, lua_tostring(L, 2));
     }
     int err = wf_close(&op->fd2);
+    if (!err && tmp && rename(tmp, lua_tostring(L, 2)) < 0) {
+      err = errno;
+      unlink(tmp);
+      tmp = NULL;
+      if ((err == EPERM || err == EACCES) && lua_toboolean(L, 4) &&
+          lseek(op->fd, 0, SEEK_SET) == 0) {
+        /* The directory refuses the rename (sticky, dst another user's):
+         * copy again into dst in place, as cp does. */
+        lua_pushnil(L);
+        lua_replace(L, 3);
+        op->stage = CF_OPEN2;
+        break;
+      }
+    }
     fio_op_free(op);
-    if (!err && tmp && rename(tmp, lua_tostring(L, 2)) < 0) err = errno;
     if (err) {
       if (tmp) unlink(tmp);
       return fio_errresult(L, lua_tostring(L, 2), err);
@@ -510,7 +534,9 @@ static int l_writefile(lua_State *L) {
 /* fio.copyfile(src, dst) -> true: the kernel copies (copy_file_range, or
  * sendfile across filesystems); dst gets src's permission bits (less the
  * umask). A failed or canceled copy leaves dst as it was; but a device,
- * FIFO or socket at dst, or a symbolic link, is written in place. */
+ * FIFO or socket at dst, or a symbolic link, is written in place, and so is
+ * an existing file whose directory refuses the temporary or its rename
+ * (EACCES, EPERM), keeping its own mode, as cp does. */
 static int l_copyfile(lua_State *L) {
   const char *src = luaL_checkstring(L, 1);
   luaL_checkstring(L, 2);

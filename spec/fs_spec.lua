@@ -1298,6 +1298,66 @@ describe("fio.copyfile", function()
     assert.equal(12, #fio.readdir(dir))
   end)
 
+  -- Run code in a child lua5.4 as the user nobody: its output and exit
+  -- code, or nil and why it cannot run here (for pending). dir is opened
+  -- to others so that nobody reaches the files the spec made in it.
+  local function as_nobody(code)
+    if lines_of("id -u")[1] ~= "0" then return nil, "not root: cannot run a child as another user" end
+    if not os.execute("setpriv --reuid=65534 --regid=65534 --clear-groups true 2>/dev/null") then
+      return nil, "setpriv cannot switch to the user nobody here"
+    end
+    local file = dir .. "/child.lua"
+    put(file, code)
+    sh("chmod 755 " .. shq(dir) .. " && chmod 644 " .. shq(file))
+    local p = assert(io.popen("setpriv --reuid=65534 --regid=65534 --clear-groups env "
+      .. helper.lua_env() .. "timeout -s KILL " .. helper.bound(30) .. " lua5.4 " .. shq(file) .. " 2>&1"))
+    local out = p:read("a")
+    local _, _, rc = p:close()
+    os.remove(file)
+    return out, rc
+  end
+
+  it("onto a writable file in a directory it cannot write, copies in place (as cp does); a new dst there is refused", function()
+    local ro = dir .. "/ro"
+    sh("mkdir " .. shq(ro) .. " && chmod 755 " .. shq(ro))
+    put(dir .. "/src", "new content")
+    put(ro .. "/dst", ("the old content, longer"):rep(10))
+    sh("chmod 644 " .. shq(dir .. "/src") .. " && chmod 666 " .. shq(ro .. "/dst"))
+    put(ro .. "/theirs", "not writable")
+    local ino = fio.stat(ro .. "/dst").ino
+    local out, why = as_nobody(([[
+      local fio = require "fiberio"
+      print(fio.copyfile(%q, %q))
+      print(fio.copyfile(%q, %q))
+      print(fio.copyfile(%q, %q))
+    ]]):format(dir .. "/src", ro .. "/dst", dir .. "/src", ro .. "/new", dir .. "/src", ro .. "/theirs"))
+    if not out then pending(why) return end
+    assert.equal(("true\nnil\t%s/new: Permission denied\t13\nnil\t%s/theirs: Permission denied\t13\n"):format(ro, ro), out)
+    assert.equal("not writable", get(ro .. "/theirs"))
+    assert.equal("new content", get(ro .. "/dst"))
+    local st = fio.stat(ro .. "/dst")
+    assert.equal(ino, st.ino) -- the same file, written in place
+    assert.equal(octal("666"), st.perm) -- which keeps its own mode, as with cp
+    assert.same({ "dst", "theirs" }, lines_of("ls -A " .. shq(ro))) -- no temporary
+  end)
+
+  it("onto another user's writable file in a sticky directory (rename refused), copies in place", function()
+    local sticky = dir .. "/sticky"
+    sh("mkdir " .. shq(sticky) .. " && chmod 1777 " .. shq(sticky))
+    put(dir .. "/src", "new content")
+    put(sticky .. "/dst", ("the old content, longer"):rep(10))
+    sh("chmod 644 " .. shq(dir .. "/src") .. " && chmod 666 " .. shq(sticky .. "/dst"))
+    local out, why = as_nobody(([[
+      local fio = require "fiberio"
+      print(fio.copyfile(%q, %q))
+    ]]):format(dir .. "/src", sticky .. "/dst"))
+    if not out then pending(why) return end
+    assert.equal("true\n", out)
+    assert.equal("new content", get(sticky .. "/dst"))
+    assert.equal(0, fio.stat(sticky .. "/dst").uid)
+    assert.same({ "dst" }, lines_of("ls -A " .. shq(sticky))) -- no temporary
+  end)
+
   it("raises on bad arguments", function()
     assert.is_false(pcall(fio.copyfile, dir .. "/a"))
     assert.is_false(pcall(fio.copyfile, nil, dir .. "/a"))
