@@ -1154,10 +1154,9 @@ static int start_open(lua_State *L, const char *path, int flags,
 static int l_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   const char *mode = luaL_optstring(L, 2, "r");
-  lua_Integer perm = luaL_optinteger(L, 3, 0666);
   int flags = 0;
   luaL_argcheck(L, parse_mode(mode, &flags), 2, "invalid mode");
-  luaL_argcheck(L, perm >= 0 && perm <= 07777, 3, "invalid permissions");
+  lua_Integer perm = fio_optperm(L, 3, 0666);
   lua_settop(L, 1);
   return start_open(L, path, flags, perm);
 }

@@ -72,6 +72,30 @@ void fio_push_statx(lua_State *L, const struct statx *st) {
   setnum(L, "ctime", (lua_Number)st->stx_ctime.tv_sec + st->stx_ctime.tv_nsec / 1e9);
 }
 
+unsigned fio_checkperm(lua_State *L, int arg) {
+  lua_Integer m = 0;
+  int isint = 0;
+  if (lua_type(L, arg) == LUA_TSTRING) {
+    /* (not lua_tointeger: Lua reads "0755" as decimal 755) */
+    const char *s = lua_tostring(L, arg);
+    isint = *s != 0;
+    for (; *s >= '0' && *s <= '7' && m <= 07777; s++) m = m * 8 + (*s - '0');
+    if (*s && m <= 07777) isint = 0; /* (a stop at m > 07777: range) */
+  } else if (lua_type(L, arg) == LUA_TNUMBER) {
+    m = lua_tointegerx(L, arg, &isint);
+  }
+  if (!isint)
+    return (unsigned)luaL_argerror(L, arg, "permission must be an integer or "
+                                   "an octal string such as \"0644\"");
+  if (m < 0 || m > 07777)
+    return (unsigned)luaL_argerror(L, arg, "permission out of range (0 to 07777)");
+  return (unsigned)m;
+}
+
+unsigned fio_optperm(lua_State *L, int arg, unsigned def) {
+  return lua_isnoneornil(L, arg) ? def : fio_checkperm(L, arg);
+}
+
 /* --- one-op path calls ---------------------------------------------------------- */
 
 /* Stack: the call's arguments; upvalue 2: the op code. The op's memory:
@@ -146,7 +170,7 @@ static int path_call(lua_State *L, int code, const char *path,
   op->flags = (int)lua_tointeger(L, lua_upvalueindex(3));
   op->mode = (uint32_t)lua_tointeger(L, lua_upvalueindex(4));
   if (code == FIO_OP_MKDIRAT || code == FIO_OP_CHMOD) {
-    if (!lua_isnoneornil(L, 2)) op->mode = (uint32_t)lua_tointeger(L, 2);
+    if (!lua_isnoneornil(L, 2)) op->mode = (uint32_t)fio_checkperm(L, 2);
   } else if (code == FIO_OP_ACCESS) {
     op->mode = (uint32_t)lua_tointeger(L, 2);
   } else if (code == FIO_OP_TRUNCATE) {
@@ -163,14 +187,11 @@ static int l_path1(lua_State *L) {
   switch (code) {
   case FIO_OP_STATX: area = sizeof(struct statx); break;
   case FIO_OP_READLINK: area = PATH_MAX + 1; break;
-  case FIO_OP_MKDIRAT:
+  case FIO_OP_MKDIRAT: /* (path_call reads it: checked here, before */
+    fio_optperm(L, 2, 0); /* anything is allocated) */
+    break;
   case FIO_OP_CHMOD:
-    if (!lua_isnoneornil(L, 2)) {
-      lua_Integer m = luaL_checkinteger(L, 2);
-      luaL_argcheck(L, m >= 0 && m <= 07777, 2, "invalid mode");
-    } else if (code == FIO_OP_CHMOD) {
-      luaL_checkinteger(L, 2);
-    }
+    fio_checkperm(L, 2);
     break;
   case FIO_OP_ACCESS: {
     /* a string of r, w, x ("" or nil: exists) */
@@ -525,10 +546,8 @@ static int l_readfile(lua_State *L) {
 static int l_writefile(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   luaL_checkstring(L, 2);
-  lua_Integer perm = luaL_optinteger(L, 3, 0666);
-  luaL_argcheck(L, perm >= 0 && perm <= 07777, 3, "invalid permissions");
-  return wf_start(L, WF_OPEN, path, O_WRONLY | O_CREAT | O_TRUNC,
-                  (unsigned)perm);
+  unsigned perm = fio_optperm(L, 3, 0666);
+  return wf_start(L, WF_OPEN, path, O_WRONLY | O_CREAT | O_TRUNC, perm);
 }
 
 /* fio.copyfile(src, dst) -> true: the kernel copies (copy_file_range, or

@@ -681,6 +681,81 @@ describe("fio.access and fio.chmod", function()
   end)
 end)
 
+describe("permission arguments (open, writefile, mkdir, mkdirp, chmod)", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  -- Each call that takes a perm, making or changing dir .. "/" .. name;
+  -- whether the umask applies.
+  local calls = {
+    { "open", function(p, perm) return assert(fio.open(p, "w", perm)):close() end, true },
+    { "writefile", function(p, perm) return fio.writefile(p, "x", perm) end, true },
+    { "mkdir", function(p, perm) return fio.mkdir(p, perm) end, true },
+    { "mkdirp", function(p, perm) return fio.mkdirp(p, perm) end, true },
+    { "chmod", function(p, perm) put(p, "") return fio.chmod(p, perm) end, false },
+  }
+
+  it("an octal string (\"0755\", \"755\", \"0640\") is read as octal by every call, as an integer is", function()
+    local mask = umask()
+    for _, c in ipairs(calls) do
+      for i, perm in ipairs { "0755", "755", "0640", "00600", octal("750"), 0x1ed } do
+        local p = dir .. "/" .. c[1] .. i
+        assert.is_truthy(c[2](p, perm), c[1])
+        local want = type(perm) == "string" and octal(perm) or perm
+        if c[3] then want = want & ~mask end
+        assert.equal(want, fio.stat(p).perm, c[1] .. " " .. perm)
+        assert.equal(want, perm_of(p), c[1] .. " " .. perm)
+      end
+    end
+    put(dir .. "/s", "")
+    for _, m in ipairs { "4755", "2750", "1777", "7777", "0" } do
+      assert.is_true(fio.chmod(dir .. "/s", m))
+      assert.equal(octal(m), perm_of(dir .. "/s"), m)
+    end
+  end)
+
+  -- The error fn(...) raises when called from a line of this file, and that
+  -- line.
+  local function raised(fn, ...)
+    local args, line = pack(...), nil
+    local ok, err = pcall(function()
+      line = debug.getinfo(1, "l").currentline fn(table.unpack(args, 1, args.n))
+    end)
+    assert.is_false(ok, "did not raise")
+    return tostring(err), line
+  end
+
+  it("anything else raises a bad-argument error at the caller's line and makes nothing", function()
+    local bad = { "0855", "rwxr-xr-x", "", "0x1ed", " 755", "755 ", "010000", "12345",
+                  -1, octal("10000"), 493.5, true, {} }
+    local cases = { -- name, the perm's position, the call, its argument before perm
+      { "open", 3, fio.open, "w" },
+      { "writefile", 3, fio.writefile, "x" },
+      { "mkdir", 2, fio.mkdir },
+      { "chmod", 2, fio.chmod },
+    }
+    put(dir .. "/keep", "")
+    sh("chmod 600 " .. shq(dir .. "/keep"))
+    for _, c in ipairs(cases) do
+      for _, perm in ipairs(bad) do
+        local p = c[1] == "chmod" and dir .. "/keep" or dir .. "/new"
+        local err, line
+        if c[4] then err, line = raised(c[3], p, c[4], perm) else err, line = raised(c[3], p, perm) end
+        local where = "fs_spec.lua:" .. line .. ": bad argument #" .. c[2] .. " to '"
+        assert.is_truthy(err:find(where, 1, true), c[1] .. " " .. tostring(perm) .. ": " .. err)
+        assert.is_truthy(err:find("permission", 1, true), err)
+        assert.is_false(exists(dir .. "/new"), c[1] .. " " .. tostring(perm))
+      end
+    end
+    assert.equal(octal("600"), perm_of(dir .. "/keep"))
+    local err = raised(fio.open, dir .. "/new", "w", "0855")
+    assert.is_truthy(err:find('octal string such as "0644"', 1, true), err)
+    err = raised(fio.chmod, dir .. "/keep", octal("10000"))
+    assert.is_truthy(err:find("07777", 1, true), err)
+  end)
+end)
+
 describe("fio.truncate and fio.realpath", function()
   local dir
   before_each(function() dir = mktempdir() end)
