@@ -170,7 +170,7 @@ static int path_call(lua_State *L, int code, const char *path,
   op->flags = (int)lua_tointeger(L, lua_upvalueindex(3));
   op->mode = (uint32_t)lua_tointeger(L, lua_upvalueindex(4));
   if (code == FIO_OP_MKDIRAT || code == FIO_OP_CHMOD) {
-    if (!lua_isnoneornil(L, 2)) op->mode = (uint32_t)fio_checkperm(L, 2);
+    if (!lua_isnoneornil(L, 2)) op->mode = (uint32_t)lua_tointeger(L, 2);
   } else if (code == FIO_OP_ACCESS) {
     op->mode = (uint32_t)lua_tointeger(L, 2);
   } else if (code == FIO_OP_TRUNCATE) {
@@ -187,11 +187,12 @@ static int l_path1(lua_State *L) {
   switch (code) {
   case FIO_OP_STATX: area = sizeof(struct statx); break;
   case FIO_OP_READLINK: area = PATH_MAX + 1; break;
-  case FIO_OP_MKDIRAT: /* (path_call reads it: checked here, before */
-    fio_optperm(L, 2, 0); /* anything is allocated) */
-    break;
+  case FIO_OP_MKDIRAT:
   case FIO_OP_CHMOD:
-    fio_checkperm(L, 2);
+    if (code == FIO_OP_CHMOD || !lua_isnoneornil(L, 2)) {
+      lua_pushinteger(L, fio_checkperm(L, 2)); /* ("0755": octal) */
+      lua_replace(L, 2);
+    }
     break;
   case FIO_OP_ACCESS: {
     /* a string of r, w, x ("" or nil: exists) */
@@ -320,7 +321,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     op->fd = res;
     op->fd_owned = 0;
     op->got = 0;
-    op->flags = 0; /* explicit offsets (WF_AT) until a write says ESPIPE */
+    op->flags = 0; /* explicit offsets until a write says ESPIPE */
     op->stage = WF_WRITE;
     break;
   case WF_WRITE:
