@@ -44,10 +44,12 @@ enum { BUF_FULL, BUF_LINE, BUF_NO };
 typedef struct fio_file {
   int fd;             /* -1: closed */
   uint8_t isstd;      /* fio.stdin/stdout/stderr: close refuses */
+  uint8_t cstdout;    /* fio.stdout: writes go through C's stdout */
   uint8_t mode;       /* BUF_* */
   int8_t seekable;    /* -1: not known yet */
+  uint8_t append;     /* O_APPEND (known with seekable) */
   int8_t disk;        /* a regular file or block device; -1: not known */
-  uint8_t eof;        /* the last fill read nothing */
+  uint8_t eof;        /* the last fill of this read call read nothing */
   uint8_t canread, canwrite; /* from the open mode, as stdio's */
   int busy;           /* an op of this handle's buffered I/O is in flight */
   int inflight;       /* ops in flight on fd (pread, pwrite, sync, ...) */
@@ -127,7 +129,11 @@ static fio_file *tofile(lua_State *L, int idx) {
 }
 
 static int seekable(fio_file *f) {
-  if (f->seekable < 0) f->seekable = lseek(f->fd, 0, SEEK_CUR) >= 0;
+  if (f->seekable < 0) {
+    f->seekable = lseek(f->fd, 0, SEEK_CUR) >= 0;
+    int fl = fcntl(f->fd, F_GETFL);
+    f->append = fl >= 0 && (fl & O_APPEND);
+  }
   return f->seekable;
 }
 
@@ -230,30 +236,43 @@ static int wait_idle(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
   return fio_block(loop, L, w, k);
 }
 
-/* Submit op on f's buffers (busy until it completes). */
-static int buf_op(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
-                  fio_fiber *pseudo, fio_op *op, char *base, lua_KFunction k) {
+static fio_op *mkop(lua_State *L, fio_file *f, int code, int fd, char *buf,
+                    size_t len);
+
+/* Submit a read or write of len bytes at buf on f's buffers (base: the
+ * buffer it borrows, or NULL), busy until it completes. The wait begins
+ * before the op is made: a pending cancel raises with nothing to free. */
+static int buf_io(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
+                  fio_fiber *pseudo, int code, char *buf, size_t len,
+                  char *base, lua_KFunction k) {
   w = suspend_begin(L, loop, w, pseudo);
+  fio_op *op = mkop(L, f, code, f->fd, buf, len);
   f->busy = 1;
   f->bufop = op;
   f->bufop_base = base;
   return fio_op_wait(loop, L, w, op, k);
 }
 
-/* In a continuation after buf_op: the op's result (raising Canceled after
+/* In a continuation after buf_io: the op's result (raising Canceled after
  * releasing the handle). The op is freed; the handle is idle again. */
 static int buf_done(lua_State *L, fio_file *f, fio_fiber *w) {
   fio_op *op = w->op;
   f->busy = 0;
   f->bufop = NULL;
   fio_list_wake_all(&f->idle, FIO_WAKE_DONE);
+  if (op->off != (uint64_t)-1 && op->res > 0 && f->fd >= 0)
+    lseek(f->fd, (off_t)(op->off + (uint64_t)op->res), SEEK_SET);
   int res = fio_op_result(L, w); /* may raise Canceled (frees op) */
   w->op = NULL;
   fio_op_free(op);
   return res;
 }
 
-/* An op on the buffers, from memory the caller owns. */
+/* An op on the buffers, from memory the caller owns. A write to a file
+ * with positions (not O_APPEND) goes to an explicit offset, the fd's
+ * position, which buf_done then moves past what was written: io_uring
+ * leaves the position where it was after a short write at the current
+ * position (Linux 6.18 on tmpfs), and the next write would go over it. */
 static fio_op *mkop(lua_State *L, fio_file *f, int code, int fd, char *buf,
                     size_t len) {
   fio_op *op = fio_op_new(0);
@@ -263,6 +282,10 @@ static fio_op *mkop(lua_State *L, fio_file *f, int code, int fd, char *buf,
   op->buf = buf;
   op->len = len > FIO_MAXIO ? FIO_MAXIO : len;
   op->may_inline = (uint8_t)disk(f);
+  if (code == FIO_OP_WRITE && seekable(f) && !f->append) {
+    off_t pos = lseek(fd, 0, SEEK_CUR);
+    if (pos >= 0) op->off = (uint64_t)pos;
+  }
   return op;
 }
 
@@ -276,9 +299,8 @@ static int flush_step(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
     f->wpos = f->wlen = 0;
     return 0;
   }
-  fio_op *op = mkop(L, f, FIO_OP_WRITE, f->fd, f->wbuf + f->wpos,
-                    f->wlen - f->wpos);
-  *ret = buf_op(L, loop, f, w, pseudo, op, f->wbuf, k);
+  *ret = buf_io(L, loop, f, w, pseudo, FIO_OP_WRITE, f->wbuf + f->wpos,
+                f->wlen - f->wpos, f->wbuf, k);
   return 1;
 }
 
@@ -328,6 +350,9 @@ static int run_read(lua_State *L, fio_fiber *w, fio_fiber *pseudo);
 static int fill(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
                 fio_fiber *pseudo, size_t need) {
   if (need == 0) need = 1;
+  /* Input from stdin shows the output before it (a prompt), as C flushes
+   * stdout before reading stdin. fio.stdout is C's stdout. */
+  if (f->isstd && f->canread) fflush(stdout);
   if (f->rpos == f->rlen) f->rpos = f->rlen = 0;
   else if (f->rpos > 0 && f->rcap - f->rlen < need) {
     memmove(f->rbuf, f->rbuf + f->rpos, f->rlen - f->rpos);
@@ -342,9 +367,8 @@ static int fill(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
     f->rbuf = b;
     f->rcap = cap;
   }
-  fio_op *op = mkop(L, f, FIO_OP_READ, f->fd, f->rbuf + f->rlen,
-                    f->rcap - f->rlen);
-  return buf_op(L, loop, f, w, pseudo, op, f->rbuf, read_k);
+  return buf_io(L, loop, f, w, pseudo, FIO_OP_READ, f->rbuf + f->rlen,
+                f->rcap - f->rlen, f->rbuf, read_k);
 }
 
 /* After a big read ("a", a long line), give the memory back. */
@@ -595,13 +619,16 @@ static int start_read(lua_State *L, int first, int mode) {
 }
 
 static int f_read(lua_State *L) {
-  tofile(L, 1);
+  fio_file *f = tofile(L, 1);
   start_read(L, 2, 0);
+  f->eof = 0; /* as liolib's clearerr: EOF holds within one call only */
   fio_fiber pseudo;
   return run_read(L, NULL, &pseudo);
 }
 
-/* lines iterator: upvalues loop, file, mode, formats... */
+/* lines iterator: upvalues loop, file, mode, formats... The formats are
+ * checked at each call, as liolib's io_readline has g_read check them: the
+ * same errors, numbered as io numbers them (the first format is #2). */
 static int io_readline(lua_State *L) {
   fio_file *f = lua_touserdata(L, lua_upvalueindex(2));
   int mode = (int)lua_tointeger(L, lua_upvalueindex(3));
@@ -609,7 +636,10 @@ static int io_readline(lua_State *L) {
   if (f->fd < 0) return luaL_error(L, "file is already closed");
   lua_settop(L, 0);
   luaL_checkstack(L, n + 4, "too many arguments");
-  for (int i = 2; i <= n + 3; i++) lua_pushvalue(L, lua_upvalueindex(i));
+  lua_pushvalue(L, lua_upvalueindex(2));
+  for (int i = 0; i < n; i++) lua_pushvalue(L, lua_upvalueindex(4 + i));
+  start_read(L, 2, mode & ~0xffff);
+  f->eof = 0; /* as liolib's clearerr */
   fio_fiber pseudo;
   return run_read(L, NULL, &pseudo);
 }
@@ -674,8 +704,8 @@ static int run_write(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
     if (f->wlen > f->wpos) break; /* flush first */
     /* Larger than the buffer (or unbuffered): straight from the string,
      * which the suspended call keeps alive on its stack. */
-    fio_op *op = mkop(L, f, FIO_OP_WRITE, f->fd, (char *)s + off, left);
-    return buf_op(L, loop, f, w, pseudo, op, NULL, write_k);
+    return buf_io(L, loop, f, w, pseudo, FIO_OP_WRITE, (char *)s + off, left,
+                  NULL, write_k);
   }
   if (flush_step(L, loop, f, w, pseudo, write_k, &ret)) return ret;
   if (off < len) return run_write(L, w, pseudo);
@@ -725,8 +755,15 @@ static void collect_args(lua_State *L, int first) {
 }
 
 static int f_write(lua_State *L) {
-  tofile(L, 1);
+  fio_file *f = tofile(L, 1);
   collect_args(L, 2);
+  if (f->cstdout) { /* the stream print and io.write use: one order */
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (fwrite(s, 1, len, stdout) != len) return fio_errresult(L, NULL, errno);
+    lua_settop(L, 1);
+    return 1;
+  }
   lua_pushinteger(L, 0);
   fio_fiber pseudo;
   return run_write(L, NULL, &pseudo);
@@ -742,11 +779,53 @@ static int ctl_k(lua_State *L, int status, lua_KContext ctx);
 static int ctl_finish(lua_State *L, fio_file *f, int kind, fio_fiber *w,
                       fio_fiber *pseudo);
 
+/* Whether the wait a call would begin now raises Canceled (w: its waiter
+ * after the first suspension, else NULL: fio_wait_begin's test). */
+static int cancel_due(fio_loop *loop, fio_fiber *w) {
+  if (w) return fio_cancel_pending(w);
+  fio_fiber *cur = fio_current(loop);
+  return cur && cur->cancel_req && !cur->shield;
+}
+
+/* Close f's fd now, or leave it to the last op still on it. */
+static void close_now(fio_loop *loop, fio_file *f) {
+  int fd = f->fd;
+  f->fd = -1;
+  freebufs(f);
+  if (!(f->inflight && fio_close_after_ops(loop, fd))) close(fd);
+}
+
+/* A cancel reached close before or during its flush: the file is closed
+ * all the same, then Canceled is raised. op: the flush write that just
+ * completed (freed here), or NULL. Buffered data still unwritten is
+ * written out with blocking writes to a disk file (as at collection) and
+ * dropped for a pipe or terminal (whose write waited on the other end). */
+static int close_canceled(lua_State *L, fio_loop *loop, fio_file *f,
+                          fio_fiber *w, fio_op *op) {
+  if (op) {
+    w->op = NULL;
+    f->busy = 0;
+    f->bufop = NULL;
+    fio_list_wake_all(&f->idle, FIO_WAKE_DONE);
+    if (op->res > 0) {
+      if (op->off != (uint64_t)-1)
+        lseek(f->fd, (off_t)(op->off + (uint64_t)op->res), SEEK_SET);
+      f->wpos += (size_t)op->res;
+    }
+    fio_op_free(op);
+  }
+  if (disk(f)) flush_sync(f);
+  close_now(loop, f);
+  return fio_raise_canceled(L, loop, w ? fio_owner(w) : fio_current(loop));
+}
+
 static int run_ctl(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
   fio_loop *loop = fio_loop_get(L);
   fio_file *f = lua_touserdata(L, 1);
   int kind = (int)lua_tointeger(L, 2), ret;
   if (f->fd < 0) return fio_errresult(L, NULL, EBADF);
+  if (kind == K_CLOSE && !f->busy && !f->isstd && cancel_due(loop, w))
+    return close_canceled(L, loop, f, w, NULL);
   if (f->busy) {
     if (kind == K_CLOSE && f->bufop &&
         (f->bufop->code == FIO_OP_READ || !seekable(f))) {
@@ -779,6 +858,8 @@ static int ctl_k(lua_State *L, int status, lua_KContext ctx) {
     return run_ctl(L, w, NULL);
   }
   if (f->bufop == w->op) {
+    if (kind == K_CLOSE && fio_cancel_pending(w))
+      return close_canceled(L, w->loop, f, w, w->op);
     int res = flush_done(L, f, w);
     if (res < 0) {
       if (kind == K_CLOSE) {
@@ -794,6 +875,11 @@ static int ctl_k(lua_State *L, int status, lua_KContext ctx) {
   /* the op of ctl_finish (fsync, ftruncate, close) */
   fio_op *op = w->op;
   f->inflight--;
+  if (kind == K_CLOSE && op->res == -ECANCELED) {
+    /* the close was canceled before it ran: the fd is still open */
+    close(op->fd);
+    op->res = 0;
+  }
   int res = fio_op_result(L, w);
   w->op = NULL;
   fio_op_free(op);
@@ -807,6 +893,8 @@ static int ctl_finish(lua_State *L, fio_file *f, int kind, fio_fiber *w,
                       fio_fiber *pseudo) {
   fio_loop *loop = fio_loop_get(L);
   fio_op *op;
+  if (kind != K_FLUSH && kind != K_SEEK && !(kind == K_CLOSE && f->isstd))
+    w = suspend_begin(L, loop, w, pseudo); /* (before an op exists) */
   switch (kind) {
   case K_FLUSH:
     lua_pushboolean(L, 1); /* as Lua 5.4's io */
@@ -816,7 +904,11 @@ static int ctl_finish(lua_State *L, fio_file *f, int kind, fio_fiber *w,
     int whence = modes[lua_tointeger(L, 3)];
     off_t offset = (off_t)lua_tointeger(L, 4);
     off_t unread = (off_t)(f->rlen - f->rpos);
-    if (whence == SEEK_CUR) offset -= unread;
+    if (whence == SEEK_CUR) {
+      /* a position below 0 is EINVAL, as lseek says it (and io) */
+      if (offset < LLONG_MIN + unread) return fio_errresult(L, NULL, EINVAL);
+      offset -= unread;
+    }
     off_t r = lseek(f->fd, offset, whence);
     if (r < 0) return fio_errresult(L, NULL, errno);
     f->rpos = f->rlen = 0;
@@ -865,12 +957,14 @@ static int ctl_finish(lua_State *L, fio_file *f, int kind, fio_fiber *w,
   default:
     return 0;
   }
-  w = suspend_begin(L, loop, w, pseudo);
   f->inflight++;
   return fio_op_wait(loop, L, w, op, ctl_k);
 }
 
 static int start_ctl(lua_State *L, int kind) {
+  fio_file *f = lua_touserdata(L, 1);
+  if (f->cstdout && kind != K_CLOSE && fflush(stdout) != 0)
+    return fio_errresult(L, NULL, errno);
   lua_pushinteger(L, kind);
   lua_insert(L, 2);
   fio_fiber pseudo;
@@ -922,15 +1016,26 @@ static int f_truncate(lua_State *L) {
   return start_ctl(L, K_TRUNCATE);
 }
 
+/* f:setvbuf(mode [, size]): as io's. A size of 0 means the default, as a
+ * size with no buffer given means nothing to setvbuf(3); sizes are bounded
+ * by MAXBUF (a huge one would only make every later call fail). */
+#define MAXBUF (64 * 1024 * 1024)
 static int f_setvbuf(lua_State *L) {
   static const char *const modenames[] = {"full", "line", "no", NULL};
   static const int modes[] = {BUF_FULL, BUF_LINE, BUF_NO};
+  static const int cmodes[] = {_IOFBF, _IOLBF, _IONBF};
   fio_file *f = tofile(L, 1);
   int op = luaL_checkoption(L, 2, NULL, modenames);
   lua_Integer sz = luaL_optinteger(L, 3, BUFSZ);
-  luaL_argcheck(L, sz > 0, 3, "size must be positive");
+  luaL_argcheck(L, sz >= 0, 3, "size must not be negative");
+  if (f->cstdout) { /* C's stdout, as io.stdout:setvbuf */
+    if (setvbuf(stdout, NULL, cmodes[op], 0) != 0)
+      return fio_errresult(L, NULL, errno);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   f->mode = (uint8_t)modes[op];
-  f->bufsize = (size_t)sz;
+  f->bufsize = sz == 0 ? BUFSZ : sz > MAXBUF ? MAXBUF : (size_t)sz;
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1210,8 +1315,10 @@ static void stdfile(lua_State *L, int fd, const char *name, const char *reg) {
   f->isstd = 1;
   f->canread = fd == 0;
   f->canwrite = fd != 0;
+  /* stdout writes go through C's stdout, buffered as io.stdout's, in one
+   * order with print and io.write; stderr is unbuffered as C's */
+  f->cstdout = fd == 1;
   if (fd == 2) f->mode = BUF_NO;
-  else if (fd == 1 && isatty(1)) f->mode = BUF_LINE;
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, reg);
   lua_setfield(L, -3, name);

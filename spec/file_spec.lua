@@ -1745,6 +1745,7 @@ describe("fd hygiene", function()
         keep.f = assert(fio.open("/etc/hostname"))
         fio.async(function() return fio.open(FIFO) end)
         fio.sleep(0.05)
+        error("closing", 0) -- (a chunk that returns runs its fibers to their end)
       ]],
       -- on a one-thread pool: closes queued behind a read that blocks it
       queued = [[
@@ -1755,13 +1756,16 @@ describe("fd hygiene", function()
         fio.sleep(0.05)
         for i = 1, 10 do fio.async(function() files[i]:close() end) end
         fio.sleep(0.05)
+        error("closing", 0)
       ]],
     }
     local env = { FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_SIZE = 1, FIFO = dir .. "/fifo" }
     for name, body in pairs(scripts) do
       local out = helper.host('local fio = require "fiberio"\nlocal FIFO = os.getenv("FIFO")\n' .. body,
                               "3", env)
-      assert.equal("round 1 fds 0\nround 2 fds 0\nround 3 fds 0\n", out, name)
+      local closing = name == "plain" and "" or "host: closing\n"
+      assert.equal(("%sround 1 fds 0\n%sround 2 fds 0\n%sround 3 fds 0\n"):format(closing, closing, closing),
+                   (out:gsub("fiberio: %d+ fibers? had not finished[^\n]*\n", "")), name)
     end
   end)
 
@@ -1841,5 +1845,314 @@ describe("files from every context", function()
     end
     assert.equal(want, fio.run(in_sort))
     assert.equal(want, in_sort())
+  end)
+end)
+
+describe("end of file does not stick (issue 12)", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  -- The same steps on a handle of lib: reads past EOF, then appends by a
+  -- second handle and by another process, each followed by reads without a
+  -- seek. Returns every result, normalized.
+  local function follow(lib, p)
+    put(p, "one\n")
+    local app = assert(io.open(p, "ab"))
+    local function append(s) app:write(s) app:flush() end
+    local function shell_append(s) assert(os.execute("printf '%s' " .. shq(s) .. " >> " .. shq(p))) end
+    local f = assert(lib.open(p, "rb"))
+    local r = {}
+    local function step(...) r[#r + 1] = norm(pack(...)) end
+    step(f:read("a"))
+    step(f:read("l"))
+    append("two\n")
+    step(f:read("l"))
+    step(f:read("l"))
+    shell_append("3 4\n")
+    step(f:read("n", "n"))
+    step(f:read("l"))
+    step(f:read(0))
+    append("x")
+    step(f:read(0))
+    step(f:read(1))
+    step(f:read(1))
+    shell_append("five\nsix")
+    step(f:read("a"))
+    step(f:read("a"))
+    step(f:read("a", 0))
+    append("\nseven\n")
+    step(f:read("L", "L", "L"))
+    shell_append("8\n")
+    step(f:read("n"))
+    local it = f:lines()
+    step(it())
+    append("nine\nten\n")
+    step(it())
+    step(it())
+    step(it())
+    shell_append("eleven\n")
+    local ls = {}
+    for l in f:lines() do ls[#ls + 1] = l end
+    step(table.concat(ls, ","))
+    app:close()
+    f:close()
+    return r
+  end
+
+  it("reads, read(0) and lines after an append by another handle or process give io's results", function()
+    local want = follow(io, dir .. "/io")
+    assert.same(want, follow(fio, dir .. "/fio"))
+    assert.same(want, fio.run(follow, fio, dir .. "/fio2"))
+  end)
+
+  it("a pipe read after EOF asks again and sees nothing more, as io's does", function()
+    local r, w = fio.pipe()
+    helper.send(w, "a")
+    w:close()
+    assert.equal("a", r:read("a"))
+    assert.is_nil(r:read("l"))
+    assert.equal("", r:read("a"))
+    assert.is_nil(r:read(0))
+    r:close()
+  end)
+end)
+
+describe("invalid formats of lines (issue 12)", function()
+  it("f:lines({})() and fio.lines(p, true) raise io's argument errors instead of crashing", function()
+    local out, code = helper.child([[
+      local fio = require "fiberio"
+      local p = os.tmpname()
+      local h = io.open(p, "w") h:write("abc\n") h:close()
+      local function try(lib)
+        local f = assert(lib.open(p))
+        local r = {}
+        r[#r + 1] = select(2, pcall(function() return f:lines({})() end))
+        r[#r + 1] = select(2, pcall(function() return f:lines("l", true)() end))
+        r[#r + 1] = select(2, pcall(function() for _ in f:lines("x") do end end))
+        r[#r + 1] = select(2, pcall(function() for _ in f:lines(1.5) do end end))
+        r[#r + 1] = select(2, pcall(function() for _ in lib.lines(p, true) do end end))
+        r[#r + 1] = select(2, pcall(function() for _ in lib.lines(p, "l", {}) do end end))
+        r[#r + 1] = select(2, pcall(function() return lib.lines(p, "l", "x")() end))
+        f:close()
+        return r
+      end
+      local a, b = try(io), try(fio)
+      for i = 1, #a do print(a[i] == b[i] and "same" or ("io: " .. a[i] .. " / fiberio: " .. tostring(b[i]))) end
+      os.remove(p)
+    ]])
+    assert.equal(0, code, out)
+    assert.equal(("same\n"):rep(7), out)
+  end)
+end)
+
+describe("File:seek arithmetic (issue 12)", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  it("seek('cur', math.mininteger) with unread bytes fails as io's does: nil, 'Invalid argument', 22", function()
+    same_as_io(dir, "hello world", "r", function(f)
+      local a = f:read(2)
+      return a, f:seek("cur", math.mininteger), f:seek("cur", math.mininteger + 1), f:seek("cur"), f:read(1)
+    end)
+  end)
+
+  it("seek('end', math.maxinteger) and ('set', math.mininteger) fail as io's do", function()
+    same_as_io(dir, "hello world", "r", function(f)
+      f:read(3)
+      return f:seek("end", math.maxinteger), f:seek("set", math.mininteger), f:seek("cur"), f:read(1)
+    end)
+  end)
+end)
+
+describe("File:setvbuf sizes (issue 12)", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  it("a size of 0 is accepted as io's setvbuf accepts it, and the handle then works", function()
+    for _, mode in ipairs { "full", "line", "no" } do
+      same_as_io(dir, "abc\n", "r+", function(f)
+        local ok = f:setvbuf(mode, 0)
+        f:seek("end")
+        f:write("def\n", 42, "\n")
+        f:seek("set")
+        return ok, f:read("a")
+      end)
+    end
+  end)
+
+  it("a huge size (2^62) does not break later calls", function()
+    for _, mode in ipairs { "full", "line" } do
+      same_as_io(dir, ("x"):rep(100) .. "\n", "r+", function(f)
+        local ok = f:setvbuf(mode, 2 ^ 62)
+        local a = f:read("l")
+        f:seek("end")
+        f:write(("y"):rep(70000), "\n")
+        f:seek("set")
+        return ok, a, #f:read("a"), f:seek("cur")
+      end)
+    end
+  end)
+end)
+
+describe("a write that runs out of space (issue 12)", function()
+  -- A 1 MiB tmpfs mounted on a new directory: mount needs root; without it
+  -- the spec is pending.
+  local function with_small_fs(fn)
+    local dir = mktempdir()
+    local ok = os.execute("mount -t tmpfs -o size=1m tmpfs " .. shq(dir) .. " 2>/dev/null")
+    if not ok then
+      rmtree(dir)
+      return false
+    end
+    local okf, err = pcall(fn, dir)
+    os.execute("umount " .. shq(dir))
+    rmtree(dir)
+    if not okf then error(err, 0) end
+    return true
+  end
+
+  local DATA
+  local function data()
+    if not DATA then
+      local t = {}
+      for i = 1, 3 * 1024 * 1024 / 16 do t[i] = ("%15d\n"):format(i) end
+      DATA = table.concat(t)
+    end
+    return DATA
+  end
+
+  -- Write 3 MiB in one call or in 64 KiB pieces, in a fiber while another
+  -- fiber keeps the loop busy (so that the writes go to the ring, not to a
+  -- plain write(2) on the loop thread): nil, msg, 28 and a prefix of the data.
+  local function fill(dir, mode, pieces)
+    local s, p = data(), dir .. "/f"
+    local r
+    fio.run(function()
+      local stop = false
+      fio.async(function() while not stop do fio.yield() end end)
+      local f = assert(fio.open(p, "w"))
+      f:setvbuf(mode)
+      if pieces then
+        for i = 1, #s, 65536 do
+          r = pack(f:write(s:sub(i, i + 65535)))
+          if not r[1] then break end
+        end
+        if r[1] then r = pack(f:flush()) end
+      else
+        r = pack(f:write(s))
+      end
+      f:close()
+      stop = true
+    end)
+    local got = get(p)
+    os.remove(p)
+    return r, got
+  end
+
+  for _, c in ipairs { { "no", false }, { "full", false }, { "full", true }, { "no", true } } do
+    it(("returns nil, 'No space left on device', 28 and leaves a prefix of the data (setvbuf %q, %s)"):format(
+      c[1], c[2] and "64 KiB writes" or "one 3 MiB write"), function()
+      local ran = with_small_fs(function(dir)
+        local r, got = fill(dir, c[1], c[2])
+        assert.same({ n = 3, nil, "No space left on device", 28 }, r)
+        assert.is_true(#got > 0 and #got < #data())
+        assert.is_true(got == data():sub(1, #got), "the file is not a prefix of the data written")
+      end)
+      if not ran then pending("cannot mount a tmpfs here (mount needs root)") end
+    end)
+  end
+end)
+
+describe("canceled closes and canceled multi-step calls (issue 12)", function()
+  local dir
+  before_each(function() dir = mktempdir() end)
+  after_each(function() rmtree(dir) end)
+
+  it("a close canceled during its flush still closes the file (200 rounds, no fd left)", function()
+    warm(dir)
+    local before = helper.open_fds()
+    local handles = {}
+    fio.run(function()
+      for i = 1, 200 do
+        local f = assert(fio.open(dir .. "/f" .. (i % 5), "w"))
+        handles[i] = f
+        f:write(("x"):rep(1000))
+        local c = fio.async(function() return f:close() end)
+        fio.yield() -- c runs up to its flush
+        fio.cancel(c)
+      end
+    end)
+    local open = 0
+    for _, f in ipairs(handles) do if fio.type(f) ~= "closed file" then open = open + 1 end end
+    assert.equal(0, open)
+    assert.equal(before, helper.open_fds())
+  end)
+
+  it("a close canceled while its flush waits on a full pipe ends and closes the fd", function()
+    warm(dir)
+    local before = helper.open_fds()
+    local res, wtype
+    fio.run(function()
+      local r, w = fio.pipe()
+      w:setvbuf("full", 200000)
+      w:write(("x"):rep(150000)) -- more than a pipe holds, nobody reads
+      local c = fio.async(function() return w:close() end)
+      fio.sleep(0.01)
+      local t0 = fio.now()
+      res = pack(fio.cancel(c))
+      assert.is_true(fio.now() - t0 < helper.bound(2))
+      wtype = fio.type(w)
+      if wtype ~= "closed file" then -- (failing: let it end without SIGPIPE)
+        local d = fio.async(function() return r:read("a") end)
+        w:close()
+        d:await()
+      end
+      r:close()
+    end)
+    assert.equal(nil, res[1])
+    assert.is_true(rawequal(fio.Canceled, res[2]))
+    assert.equal("closed file", wtype)
+    assert.equal(before, helper.open_fds())
+  end)
+
+  -- Memory of this process (resident set), in KiB.
+  local function rss()
+    local s = get("/proc/self/statm")
+    local pages = tonumber(s:match("^%d+ (%d+)"))
+    return pages * 4
+  end
+
+  it("reads and writes canceled between two steps free their operations (memory stays flat)", function()
+    local function rounds(n)
+      fio.run(function()
+        for _ = 1, n do
+          local r, w = fio.pipe()
+          -- a read("a") needs many steps: its first completes with data,
+          -- then the cancel lands before the next
+          local rd = fio.async(function() return r:read("a") end)
+          fio.yield()
+          w:write("data")
+          fio.cancel(rd)
+          w:close()
+          r:close()
+          -- a write through a small buffer: several flushes
+          local f = assert(fio.open(dir .. "/f", "w"))
+          f:setvbuf("full", 16)
+          local wr = fio.async(function() return f:write(("y"):rep(100)) end)
+          fio.yield()
+          fio.cancel(wr)
+          f:close()
+        end
+      end)
+      helper.fullgc()
+    end
+    rounds(2000) -- warm up
+    local m0 = rss()
+    rounds(20000)
+    local grew = rss() - m0
+    assert.is_true(grew < 3000, ("grew by %d KiB over 20000 rounds"):format(grew))
   end)
 end)
