@@ -536,6 +536,29 @@ static int read_finish(lua_State *L, int mode, int nres) {
   return 0;
 }
 
+/* Raise io's error if the format at i is not one: when g_read reaches it
+ * (the formats before it are read). It was argument i - 1 of the call (the
+ * mode was inserted at 2). */
+static void check_format(lua_State *L, int i) {
+  if (lua_type(L, i) == LUA_TNUMBER) {
+    int isint;
+    lua_Integer c = lua_tointegerx(L, i, &isint);
+    if (!isint) luaL_argerror(L, i - 1, "number has no integer representation");
+    if (c < 0) luaL_argerror(L, i - 1, "invalid format");
+    return;
+  }
+  const char *p = lua_tostring(L, i);
+  if (!p) { /* luaL_typeerror's message, for the value at i */
+    const char *t = luaL_getmetafield(L, i, "__name") == LUA_TSTRING
+                        ? lua_tostring(L, -1)
+                    : lua_type(L, i) == LUA_TLIGHTUSERDATA ? "light userdata"
+                                                           : luaL_typename(L, i);
+    luaL_argerror(L, i - 1, lua_pushfstring(L, "string expected, got %s", t));
+  }
+  if (*p == '*') p++;
+  if (!*p || !strchr("nlLa", *p)) luaL_argerror(L, i - 1, "invalid format");
+}
+
 static int run_read(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
   fio_loop *loop = fio_loop_get(L);
   fio_file *f = lua_touserdata(L, 1);
@@ -556,6 +579,7 @@ static int run_read(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
     int done = lua_gettop(L) - 2 - n;
     if (done >= n) return read_finish(L, mode, n);
     size_t need;
+    check_format(L, 3 + done);
     int r = read_one(L, f, 3 + done, &need);
     if (r < 0) return read_finish(L, mode, done + 1);
     if (r == 0) {
@@ -596,7 +620,8 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
   return run_read(L, w, NULL);
 }
 
-/* Check the formats at 2..top and set the stack up as run_read wants. */
+/* Set the stack up as run_read wants: the formats at first..top (checked
+ * one by one as they are read, as io's g_read does). */
 static int start_read(lua_State *L, int first, int mode) {
   int n = lua_gettop(L) - first + 1;
   if (n <= 0) {
@@ -604,15 +629,6 @@ static int start_read(lua_State *L, int first, int mode) {
     n = 1;
   }
   luaL_argcheck(L, n <= 250, first, "too many arguments");
-  for (int i = first; i < first + n; i++) {
-    if (lua_type(L, i) == LUA_TNUMBER) {
-      luaL_argcheck(L, luaL_checkinteger(L, i) >= 0, i, "invalid format");
-    } else {
-      const char *p = luaL_checkstring(L, i);
-      if (*p == '*') p++;
-      luaL_argcheck(L, *p && strchr("nlLa", *p), i, "invalid format");
-    }
-  }
   lua_pushinteger(L, n | mode);
   lua_insert(L, first);
   return n;

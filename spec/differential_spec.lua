@@ -2,11 +2,15 @@
 -- compatible with Lua's io handles"). With fixed seeds, hundreds of random
 -- steps — read (formats "l" "L" "n" "a" and counts, 0 included, several at
 -- once), write (strings with newlines, numerals, long runs, numbers), seek
--- (set, cur, end with offsets), lines (a few calls of a fresh iterator) and
--- flush — run against an io handle and a fiberio handle opened the same way
+-- (set, cur, end with offsets), lines (a few calls of a fresh iterator),
+-- flush, reads and lines with an invalid format among valid ones, and
+-- appends by a second handle (reads after them, EOF included, must see the
+-- new bytes without a seek) — run against an io handle and a fiberio
+-- handle opened the same way
 -- ("r+", "w+", "a+") on two copies of the same starting file. Every step's
 -- results must be equal (values, their number, integer or float, and error
--- messages), and at the end both files must hold the same bytes.
+-- messages), and at the end both files must hold the same bytes; then
+-- every method of the closed handles gives the same results.
 --
 -- A mismatch names the seed, the mode, the step and the steps before it.
 -- FIBERIO_DIFF_TRACE=1 prints every step as it runs.
@@ -96,10 +100,28 @@ local function rand_formats(min)
   return t
 end
 
+-- Formats io refuses (its errors are compared), and one it takes ("ln":
+-- only the first letter counts). Negative counts are left out: io's read
+-- tries to allocate for them ("not enough memory").
+local BAD_FORMATS = { {}, "x", "", true, 1.5, "*x", "ln", "0", 2 ^ 63 }
+
+local function with_bad_format(t)
+  table.insert(t, math.random(#t + 1), pick(BAD_FORMATS))
+  return t
+end
+
 -- A step: { name, args..., calls = n for lines }.
 local function rand_op()
-  local k = math.random(100)
-  if k <= 35 then
+  local k = math.random(108)
+  if k > 104 then
+    return { "append", rand_string() }
+  elseif k > 102 then
+    local s = { "lines", table.unpack(with_bad_format(rand_formats(0))) }
+    s.calls = math.random(1, 2)
+    return s
+  elseif k > 100 then
+    return { "read", table.unpack(with_bad_format(rand_formats(0))) }
+  elseif k <= 35 then
     return { "read", table.unpack(rand_formats(0)) }
   elseif k <= 60 then
     local args = {}
@@ -145,6 +167,12 @@ local function rand_plan(steps)
   while #plan < steps do
     local step = rand_op()
     local kind = (step[1] == "read" or step[1] == "lines") and "r" or step[1] == "write" and "w" or nil
+    if step[1] == "append" and last == "w" then
+      -- the handle's unflushed writes would land after or over the appended
+      -- bytes at a moment that depends on its buffer's size
+      plan[#plan + 1] = { "flush" }
+      last = nil
+    end
     if kind and last and kind ~= last then
       if last == "w" and math.random(2) == 1 then
         plan[#plan + 1] = { "flush" }
@@ -185,8 +213,17 @@ local function norm(r, h)
   return t
 end
 
+-- The path each handle is open on (for appends by a second handle).
+local PATHS = setmetatable({}, { __mode = "k" })
+
 local function run_step(h, step)
   local name = step[1]
+  if name == "append" then
+    local a = assert(io.open(PATHS[h], "ab"))
+    assert(a:write(step[2]))
+    assert(a:close())
+    return true
+  end
   if name == "lines" then
     local it = h:lines(table.unpack(step, 2))
     local r = {}
@@ -246,6 +283,12 @@ local function same(a, b)
   return (deepcompare(a, b, true))
 end
 
+-- Every method on a closed handle (each raises io's error).
+local CLOSED_STEPS = {
+  { "read" }, { "read", "a" }, { "write", "x" }, { "lines" }, { "seek" }, { "seek", "set", 0 },
+  { "flush" }, { "setvbuf", "no" }, { "close" },
+}
+
 -- --- one run -------------------------------------------------------------------
 
 local CONTEXTS = {
@@ -270,6 +313,7 @@ local function differential(seed, mode, steps, context)
     context[2](function()
       local ih = assert(io.open(pio, mode))
       local fh = assert(fio.open(pfio, mode))
+      PATHS[ih], PATHS[fh] = pio, pfio
       local function mismatch(i, what, a, b)
         local lines = {
           ("seed %d, mode %q, in %s: %s differ at step %d of %d"):format(seed, mode, context[1], what, i, steps),
@@ -289,6 +333,12 @@ local function differential(seed, mode, steps, context)
       end
       local a, b = norm(pack(ih:close()), ih), norm(pack(fh:close()), fh)
       if not same(a, b) then mismatch(#plan, "close results", a, b) end
+      for _, step in ipairs(CLOSED_STEPS) do
+        a, b = result(ih, step), result(fh, step)
+        if not same(a, b) then mismatch(#plan, "results on the closed file of " .. show_step(step), a, b) end
+      end
+      a, b = { tostring(ih), io.type(ih) }, { tostring(fh), fio.type(fh) }
+      if not same(a, b) then mismatch(#plan, "the closed file's name and type", a, b) end
       local sa, sb = get(pio), get(pfio)
       if sa ~= sb then
         local at = 1
