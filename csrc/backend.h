@@ -44,4 +44,11 @@ extern const fio_backend fio_backend_threads;
 int fio_uring_fd(fio_loop *loop);
 extern _Thread_local int fio_uring_attach_wq;
 
+/* An fd fiberio makes for itself (eventfd, ring, epoll set, signalfd), fd
+ * (>= 0), moved to 3 or above if the kernel handed out 0, 1 or 2 (a
+ * standard stream was closed): an internal fd must never stand where
+ * fio.stdin, stdout or stderr read and write. Returns the fd to use, or
+ * -errno (fd is closed either way when it is moved). In exec.c. */
+int fio_fd_above_std(int fd);
+
 #endif

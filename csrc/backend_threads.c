@@ -283,8 +283,10 @@ static int threads_init(fio_loop *loop) {
   threads *t = calloc(1, sizeof *t);
   if (!t) return -ENOMEM;
   t->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (t->epfd >= 0) t->epfd = fio_fd_above_std(t->epfd); /* (backend.h) */
+  else t->epfd = -errno;
   if (t->epfd < 0) {
-    int e = errno;
+    int e = -t->epfd;
     free(t);
     return -e;
   }

@@ -158,6 +158,18 @@ static int uring_init(fio_loop *loop) {
     free(u);
     return r;
   }
+  if (u->ring.ring_fd <= 2) {
+    /* Never where a standard stream was (backend.h): the rings are mapped
+     * already, and nothing is registered yet, so the ring can move. */
+    int fd = fio_fd_above_std(u->ring.ring_fd);
+    if (fd < 0) {
+      u->ring.ring_fd = u->ring.enter_ring_fd = -1; /* (closed) */
+      io_uring_queue_exit(&u->ring);
+      free(u);
+      return fd;
+    }
+    u->ring.ring_fd = u->ring.enter_ring_fd = fd;
+  }
   struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
   if (probe) {
     for (int op = 0; op < 64 && op <= probe->last_op; op++)

@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "exec.h"
 
 /* Grow op->mem to at least want bytes (keeping its contents). */
@@ -151,6 +152,14 @@ int fio_exec_readfile_nowait(fio_op *op) {
   /* (-EAGAIN also if a filesystem took O_NONBLOCK for a regular file: then
    * the pool opens it again, and the read starts over) */
   return readfile_fd(op, fd, &sb);
+}
+
+int fio_fd_above_std(int fd) {
+  if (fd > 2) return fd;
+  int hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  int e = errno;
+  close(fd);
+  return hi < 0 ? -e : hi;
 }
 
 /* fd's O_NONBLOCK off, as after a blocking open: 0 or -errno. */

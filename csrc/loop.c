@@ -826,8 +826,11 @@ static int start(fio_loop *loop) {
   if (!automatic && !threads && strcmp(want, "io_uring") != 0)
     return -ENOTSUP;
   if (loop->wakefd < 0) {
-    loop->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (loop->wakefd < 0) return -errno;
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) return -errno;
+    fd = fio_fd_above_std(fd); /* (never 0, 1 or 2: backend.h) */
+    if (fd < 0) return fd;
+    loop->wakefd = fd;
   }
   if (!threads) {
     loop->be = &fio_backend_uring;
