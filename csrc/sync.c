@@ -16,6 +16,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "fiberio.h"
 
 #define FIO_WAITQ "fiberio.WaitQueue"
@@ -118,7 +119,50 @@ static int q_len(lua_State *L) {
 
 typedef struct fsig {
   int fd;       /* signalfd, -1 when closed */
+  int signo;
 } fsig;
+
+/* Which signals this thread's open Signals take (the signal mask is a
+ * thread's; a Signal is opened and closed on its state's thread): how many
+ * Signals take each, and whether it was blocked before the first. The
+ * first blocks it; the last gives it back as it was. */
+static _Thread_local struct {
+  int n;
+  int was_blocked;
+} taken[NSIG];
+
+/* Block signo for a new Signal (the mask it had is kept for the last
+ * close). 0 or an error number. */
+static int sig_take(int signo) {
+  if (taken[signo].n++ > 0) return 0;
+  sigset_t set, old;
+  sigemptyset(&set);
+  sigaddset(&set, signo);
+  int err = pthread_sigmask(SIG_BLOCK, &set, &old); /* (not errno) */
+  if (err) {
+    taken[signo].n--;
+    return err;
+  }
+  taken[signo].was_blocked = sigismember(&old, signo) == 1;
+  return 0;
+}
+
+/* A Signal for signo closed: the last one gives the signal back. A signal
+ * of that kind that arrived while it was taken and was not read was the
+ * Signals': it is dropped first (sigtimedwait, which takes the thread's
+ * and the process's pending ones), so that unblocking it does not act on
+ * it now (kill the process with an old Ctrl-C). */
+static void sig_give(int signo) {
+  if (taken[signo].n <= 0 || --taken[signo].n > 0) return;
+  if (taken[signo].was_blocked) return; /* it stays as it was: blocked */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, signo);
+  const struct timespec now = {0, 0};
+  while (sigtimedwait(&set, NULL, &now) == signo || errno == EINTR) {
+  }
+  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
 
 static const struct {
   const char *name;
@@ -128,13 +172,19 @@ static const struct {
                 {"PIPE", SIGPIPE}, {"CHLD", SIGCHLD}, {"WINCH", SIGWINCH},
                 {"ALRM", SIGALRM}, {NULL, 0}};
 
+/* sig:close(), __close and __gc: waits on it end (nil, msg, errno, as a
+ * read of a closed file), and the last Signal for its signal gives it
+ * back. */
 static int sig_close(lua_State *L) {
   fsig *s = luaL_checkudata(L, 1, FIO_SIGNAL);
   if (s->fd >= 0) {
-    close(s->fd);
+    int fd = s->fd;
     s->fd = -1;
-    /* The signal stays blocked: unblocking it now could kill the process
-     * with a signal that arrived meanwhile. */
+    /* Reads in flight on fd end; the last to complete closes it (no pool
+     * or epoll bookkeeping left on an fd number the next open reuses). */
+    fio_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
+    if (!fio_close_after_ops(loop, fd)) close(fd);
+    sig_give(s->signo);
   }
   return 0;
 }
@@ -150,6 +200,11 @@ static int sig_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
     return 2;
+  }
+  if (res == -EBADF) {
+    /* the Signal was closed while this wait was on it (fio_op_result) */
+    fio_op_free(op);
+    return fio_errresult(L, NULL, EBADF);
   }
   if (res < (int)sizeof(struct signalfd_siginfo)) {
     fio_op_free(op);
@@ -187,8 +242,11 @@ static int sig_wait(lua_State *L) {
 
 /* fio.signal(name) -> a Signal: from now on the signal (INT, TERM, HUP,
  * QUIT, USR1, USR2, PIPE, CHLD, WINCH, ALRM) is taken from its default
- * action and delivered to sig:wait instead. Threads the program starts
- * later inherit the block; fiberio's own threads block every signal. */
+ * action and delivered to sig:wait instead, until the last Signal for it
+ * is closed or collected: the calling thread's mask is then as it was
+ * before the first (sig_give). Threads the program starts meanwhile
+ * inherit the block; fiberio's own threads block every signal, so a signal
+ * sent to the process goes to a thread of the program. */
 static int l_signal(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   if (strncmp(name, "SIG", 3) == 0) name += 3;
@@ -198,14 +256,21 @@ static int l_signal(lua_State *L) {
   if (!signo) return luaL_argerror(L, 1, "unknown signal");
   fsig *s = lua_newuserdatauv(L, sizeof *s, 0);
   s->fd = -1;
+  s->signo = signo;
   luaL_setmetatable(L, FIO_SIGNAL);
+  int err = sig_take(signo);
+  if (err) return fio_errresult(L, "signal", err);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, signo);
-  int err = pthread_sigmask(SIG_BLOCK, &set, NULL); /* (not errno) */
-  if (err) return fio_errresult(L, "signal", err);
-  s->fd = signalfd(-1, &set, SFD_CLOEXEC);
-  if (s->fd < 0) return fio_errresult(L, "signal", errno);
+  int fd = signalfd(-1, &set, SFD_CLOEXEC);
+  if (fd >= 0) fd = fio_fd_above_std(fd); /* (backend.h) */
+  else fd = -errno;
+  if (fd < 0) {
+    sig_give(signo);
+    return fio_errresult(L, "signal", -fd);
+  }
+  s->fd = fd;
   return 1;
 }
 
@@ -221,10 +286,12 @@ static void newmeta(lua_State *L, const char *name, const luaL_Reg *methods,
   lua_pushvalue(L, -3); /* the loop */
   luaL_setfuncs(L, methods, 1);
   lua_setfield(L, -2, "__index");
-  if (gc) {
-    lua_pushcfunction(L, gc);
+  if (gc) { /* (with the loop too) */
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, gc, 1);
     lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, gc);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, gc, 1);
     lua_setfield(L, -2, "__close");
   }
   lua_pop(L, 1);

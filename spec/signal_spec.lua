@@ -4,8 +4,8 @@
 -- through a copy exits with a message and leaves only whole files.
 --
 -- The signals are sent with kill(1) from a child shell, to this process or to
--- the tool's. Once fio.signal("INT") has been called the signal stays blocked
--- in this process (sync.c), so a SIGINT meant for a spec never kills busted.
+-- the tool's, while a Signal for them is open here: the last close gives a
+-- signal back (the specs of that run in child processes).
 local helper = require "helper"
 local fio = helper.fio
 if helper.backend_gate(describe, it, pending) then return end
@@ -320,5 +320,226 @@ describe("examples/cptree.lua, interrupted", function()
 
   it("on SIGTERM: the same, exit 143", function()
     check("TERM", 143)
+  end)
+end)
+
+------------------------------------------------------------------------------
+-- Closing a Signal gives the signal back (issue 12, item 3): the mask the
+-- thread had before is restored once the last Signal for that signal is
+-- closed or collected, so Ctrl-C ends the script again. Each case runs in a
+-- child lua5.4 started as from a terminal (SIGINT unblocked, at its default
+-- action), or with SIGINT blocked (block = true).
+
+-- The prelude of every child: its pid, kill(name) (from a child process that
+-- io.popen waits for: os.execute's system() ignores SIGINT meanwhile, which
+-- would drop the signal), blocked(signo) (from the main thread's SigBlk in
+-- /proc/self/status) and spin() (Lua code that runs long enough for a
+-- pending interrupt to stop it: lua.c's SIGINT handler sets a hook).
+local PRELUDE = [[
+local fio = require "fiberio"
+local pid = assert(io.open("/proc/self/stat")):read("l"):match("^(%d+)")
+local function kill(name)
+  local p = assert(io.popen("kill -" .. name .. " " .. pid))
+  p:read("a")
+  p:close()
+end
+local function blocked(signo)
+  local f = assert(io.open("/proc/self/status"))
+  local mask = f:read("a"):match("SigBlk:%s*(%x+)")
+  f:close()
+  return (tonumber(mask, 16) >> (signo - 1)) & 1 == 1
+end
+local function spin() for _ = 1, 1000000 do end end
+]]
+
+-- Run PRELUDE .. code in a child lua5.4: its output (stdout and stderr) and
+-- exit code.
+local function signal_script(code, block)
+  local file = os.tmpname()
+  helper.put(file, PRELUDE .. code)
+  local mask = block and "sigprocmask(SIG_BLOCK, POSIX::SigSet->new(SIGINT));"
+                      or "sigprocmask(SIG_UNBLOCK, POSIX::SigSet->new(SIGINT, SIGTERM));"
+  local perl = "use POSIX; " .. mask .. " $SIG{INT} = $SIG{TERM} = 'DEFAULT'; exec @ARGV or die \"exec: $!\""
+  local out = sh("perl -e " .. q(perl) .. " env " .. ENV .. "lua5.4 " .. q(file) ..
+                 " 2>&1; echo \"exit $?\"")
+  os.remove(file)
+  local body, rc = out:match("^(.-)exit (%d+)\n$")
+  assert(rc, "the shell printed: " .. out)
+  return body, tonumber(rc)
+end
+
+-- Whether the child ended as plain Lua does on SIGINT: killed by it (130),
+-- or, in the main chunk, lua5.4's "interrupted!" error (exit 1).
+local function interrupted(out, rc)
+  return rc == 130 or (rc == 1 and out:find("interrupted!", 1, true) ~= nil)
+end
+
+describe("fio.signal gives the signal back", function()
+  it("after close, SIGINT ends the script as it does without fiberio", function()
+    local out, rc = signal_script([[
+      local s = fio.signal("INT")
+      print("open", blocked(2))
+      s:close()
+      print("closed", blocked(2))
+      io.stdout:flush()
+      kill("INT")
+      spin()
+      print("survived")
+    ]])
+    assert.matches("^open\ttrue\nclosed\tfalse\n", out)
+    assert.is_nil(out:find("survived", 1, true), out)
+    assert.is_true(interrupted(out, rc), "exit " .. rc .. ": " .. out)
+  end)
+
+  it("after the Signal is collected, SIGINT ends the script", function()
+    local out, rc = signal_script([[
+      fio.signal("INT")
+      collectgarbage() collectgarbage()
+      print("collected", blocked(2))
+      io.stdout:flush()
+      kill("INT")
+      spin()
+      print("survived")
+    ]])
+    assert.matches("^collected\tfalse\n", out)
+    assert.is_nil(out:find("survived", 1, true), out)
+    assert.is_true(interrupted(out, rc), "exit " .. rc .. ": " .. out)
+  end)
+
+  it("a SIGINT that came while it was open and was not read goes with it; the next one ends the script", function()
+    local out, rc = signal_script([[
+      local s = fio.signal("INT")
+      kill("INT") -- pending, never read
+      s:close()
+      spin()
+      print("after close", blocked(2))
+      io.stdout:flush()
+      kill("INT")
+      spin()
+      print("survived")
+    ]])
+    assert.matches("^after close\tfalse\n", out)
+    assert.is_nil(out:find("survived", 1, true), out)
+    assert.is_true(interrupted(out, rc), "exit " .. rc .. ": " .. out)
+  end)
+
+  it("with two Signals for SIGINT, only the last close gives it back", function()
+    local out, rc = signal_script([[
+      local a, b = fio.signal("INT"), fio.signal("INT")
+      a:close()
+      print("one closed", blocked(2))
+      kill("INT")
+      print(b:wait(10))
+      b:close()
+      print("both closed", blocked(2))
+      io.stdout:flush()
+      kill("INT")
+      spin()
+      print("survived")
+    ]])
+    assert.matches("^one closed\ttrue\nINT\nboth closed\tfalse\n", out)
+    assert.is_nil(out:find("survived", 1, true), out)
+    assert.is_true(interrupted(out, rc), "exit " .. rc .. ": " .. out)
+  end)
+
+  it("gives it back after fiberio's pool and parallel threads ran", function()
+    local out, rc = signal_script([[
+      fio.config { backend = os.getenv("FIBERIO_BACKEND") }
+      assert(fio.readfile("/proc/self/stat"))
+      assert(fio.parallel(function() return 1 end):await() == 1)
+      local s = fio.signal("INT")
+      assert(fio.parallel(function() return 2 end):await() == 2)
+      s:close()
+      print("closed", blocked(2))
+      io.stdout:flush()
+      kill("INT")
+      spin()
+      print("survived")
+    ]])
+    assert.matches("^closed\tfalse\n", out)
+    assert.is_nil(out:find("survived", 1, true), out)
+    assert.is_true(interrupted(out, rc), "exit " .. rc .. ": " .. out)
+  end)
+
+  it("a signal blocked before fio.signal stays blocked after close", function()
+    local out, rc = signal_script([[
+      print("before", blocked(2))
+      local s = fio.signal("INT")
+      s:close()
+      print("closed", blocked(2))
+    ]], true)
+    assert.equal("before\ttrue\nclosed\ttrue\n", out)
+    assert.equal(0, rc)
+  end)
+
+  it("a script that took SIGINT keeps it: SIGINT goes to sig:wait and the script goes on", function()
+    local out, rc = signal_script([[
+      local s <close> = fio.signal("INT")
+      kill("INT")
+      spin()
+      print(s:wait(10))
+      fio.run(function()
+        kill("INT")
+        print(s:wait(10))
+      end)
+      print("went on")
+    ]])
+    assert.equal("INT\nINT\nwent on\n", out)
+    assert.equal(0, rc)
+  end)
+end)
+
+describe("closing a Signal while a fiber waits on it", function()
+  it("ends the wait promptly with nil, msg, errno, as a closed file's read", function()
+    local r
+    fio.run(function()
+      local s = fio.signal("USR1")
+      local f = fio.async(s.wait, s)
+      fio.sleep(0.01)
+      s:close()
+      local dt
+      dt, r = helper.timed(fio.timeout, WAIT, f.await, f)
+      if not f:done() then fio.cancel(f) end
+      assert.is_true(dt < helper.bound(1), "returned after " .. dt)
+    end)
+    assert.same(pack(nil, "Bad file descriptor", 9), r)
+  end)
+
+  it("a pipe made right after (it may get the same fd number) gets its data", function()
+    local got = {}
+    fio.run(function()
+      local s = fio.signal("USR1")
+      local f = fio.async(s.wait, s)
+      fio.sleep(0.01)
+      s:close()
+      for i = 1, 4 do
+        local r, w = fio.pipe()
+        local reader = fio.async(r.read, r, 5)
+        fio.sleep(0.01)
+        helper.send(w, "data" .. i)
+        got[i] = pack(fio.timeout(WAIT, reader.await, reader))
+        if not reader:done() then fio.cancel(reader) end
+        r:close()
+        w:close()
+      end
+      if not f:done() then fio.cancel(f) end
+    end)
+    for i = 1, 4 do assert.same(pack("data" .. i), got[i]) end
+  end)
+end)
+
+describe("sig:wait's timeout", function()
+  it("a negative one polls once: a pending signal is taken, else nil, \"timeout\" at once; NaN raises", function()
+    fio.run(function()
+      local s <close> = fio.signal("USR2")
+      local dt, r = helper.timed(s.wait, s, -1)
+      assert.same(pack(nil, "timeout"), r)
+      assert.is_true(dt < helper.bound(0.5), "returned after " .. dt)
+      kill("USR2")
+      assert.same(pack("USR2"), pack(s:wait(-1)))
+      assert.same(pack(nil, "timeout"), pack(s:wait(-math.huge)))
+      assert.has_error(function() s:wait(0 / 0) end)
+      assert.has_error(function() s:wait("soon") end)
+    end)
   end)
 end)
