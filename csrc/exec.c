@@ -11,6 +11,7 @@
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -205,6 +206,62 @@ static int fifo_writer_came(int fd) {
   return poll(&p, 1, 0) > 0;
 }
 
+int fio_exec_intr_sig;
+
+#ifndef sigev_notify_thread_id /* (glibc before 2.38) */
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+
+/* OPENAT of a FIFO for reading, op->fd2 the reader open_k kept (file.c:
+ * the ring opened it O_NONBLOCK, so a writer could come at once): as
+ * open(2), return once a writer has opened. One that came (and maybe wrote
+ * and left) since fd2 was opened shows on fd2, and fd2 is the result. But
+ * one can come and leave between that look and open(2), which then waits
+ * for the next writer, maybe for ever. So open(2) is interrupted on a
+ * timer (1 ms, doubling to 100 ms; fio_exec_intr_sig, to this thread only)
+ * and fd2 looked at again: such a writer is seen within a tick. Without
+ * the signal or a timer, a plain open(2), with that window. */
+static int fifo_open_read(fio_op *op) {
+  timer_t tm;
+  int ticking = 0; /* 1: tm exists; -1: none can be had */
+  long ms = 1;
+  int r;
+  for (;;) {
+    if (fifo_writer_came(op->fd2)) {
+      int fd = op->fd2;
+      if ((r = clear_nonblock(fd)) < 0) break;
+      op->fd2 = -1;
+      r = fd;
+      break;
+    }
+    if (atomic_load(&op->abort)) {
+      r = -ECANCELED;
+      break;
+    }
+    if (!ticking) {
+      struct sigevent sev;
+      memset(&sev, 0, sizeof sev);
+      sev.sigev_notify = SIGEV_THREAD_ID;
+      sev.sigev_signo = fio_exec_intr_sig;
+      sev.sigev_notify_thread_id = (pid_t)syscall(SYS_gettid);
+      ticking = fio_exec_intr_sig > 0 &&
+                timer_create(CLOCK_MONOTONIC, &sev, &tm) == 0 ? 1 : -1;
+    }
+    if (ticking > 0) {
+      struct itimerspec it = {{0, 0}, {ms / 1000, (ms % 1000) * 1000000L}};
+      timer_settime(tm, 0, &it, NULL);
+      ms = ms * 2 > 100 ? 100 : ms * 2;
+    }
+    r = openat(AT_FDCWD, op->path, op->flags, (mode_t)op->mode);
+    if (r >= 0) break;
+    r = -errno;
+    if (r != -EINTR) break;
+  }
+  if (ticking > 0) timer_delete(tm); /* (a tick in flight: a stray signal,
+                                      * which pool threads take as one) */
+  return r;
+}
+
 int fio_exec(fio_op *op) {
   ssize_t r;
   switch (op->code) {
@@ -221,16 +278,8 @@ int fio_exec(fio_op *op) {
   case FIO_OP_CLOSE:
     return close(op->fd) < 0 && errno != EINTR ? -errno : 0;
   case FIO_OP_OPENAT:
-    if (op->fd2 >= 0 && fifo_writer_came(op->fd2)) {
-      /* The FIFO reader open_k keeps (file.c; only a FIFO's) while this
-       * open waits: a writer came, maybe wrote, maybe left, while this op
-       * waited for a thread. open(2) would have returned then; an open now
-       * would wait for the next writer. That reader is the open's result. */
-      int fd = op->fd2;
-      if ((r = clear_nonblock(fd)) < 0) return (int)r;
-      op->fd2 = -1;
-      return fd;
-    }
+    /* (fd2: the FIFO reader open_k keeps, file.c; only a FIFO's) */
+    if (op->fd2 >= 0) return fifo_open_read(op);
     r = openat(AT_FDCWD, op->path, op->flags, (mode_t)op->mode);
     return r < 0 ? -errno : (int)r;
   case FIO_OP_STATX:

@@ -20,4 +20,10 @@ int fio_exec_readfile_nowait(fio_op *op);
 /* Regular files larger than this go to the pool too (open). */
 #define FIO_NOWAIT_READ_MAX (1u << 20)
 
+/* The pool's interrupt signal (a no-op handler without SA_RESTART,
+ * unblocked on pool threads), or 0: set once by the pool before its first
+ * thread starts. fio_exec sends it to its own thread on a timer to look
+ * again, during a FIFO open, for a writer that came and left. */
+extern int fio_exec_intr_sig;
+
 #endif

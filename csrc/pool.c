@@ -228,6 +228,7 @@ static void pool_init(void) {
   init_sync();
   /* (no SA_RESTART: the interrupted syscall must fail) */
   P.sig = fio_claim_signal((int[]){SIGURG, SIGRTMIN + 3}, 2, on_interrupt, 0);
+  fio_exec_intr_sig = P.sig; /* (before any thread: exec.h) */
   fio_pin_library();
   pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
   atomic_store_explicit(&P_started, 1, memory_order_release);
