@@ -639,17 +639,22 @@ static void uring_wait(fio_loop *loop, int64_t timeout_ns) {
   if ((u->rf_head || u->rf_nclosing) && rf_flush(loop, u)) timeout_ns = 0;
   if (u->dhead && run_deferred(loop, u, timeout_ns != 0)) timeout_ns = 0;
   if (timeout_ns != 0 && fio_loop_wakes_on(loop)) timeout_ns = 0;
+  /* A signal must end the wait, so that the loop sees a Ctrl-C (the host's
+   * interrupt hook) at once: liburing's waits with a timeout loop over
+   * io_uring_enter, and one that had submitted returns no EINTR to them.
+   * So a wait forever is one io_uring_enter, and a wait with a timeout
+   * submits first. */
   if (timeout_ns == 0) {
     r = io_uring_submit_and_get_events(&u->ring);
+  } else if (timeout_ns < 0) {
+    r = io_uring_submit_and_wait(&u->ring, 1);
   } else {
     struct io_uring_cqe *cqe;
-    struct __kernel_timespec ts, *tsp = NULL;
-    if (timeout_ns > 0) {
-      ts.tv_sec = timeout_ns / 1000000000;
-      ts.tv_nsec = timeout_ns % 1000000000;
-      tsp = &ts;
-    }
-    r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
+    struct __kernel_timespec ts;
+    ts.tv_sec = timeout_ns / 1000000000;
+    ts.tv_nsec = timeout_ns % 1000000000;
+    if (io_uring_sq_ready(&u->ring)) io_uring_submit(&u->ring);
+    r = io_uring_wait_cqe_timeout(&u->ring, &cqe, &ts);
   }
   /* -ETIME (timeout) and -EINTR (a signal) just end this wait. */
   (void)r; /* -EBUSY, -EAGAIN: the CQ is backed up; reaping makes room */

@@ -13,6 +13,8 @@
 
 static int future_gc(lua_State *L) {
   fio_fiber *f = luaL_checkudata(L, 1, FIO_FUTURE);
+  /* A fiber that has not ended is anchored: this is the state's close. */
+  if (f->state != FIO_DONE) fio_loop_close_fibers(f->loop, L);
   if (f->state != FIO_DONE) {
     fio_fiber_detach(f);
     return 0;
@@ -47,6 +49,7 @@ static int l_async(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   fio_fiber *cur = fio_current(loop);
   fio_spawn(L, loop, 1, lua_gettop(L) - 1, cur ? cur->run : NULL);
+  fio_loop_watch_end(loop);
   return 1;
 }
 
@@ -159,7 +162,7 @@ static int l_join(lua_State *L) {
   w->nlinks = 1;
   fio_link_add(w, &w->self_link, &t->awaiters);
   if (s >= 0)
-    fio_timer_arm_in(loop, w, s);
+    fio_timer_arm_in(L, loop, w, s);
   w->wait = FIO_W_FUTURE;
   return fio_block(loop, L, w, join_k);
 }

@@ -73,6 +73,7 @@ struct fio_fiber {
   fio_loop *loop;
   lua_State *co;              /* the fiber's Lua thread; NULL for a pseudo */
   fio_fiber *qprev, *qnext;   /* ready queue */
+  fio_fiber *lprev, *lnext;   /* the loop's fibers that have not ended */
   fio_list awaiters;          /* who waits for this fiber to end */
   fio_link *links;            /* what this waiter is linked to, nlinks long */
   fio_link self_link;         /* the one link await and join need */
@@ -219,6 +220,20 @@ struct fio_loop {
   void (*hook_arm)(lua_State *co);
   fio_fiber *rq_head, *rq_tail;
   size_t rq_len;
+  fio_fiber *live;              /* fibers not ended (spawned, not DONE) */
+  size_t nlive;
+  /* The host asked the main thread to stop (lua.c's SIGINT handler sets a
+   * hook on it): every fiber was canceled, and the main chunk's wait raises
+   * "interrupted!" as plain Lua would. */
+  int interrupted;
+  int ending;                   /* the end of the main chunk or the state's
+                                 * close is running the last fibers */
+  int end_errs;                 /* while ending: registry ref of an array of
+                                 * Futures that ended in an error nobody took */
+  int is_worker;                /* a fio.parallel worker's state: its host
+                                 * is parallel.c, which runs it to the end */
+  int exit_listed;              /* on the list report_at_exit reads */
+  fio_loop *exit_next;
   struct fio_timer *heap;       /* timers: min-heap on (deadline, seq) */
   size_t heap_len, heap_cap;
   uint64_t timer_seq;
@@ -314,13 +329,23 @@ void fio_fiber_detach(fio_fiber *f);
 fio_fiber *fio_current(fio_loop *loop);
 
 void fio_wake(fio_fiber *w, int reason);
-void fio_timer_arm(fio_loop *loop, fio_fiber *w, uint64_t deadline);
-/* Arm w's timer s seconds (>= 0) from now. */
-void fio_timer_arm_in(fio_loop *loop, fio_fiber *w, lua_Number s);
+/* Arm w's timer (replacing an armed one) for deadline (fio_now_ns), or s
+ * seconds (>= 0) from now. Out of memory: raises Lua's memory error in L
+ * with the timer not armed, so arm it before anything a raise would leak. */
+void fio_timer_arm(lua_State *L, fio_loop *loop, fio_fiber *w,
+                   uint64_t deadline);
+void fio_timer_arm_in(lua_State *L, fio_loop *loop, fio_fiber *w,
+                      lua_Number s);
 /* The optional timeout argument at idx, in seconds: -1 when absent (nil or
  * none: no deadline), 0 for a negative one (already due: the wait polls
  * once), math.huge for no deadline; raises for NaN or a non-number. */
 lua_Number fio_opttimeout(lua_State *L, int idx);
+/* A fiber was spawned: when the host's outermost call on the main thread
+ * returns (the main chunk ends), the fibers left run to their end. */
+void fio_loop_watch_end(fio_loop *loop);
+/* The state is closing: cancel the fibers that have not ended and run the
+ * loop until they have (their cleanups run); says so on stderr. */
+void fio_loop_close_fibers(fio_loop *loop, lua_State *L);
 /* Drop one reference to a fio.run scope (freed with the last). */
 void fio_run_release(lua_State *L, fio_run *run);
 /* Append w's link l to list (FIFO); w->links/nlinks must include l so a wake

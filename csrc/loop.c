@@ -15,6 +15,9 @@
 #include "backend.h"
 #include "fiberio.h"
 #include "parallel.h"
+#include "pool.h"
+
+static void end_hook(lua_State *L, lua_Debug *ar);
 
 /* Operations go to the backend, except parallel tasks (the worker pool). */
 static void op_submit(fio_loop *loop, fio_op *op) {
@@ -82,6 +85,25 @@ static void rq_remove(fio_loop *loop, fio_fiber *f) {
   loop->rq_len--;
 }
 
+/* --- the fibers that have not ended --------------------------------------- */
+
+static void live_add(fio_loop *loop, fio_fiber *f) {
+  f->lprev = NULL;
+  f->lnext = loop->live;
+  if (loop->live) loop->live->lprev = f;
+  loop->live = f;
+  loop->nlive++;
+}
+
+static void live_remove(fio_loop *loop, fio_fiber *f) {
+  if (!f->lprev && loop->live != f) return; /* not on the list */
+  if (f->lprev) f->lprev->lnext = f->lnext;
+  else loop->live = f->lnext;
+  if (f->lnext) f->lnext->lprev = f->lprev;
+  f->lprev = f->lnext = NULL;
+  loop->nlive--;
+}
+
 /* --- timers: a binary min-heap of (deadline, seq, waiter) ----------------- */
 
 static int heap_less(const fio_timer *a, const fio_timer *b) {
@@ -130,28 +152,35 @@ static void timer_disarm(fio_loop *loop, fio_fiber *w) {
   else heap_down(loop, i);
 }
 
-/* Arm w's timer (replacing an armed one). On ENOMEM aborts the process, as
- * Lua does when it cannot allocate. */
-void fio_timer_arm(fio_loop *loop, fio_fiber *w, uint64_t deadline) {
-  timer_disarm(loop, w);
-  if (loop->heap_len == loop->heap_cap) {
-    size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
-    fio_timer *h = realloc(loop->heap, cap * sizeof *h);
-    if (!h) {
-      fputs("fiberio: out of memory for timers\n", stderr);
-      abort();
-    }
-    loop->heap = h;
-    loop->heap_cap = cap;
+/* Arm w's timer (replacing an armed one). Out of memory: raises Lua's
+ * memory error in L, with w's timer not armed. */
+/* Room for one more timer, or Lua's memory error raised in L. */
+static void timer_reserve(lua_State *L, fio_loop *loop) {
+  if (loop->heap_len < loop->heap_cap) return;
+  size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
+  fio_timer *h = cap <= SIZE_MAX / sizeof *h
+                     ? realloc(loop->heap, cap * sizeof *h) : NULL;
+  if (!h) {
+    lua_pushliteral(L, "not enough memory");
+    lua_error(L);
   }
+  loop->heap = h;
+  loop->heap_cap = cap;
+}
+
+void fio_timer_arm(lua_State *L, fio_loop *loop, fio_fiber *w,
+                   uint64_t deadline) {
+  timer_disarm(loop, w);
+  timer_reserve(L, loop);
   fio_timer t = {deadline, loop->timer_seq++, w};
   loop->heap[loop->heap_len] = t;
   heap_up(loop, loop->heap_len++);
 }
 
-void fio_timer_arm_in(fio_loop *loop, fio_fiber *w, lua_Number s) {
+void fio_timer_arm_in(lua_State *L, fio_loop *loop, fio_fiber *w,
+                      lua_Number s) {
   uint64_t ns = s >= 1e9 ? (uint64_t)1e18 : (uint64_t)(s * 1e9 + 0.5);
-  fio_timer_arm(loop, w, fio_now_ns() + ns);
+  fio_timer_arm(L, loop, w, fio_now_ns() + ns);
 }
 
 lua_Number fio_opttimeout(lua_State *L, int idx) {
@@ -270,6 +299,13 @@ int fio_raise_canceled(lua_State *L, fio_loop *loop, fio_fiber *f) {
   if (f) {
     f->cancel_req = 0;
     f->cancel_done = 1;
+  } else if (loop->interrupted) {
+    /* Outside any fiber the interrupt is raised as lua.c's own: its hook,
+     * which would raise it at the next instruction, is taken off. */
+    loop->interrupted = 0;
+    if (lua_gethook(loop->L) != end_hook) lua_sethook(loop->L, NULL, 0, 0);
+    lua_pushliteral(L, "interrupted!");
+    return lua_error(L);
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, loop->canceled_ref);
   return lua_error(L);
@@ -281,6 +317,9 @@ fio_fiber *fio_current(fio_loop *loop) { return loop->current; }
 
 fio_fiber *fio_wait_begin(fio_loop *loop, lua_State *L, fio_fiber *pseudo) {
   fio_fiber *cur = loop->current, *self = cur;
+  /* Room for the timer this wait may arm, before anything is set up that a
+   * memory error would leave behind. */
+  timer_reserve(L, loop);
   /* L is the running fiber's own thread (not a plain coroutine inside it)
    * and nothing between here and its resume forbids a yield. */
   if (cur && cur->co == L && lua_isyieldable(L)) {
@@ -288,6 +327,7 @@ fio_fiber *fio_wait_begin(fio_loop *loop, lua_State *L, fio_fiber *pseudo) {
     return self;
   }
   if (cur && cur->cancel_req && !cur->shield) fio_raise_canceled(L, loop, cur);
+  if (!cur && loop->interrupted) fio_raise_canceled(L, loop, NULL);
   memset(pseudo, 0, sizeof *pseudo);
   pseudo->loop = loop;
   pseudo->pseudo = 1;
@@ -297,7 +337,50 @@ fio_fiber *fio_wait_begin(fio_loop *loop, lua_State *L, fio_fiber *pseudo) {
   return pseudo;
 }
 
-static void turn(fio_loop *loop, lua_State *from, fio_fiber *w);
+static void turn(fio_loop *loop, lua_State *from, fio_fiber *w,
+                 lua_Hook hook0);
+static void deliver_cancel(fio_loop *loop, fio_fiber *w);
+
+/* --- the host's interrupt (Ctrl-C) ------------------------------------------- */
+
+/* A signal handler stops Lua code the one way Lua allows: it sets a hook
+ * on the main thread (lua.c's SIGINT handler: every mask, count 1), which
+ * raises "interrupted!" at the next instruction. While the main thread
+ * drives the loop it runs no instruction, so the drive looks for that hook
+ * after each turn (a signal also ends the backend's wait with EINTR).
+ * before: the main thread's hook when the drive began. */
+static int host_interrupted(fio_loop *loop, lua_Hook before) {
+  lua_State *M = loop->L;
+  lua_Hook h = lua_gethook(M);
+  if (!h || h == end_hook || loop->interrupted) return 0;
+  return h != before ||
+         (lua_gethookmask(M) == (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE |
+                                 LUA_MASKCOUNT) &&
+          lua_gethookcount(M) == 1);
+}
+
+/* Cancel every fiber that has not ended; returns how many had no cancel
+ * requested before. */
+static size_t cancel_all(fio_loop *loop, lua_State *L) {
+  size_t n = 0;
+  fio_fiber *f = loop->live, *next;
+  for (; f; f = next) {
+    next = f->lnext;
+    if (!f->cancel_req && !f->cancel_done) n++;
+    fio_request_cancel(loop, L, f);
+  }
+  return n;
+}
+
+/* The interrupt: every fiber is canceled (their <close> and pcall cleanups
+ * run), and the main chunk's wait w (if it is one) ends and raises
+ * "interrupted!" (fio_raise_canceled). */
+static void interrupt(fio_loop *loop, lua_State *L, fio_fiber *w) {
+  loop->interrupted = 1;
+  cancel_all(loop, L);
+  if (w && w->pseudo && !w->owner && w->state == FIO_SUSPENDED)
+    deliver_cancel(loop, w);
+}
 
 int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k) {
   if (w->wait == FIO_W_YIELD) {
@@ -310,25 +393,34 @@ int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k) {
   w->k = k;
   if (w->tramp) return FIO_AGAIN; /* the trampoline below continues */
   fio_fiber *owner = w->owner, *saved = owner ? owner->blocked_in : NULL;
+  lua_Hook hook0 = lua_gethook(loop->L);
   w->tramp = 1;
   int r;
   do {
     if (owner) owner->blocked_in = w;
-    if (w->wait == FIO_W_YIELD) turn(loop, L, NULL);
+    if (w->wait == FIO_W_YIELD) turn(loop, L, NULL, hook0);
     else
-      while (w->state == FIO_SUSPENDED) turn(loop, L, w);
+      while (w->state == FIO_SUSPENDED) {
+        turn(loop, L, w, hook0);
+        if (host_interrupted(loop, hook0)) interrupt(loop, L, w);
+      }
     if (owner) owner->blocked_in = saved;
     /* The continuation may raise: nothing is left to undo by then. */
     w->state = FIO_RUNNING;
+    if (host_interrupted(loop, hook0)) interrupt(loop, L, NULL);
     r = w->k(L, LUA_YIELD, (lua_KContext)w);
   } while (r == FIO_AGAIN);
   w->tramp = 0;
+  /* What the main chunk waited for ended anyway: the interrupt is raised
+   * now that the continuation has cleaned up. */
+  if (!owner && loop->interrupted) fio_raise_canceled(L, loop, NULL);
   return r;
 }
 
 int fio_cancel_pending(const fio_fiber *w) {
   const fio_fiber *owner = fio_owner((fio_fiber *)w);
-  return owner && owner->cancel_req && !owner->shield;
+  if (!owner) return w->pseudo && w->loop->interrupted;
+  return owner->cancel_req && !owner->shield;
 }
 
 void fio_wait_again(lua_State *L, fio_fiber *w) {
@@ -572,6 +664,8 @@ fio_fiber *fio_spawn(lua_State *L, fio_loop *loop, int idx, int nargs,
   lua_State *co = lua_newthread(L);
   lua_setiuservalue(L, -2, 1);
   f->co = co;
+  /* (a thread inherits its creator's hook: not the main chunk's end hook) */
+  if (lua_gethook(co) == end_hook) lua_sethook(co, NULL, 0, 0);
   lua_checkstack(co, nargs + 1);
   lua_pushvalue(L, idx);
   lua_xmove(L, co, 1);
@@ -581,6 +675,7 @@ fio_fiber *fio_spawn(lua_State *L, fio_loop *loop, int idx, int nargs,
   f->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
   f->nres = nargs; /* while NEW: the arguments to pass */
   f->state = FIO_NEW;
+  live_add(loop, f);
   f->run = run;
   if (run) {
     run->refs++;
@@ -638,6 +733,16 @@ static void finish(fio_loop *loop, lua_State *from, fio_fiber *f, int status,
     }
   }
   f->state = FIO_DONE;
+  live_remove(loop, f);
+  if (f->end == FIO_END_ERROR && !f->run && loop->ending &&
+      loop->end_errs != LUA_NOREF && !f->awaiters.head) {
+    /* The script is ending: an error nobody can take any more is raised or
+     * printed by fio_loop_end. */
+    lua_rawgeti(from, LUA_REGISTRYINDEX, loop->end_errs);
+    lua_rawgeti(from, LUA_REGISTRYINDEX, f->anchor);
+    lua_rawseti(from, -2, (lua_Integer)lua_rawlen(from, -2) + 1);
+    lua_pop(from, 1);
+  }
   for (fio_link *l = f->awaiters.head; l; l = l->next) l->waiter->woke_by = f;
   fio_list_wake_all(&f->awaiters, FIO_WAKE_DONE);
   fio_run *run = f->run;
@@ -737,7 +842,8 @@ static int64_t wait_timeout(fio_loop *loop) {
   return d > now ? (int64_t)(d - now) : 0;
 }
 
-static void turn(fio_loop *loop, lua_State *from, fio_fiber *w) {
+static void turn(fio_loop *loop, lua_State *from, fio_fiber *w,
+                 lua_Hook hook0) {
   fio_loop_run_ready(loop, from);
   /* w NULL: a yield, which only polls */
   int64_t timeout =
@@ -746,6 +852,8 @@ static void turn(fio_loop *loop, lua_State *from, fio_fiber *w) {
     fio_wake(w, FIO_WAKE_DEADLOCK); /* nothing can ever wake w */
     return;
   }
+  /* (a Ctrl-C that came while fibers ran: the caller acts on it now) */
+  if (timeout != 0 && host_interrupted(loop, hook0)) timeout = 0;
   if (timeout != 0 || loop->ninflight) loop->be->wait(loop, timeout);
   fire_timers(loop);
 }
@@ -766,19 +874,230 @@ void fio_loop_wait(fio_loop *loop, int nonblock) {
   fire_timers(loop);
 }
 
+/* --- the end of the script --------------------------------------------------- */
+
+/* Run the loop from L until every fiber has ended. Fibers that nothing can
+ * wake any more (waiting for each other, or for a queue nobody fills) are
+ * canceled; those a cancel cannot end either are detached. Returns how
+ * many fibers this canceled that had no cancel requested before. */
+static size_t run_to_end(fio_loop *loop, lua_State *L) {
+  size_t canceled = 0;
+  lua_Hook hook0 = lua_gethook(loop->L);
+  int stuck = 0, collected = 0;
+  while (loop->nlive) {
+    fio_loop_run_ready(loop, L);
+    if (!loop->nlive) break;
+    int64_t timeout = wait_timeout(loop);
+    if (timeout < 0 && !loop->ninflight) {
+      if (stuck) { /* a cancel did not end them: give up on them */
+        while (loop->live) fio_fiber_detach(loop->live);
+        break;
+      }
+      stuck = 1;
+      canceled += cancel_all(loop, L);
+      continue;
+    }
+    stuck = 0;
+    if (host_interrupted(loop, hook0)) {
+      interrupt(loop, L, NULL);
+      continue;
+    }
+    if (timeout < 0 && !collected) {
+      /* Only I/O can wake them: if none comes for a while, handles nobody
+       * can reach any more are closed (a pipe's write end, which ends its
+       * reader's wait). Once per quiet spell: a collection costs. */
+      timeout = 200000000;
+      collected = 1;
+    }
+    loop->be->wait(loop, timeout);
+    fire_timers(loop);
+    if (loop->rq_len) collected = 0;
+    else if (collected == 1 && timeout == 200000000) {
+      collected = 2;
+      lua_gc(L, LUA_GCCOLLECT);
+    }
+    if (host_interrupted(loop, hook0)) interrupt(loop, L, NULL);
+  }
+  return canceled;
+}
+
+/* Raise the first error in the array at -1 (a fiber's traceback, which
+ * starts with its message: nobody awaited it, so no caller compares the
+ * value) after printing the others; pops the array if none. */
+static void raise_end_errors(lua_State *L) {
+  int n = (int)lua_rawlen(L, -1);
+  int first = 0;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    fio_fiber *f = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!f || f->observed || f->reported) continue;
+    f->reported = 1;
+    if (!first) {
+      first = i;
+      continue;
+    }
+    fprintf(stderr, "fiberio: error in a fiber that nobody awaited: %s\n",
+            lua_tostring(f->co, -1));
+  }
+  if (!first) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_rawgeti(L, -1, first);
+  fio_fiber *f = lua_touserdata(L, -1);
+  f->observed = 1;
+  lua_pushstring(L, lua_tostring(f->co, -1));
+  lua_error(L);
+}
+
+/* The main chunk returned with fibers that have not ended: they run to
+ * their end (as Node runs its pending callbacks), then an error nobody
+ * awaited is raised. */
+static void end_of_main_chunk(fio_loop *loop, lua_State *L) {
+  if (loop->ending || !loop->started || loop->closed) return;
+  lua_checkstack(L, 8);
+  lua_newtable(L);
+  loop->end_errs = luaL_ref(L, LUA_REGISTRYINDEX);
+  loop->ending = 1;
+  size_t stuck = run_to_end(loop, L);
+  loop->ending = 0;
+  if (stuck)
+    fprintf(stderr, "fiberio: %zu fiber%s waited for what nothing could bring "
+                    "(a deadlock): canceled\n", stuck, stuck == 1 ? "" : "s");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->end_errs);
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->end_errs);
+  loop->end_errs = LUA_NOREF;
+  if (loop->interrupted) {
+    lua_pop(L, 1);
+    fio_raise_canceled(L, loop, NULL);
+  }
+  raise_end_errors(L);
+}
+
+/* The main thread's hook while its fibers have not all ended: on each
+ * return it looks for the return of the host's outermost call (the main
+ * chunk, for lua5.4: no Lua function below it) and runs the fibers left
+ * then. Set by fio_loop_watch_end, taken off once nothing is pending. */
+static void end_hook(lua_State *L, lua_Debug *ar) {
+  if (ar->event != LUA_HOOKRET) return;
+  lua_Debug d;
+  /* A Lua function (the chunk, or what it tail-called): the return of a C
+   * function with only C below is no chunk's end (lua.c's pmain returns so
+   * after an error, which closes the state instead). */
+  if (!lua_getinfo(L, "S", ar) || ar->what[0] == 'C') return;
+  for (int level = 1; lua_getstack(L, level, &d); level++) {
+    lua_getinfo(L, "S", &d);
+    if (d.what[0] != 'C') return; /* returning into Lua code */
+  }
+  lua_sethook(L, NULL, 0, 0);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "fiberio.loopptr") !=
+      LUA_TLIGHTUSERDATA) {
+    lua_pop(L, 1);
+    return;
+  }
+  fio_loop *loop = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  /* (a coroutine that inherited the hook: nothing to do in it) */
+  if (L != loop->L || !loop->nlive) return;
+  /* The chunk's registers are dead but for its results (its upvalues are
+   * closed by now): cleared, what only they held can be collected while
+   * the fibers run (a pipe's write end, which ends its reader's wait). */
+  if (lua_getinfo(L, "r", ar)) {
+    for (int n = 1; lua_getlocal(L, ar, n); n++) {
+      lua_pop(L, 1);
+      if (n >= ar->ftransfer && n < ar->ftransfer + ar->ntransfer) continue;
+      lua_pushnil(L);
+      lua_setlocal(L, ar, n);
+    }
+  }
+  end_of_main_chunk(loop, L);
+}
+
+/* Loops whose main chunk started fibers: os.exit without closing the state
+ * skips their end, so the process's exit says how many fibers never ran
+ * to their end. exit_mu guards the list (a leaf lock). */
+static pthread_mutex_t exit_mu = PTHREAD_MUTEX_INITIALIZER;
+static fio_loop *exit_loops;
+
+static void report_at_exit(void) {
+  pthread_mutex_lock(&exit_mu);
+  for (fio_loop *loop = exit_loops; loop; loop = loop->exit_next)
+    if (loop->nlive)
+      fprintf(stderr, "fiberio: %zu fiber%s never finished (the process "
+                      "exited without closing the Lua state)\n",
+              loop->nlive, loop->nlive == 1 ? "" : "s");
+  pthread_mutex_unlock(&exit_mu);
+}
+
+static void exit_register_once(void) {
+  fio_pin_library(); /* report_at_exit is in this library's code */
+  atexit(report_at_exit);
+}
+
+void fio_loop_watch_end(fio_loop *loop) {
+  if (loop->is_worker) return;
+  lua_State *L = loop->L;
+  if (!loop->exit_listed) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, exit_register_once);
+    pthread_mutex_lock(&exit_mu);
+    loop->exit_next = exit_loops;
+    exit_loops = loop;
+    loop->exit_listed = 1;
+    pthread_mutex_unlock(&exit_mu);
+  }
+  if (!lua_gethook(L)) lua_sethook(L, end_hook, LUA_MASKRET, 0);
+}
+
+static void exit_unlist(fio_loop *loop) {
+  if (!loop->exit_listed) return;
+  pthread_mutex_lock(&exit_mu);
+  for (fio_loop **p = &exit_loops; *p; p = &(*p)->exit_next)
+    if (*p == loop) {
+      *p = loop->exit_next;
+      break;
+    }
+  loop->exit_listed = 0;
+  pthread_mutex_unlock(&exit_mu);
+}
+
+/* fio.parallel's workers, if this loop made them: each task is stopped,
+ * even one computing, and its worker joined; what they posted back is
+ * completed here. */
+static void shutdown_workers(fio_loop *loop) {
+  if (!loop->owns_workers) return;
+  fio_workers_shutdown(loop->workers);
+  loop->workers = NULL;
+  loop->owns_workers = 0;
+  fio_loop_drain(loop);
+}
+
+void fio_loop_close_fibers(fio_loop *loop, lua_State *L) {
+  /* (a worker's fibers were canceled by the shutdown of its pool, which
+   * stops a task's computing fiber with a hook this could not) */
+  if (loop->ending || !loop->started || loop->closed || !loop->nlive ||
+      loop->is_worker)
+    return;
+  loop->ending = 1; /* (no array of errors: each is printed when collected) */
+  loop->end_errs = LUA_NOREF;
+  size_t n = cancel_all(loop, L);
+  shutdown_workers(loop); /* (a task's cancel may not stop all it started) */
+  n += run_to_end(loop, L);
+  loop->ending = 0;
+  if (n)
+    fprintf(stderr, "fiberio: %zu fiber%s had not finished when the Lua "
+                    "state was closed: canceled\n", n, n == 1 ? "" : "s");
+}
+
 /* --- the loop object ------------------------------------------------------- */
 
 static int loop_gc(lua_State *L) {
   fio_loop *loop = luaL_checkudata(L, 1, FIO_LOOP);
   if (loop->closed) return 0;
-  if (loop->owns_workers) {
-    /* Workers finish or are canceled, and are joined; what they post back
-     * is completed below. */
-    fio_workers_shutdown(loop->workers);
-    loop->workers = NULL;
-    loop->owns_workers = 0;
-    fio_loop_drain(loop);
-  }
+  fio_loop_close_fibers(loop, L);
+  exit_unlist(loop);
+  shutdown_workers(loop);
   loop->closed = 1;
   while (loop->rq_head) rq_remove(loop, loop->rq_head);
   for (size_t i = 0; i < loop->heap_len; i++) loop->heap[i].w->heap_idx = 0;
@@ -807,7 +1126,7 @@ fio_loop *fio_loop_new(lua_State *L) {
   lua_pushthread(L);
   loop->L = lua_tothread(L, -1);
   lua_pop(L, 1);
-  loop->canceled_ref = loop->future_mt_ref = LUA_NOREF;
+  loop->canceled_ref = loop->future_mt_ref = loop->end_errs = LUA_NOREF;
   loop->wakefd = -1;
   pthread_mutex_init(&loop->post_mu, NULL);
   if (luaL_newmetatable(L, FIO_LOOP)) {
@@ -874,6 +1193,7 @@ int fio_errresult(lua_State *L, const char *what, int err) {
 
 void fio_fiber_detach(fio_fiber *f) {
   fio_loop *loop = f->loop;
+  live_remove(loop, f);
   if (!loop->closed) {
     rq_remove(loop, f);
     timer_disarm(loop, f);

@@ -617,6 +617,7 @@ static void *worker_main(void *arg) {
     return NULL;
   }
   w->loop = loop;
+  loop->is_worker = 1;
   loop->hook_arm = arm_cancel_hook;
   for (;;) {
     /* Take one task per turn: the rest stay for idle workers. */
@@ -901,6 +902,7 @@ static int l_parallel(lua_State *L) {
   lua_insert(L, 1);
   fio_fiber *cur = fio_current(loop);
   fio_spawn(L, loop, 1, 1, cur ? cur->run : NULL);
+  fio_loop_watch_end(loop);
   return 1;
 }
 

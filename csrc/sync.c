@@ -84,7 +84,7 @@ static int q_wait(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_rawsetp(L, -2, &w->self_link);
   lua_pop(L, 1);
-  if (t >= 0) fio_timer_arm_in(loop, w, t);
+  if (t >= 0) fio_timer_arm_in(L, loop, w, t);
   w->wait = FIO_W_QUEUE;
   return fio_block(loop, L, w, wait_k);
 }
@@ -236,7 +236,7 @@ static int sig_wait(lua_State *L) {
   op->code = FIO_OP_READ;
   op->fd = s->fd;
   op->len = sizeof(struct signalfd_siginfo);
-  if (t >= 0) fio_timer_arm_in(loop, w, t);
+  if (t >= 0) fio_timer_arm_in(L, loop, w, t);
   return fio_op_wait(loop, L, w, op, sig_k);
 }
 

@@ -17,7 +17,7 @@ static int l_sleep(lua_State *L) {
   if (s <= 0) {
     w->wait = FIO_W_YIELD;
   } else {
-    fio_timer_arm_in(loop, w, s);
+    fio_timer_arm_in(L, loop, w, s);
     w->wait = FIO_W_SLEEP;
   }
   return fio_block(loop, L, w, sleep_k);
