@@ -69,6 +69,39 @@ static int getdents_all(fio_op *op) {
   return (int)used;
 }
 
+/* Copy fd to fd2 with read(2) and write(2): for what neither
+ * copy_file_range nor sendfile takes (a FIFO, a character device). */
+static int copy_rw(fio_op *op) {
+  enum { BUF = 128 * 1024 };
+  char *buf = malloc(BUF);
+  if (!buf) return -ENOMEM;
+  int res = 0;
+  for (;;) {
+    if (atomic_load(&op->abort)) {
+      res = -ECANCELED;
+      break;
+    }
+    ssize_t n = read(op->fd, buf, BUF);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      res = n < 0 ? -errno : 0;
+      break;
+    }
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = write(op->fd2, buf + done, (size_t)(n - done));
+      if (w < 0 && errno == EINTR && !atomic_load(&op->abort)) continue;
+      if (w < 0) {
+        res = errno == EINTR ? -ECANCELED : -errno;
+        goto out;
+      }
+      done += w;
+    }
+  }
+out:
+  free(buf);
+  return res;
+}
+
 static int copy_fd(fio_op *op) {
   int use_sendfile = 0;
   for (;;) {
@@ -83,6 +116,7 @@ static int copy_fd(fio_op *op) {
       }
     } else {
       n = sendfile(op->fd2, op->fd, NULL, 8u << 20);
+      if (n < 0 && (errno == EINVAL || errno == ENOSYS)) return copy_rw(op);
     }
     if (n < 0) {
       if (errno == EINTR) continue;

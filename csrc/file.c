@@ -30,7 +30,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "fiberio.h"
@@ -175,10 +177,51 @@ static void flush_sync(fio_file *f) {
   f->wpos = f->wlen = 0;
 }
 
+/* A collected handle's unwritten bytes: a disk file takes them all
+ * (flush_sync); a pipe, socket or terminal what it takes without blocking
+ * (nobody may ever read a full pipe: the collector must not wait for it),
+ * and a pipe without a reader none, without SIGPIPE. */
+static void flush_collected(fio_file *f) {
+  if (f->wpos >= f->wlen || f->busy) return;
+  if (disk(f)) {
+    flush_sync(f);
+    return;
+  }
+  sigset_t pipe_only, old, pending;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+  sigpending(&pending);
+  int was_pending = sigismember(&pending, SIGPIPE);
+  int epipe = 0;
+  while (f->wpos < f->wlen) {
+    struct iovec iov = {f->wbuf + f->wpos, f->wlen - f->wpos};
+    ssize_t n = pwritev2(f->fd, &iov, 1, -1, RWF_NOWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EOPNOTSUPP) { /* no RWF_NOWAIT here: one try */
+      int fl = fcntl(f->fd, F_GETFL);
+      if (fl >= 0 && !(fl & O_NONBLOCK)) break;
+      n = write(f->fd, iov.iov_base, iov.iov_len);
+    }
+    if (n <= 0) {
+      epipe = n < 0 && errno == EPIPE;
+      break;
+    }
+    f->wpos += (size_t)n;
+  }
+  if (epipe && !was_pending) {
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  f->wpos = f->wlen = 0;
+}
+
 static int f_gc(lua_State *L) {
   fio_file *f = luaL_checkudata(L, 1, FIO_FILE);
   if (f->fd >= 0) {
-    flush_sync(f);
+    flush_collected(f);
     int deferred = 0;
     if (f->busy || f->inflight) {
       fio_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
