@@ -37,6 +37,16 @@ static int future_tostring(lua_State *L) {
   return 1;
 }
 
+/* f:traceback() -> the traceback of the error f's fiber ended with (its
+ * message first), or nil. */
+static int l_traceback(lua_State *L) {
+  fio_fiber *f = fio_checkfuture(L, 1);
+  if (f->state != FIO_DONE || f->end != FIO_END_ERROR) return 0;
+  lua_pushvalue(f->co, -1);
+  lua_xmove(f->co, L, 1);
+  return 1;
+}
+
 static int l_done(lua_State *L) {
   lua_pushboolean(L, fio_checkfuture(L, 1)->state == FIO_DONE);
   return 1;
@@ -322,28 +332,59 @@ static int l_run(lua_State *L) {
 
 /* --- config, backend ------------------------------------------------------- */
 
+/* Field key of the table at 1 into *n: 0 if absent; raises naming the
+ * field if it is not an integer. */
+static int config_integer(lua_State *L, const char *key, lua_Integer *n) {
+  int t = lua_getfield(L, 1, key);
+  int isnum;
+  *n = lua_tointegerx(L, -1, &isnum);
+  lua_pop(L, 1);
+  if (t == LUA_TNIL) return 0;
+  if (t != LUA_TNUMBER || !isnum)
+    luaL_argerror(L, 1, lua_pushfstring(L, "field '%s' must be an integer",
+                                        key));
+  return 1;
+}
+
 static int l_config(lua_State *L) {
   fio_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
   luaL_checktype(L, 1, LUA_TTABLE);
+  static const char *const keys[] = {"threads", "ring_entries", "backend", NULL};
+  lua_pushnil(L);
+  while (lua_next(L, 1)) { /* every key is one of keys */
+    lua_pop(L, 1);
+    int known = 0;
+    for (int i = 0; keys[i]; i++)
+      if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), keys[i]) == 0)
+        known = 1;
+    if (!known)
+      return luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s'",
+                                                 luaL_tolstring(L, -1, NULL)));
+  }
+  lua_Integer n;
+  /* (checked first, then applied: a refused call changes nothing) */
+  config_integer(L, "threads", &n);
+  config_integer(L, "ring_entries", &n);
   if (loop->started)
     return luaL_error(L, "fiberio.config: the loop has already started; "
                          "call config before any other fiberio call");
-  lua_getfield(L, 1, "threads");
-  if (!lua_isnil(L, -1)) {
-    lua_Integer n = luaL_checkinteger(L, -1);
-    luaL_argcheck(L, n >= 1 && n <= 1024, 1, "threads must be 1..1024");
+  if (config_integer(L, "threads", &n)) {
+    luaL_argcheck(L, n >= 1 && n <= 1024, 1, "field 'threads' must be 1..1024");
     loop->cfg_threads = (int)n;
   }
-  lua_getfield(L, 1, "ring_entries");
-  if (!lua_isnil(L, -1)) {
-    lua_Integer n = luaL_checkinteger(L, -1);
-    luaL_argcheck(L, n >= 1 && n <= 32768, 1, "ring_entries must be 1..32768");
+  if (config_integer(L, "ring_entries", &n)) {
+    luaL_argcheck(L, n >= 1 && n <= 32768, 1,
+                  "field 'ring_entries' must be 1..32768");
     loop->cfg_ring_entries = (unsigned)n;
   }
-  lua_getfield(L, 1, "backend");
-  if (!lua_isnil(L, -1)) {
+  if (lua_getfield(L, 1, "backend") != LUA_TNIL) {
     static const char *const names[] = {"auto", "io_uring", "threads", NULL};
-    int i = luaL_checkoption(L, -1, NULL, names);
+    const char *b = lua_tostring(L, -1);
+    int i = 0;
+    while (names[i] && (!b || strcmp(b, names[i]) != 0)) i++;
+    if (!names[i] || lua_type(L, -1) != LUA_TSTRING)
+      return luaL_argerror(L, 1, "field 'backend' must be \"auto\", "
+                                 "\"io_uring\" or \"threads\"");
     strcpy(loop->cfg_backend, names[i]);
   }
   lua_settop(L, 1);
@@ -371,7 +412,8 @@ static int canceled_tostring(lua_State *L) {
 }
 
 static const luaL_Reg future_methods[] = {
-    {"await", l_await}, {"cancel", l_cancel}, {"done", l_done}, {NULL, NULL}};
+    {"await", l_await},         {"cancel", l_cancel}, {"done", l_done},
+    {"traceback", l_traceback}, {NULL, NULL}};
 
 static const luaL_Reg fiber_funcs[] = {
     {"async", l_async},
@@ -406,6 +448,11 @@ void fio_open_fiber(lua_State *L) {
   luaL_setfuncs(L, future_methods, 1);
   lua_setfield(L, -2, "__index");
   loop->future_mt = lua_topointer(L, -1);
+  lua_getglobal(L, "pcall");
+  loop->pcall_fn = lua_topointer(L, -1);
+  lua_getglobal(L, "xpcall");
+  loop->xpcall_fn = lua_topointer(L, -1);
+  lua_pop(L, 2);
   loop->future_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* The Canceled value: one userdata, compared by identity. */
   loop->canceled = lua_newuserdatauv(L, 1, 0);

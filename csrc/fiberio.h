@@ -230,6 +230,8 @@ struct fio_loop {
                                  * close is running the last fibers */
   int end_errs;                 /* while ending: registry ref of an array of
                                  * Futures that ended in an error nobody took */
+  const void *pcall_fn, *xpcall_fn; /* the base library's, for
+                                     * in_protected_call */
   int is_worker;                /* a fio.parallel worker's state: its host
                                  * is parallel.c, which runs it to the end */
   int exit_listed;              /* on the list report_at_exit reads */

@@ -796,6 +796,21 @@ static void resume(fio_loop *loop, lua_State *from, fio_fiber *f) {
   finish(loop, from, f, status, nres);
 }
 
+/* Whether an error raised in L now is caught before it reaches the host:
+ * L is not the main thread (a fiber or a coroutine: its resumer sees it), or
+ * a pcall or xpcall runs below. */
+static int in_protected_call(fio_loop *loop, lua_State *L) {
+  if (L != loop->L) return 1;
+  lua_Debug ar;
+  for (int level = 0; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "f", &ar);
+    const void *fn = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    if (fn && (fn == loop->pcall_fn || fn == loop->xpcall_fn)) return 1;
+  }
+  return 0;
+}
+
 int fio_push_results(lua_State *L, fio_fiber *t) {
   lua_State *co = t->co;
   t->observed = 1;
@@ -810,7 +825,14 @@ int fio_push_results(lua_State *L, fio_fiber *t) {
     luaL_error(L, "fiberio: too many results to move");
   for (int i = 0; i < n; i++) lua_pushvalue(co, base + i);
   lua_xmove(co, L, n);
-  if (t->end == FIO_END_ERROR) return lua_error(L);
+  if (t->end == FIO_END_ERROR) {
+    if (!in_protected_call(t->loop, L))
+      /* The error ends the script: its traceback (lua.c's) shows only
+       * where it was re-raised, so the fiber's comes first. */
+      fprintf(stderr, "fiberio: the error below was raised in a fiber: %s\n",
+              lua_tostring(co, -1));
+    return lua_error(L);
+  }
   return n;
 }
 

@@ -197,3 +197,114 @@ describe("misuse raises", function()
     assert.is_true(g:wait())
   end)
 end)
+
+describe("misuse raises a clear error at the caller's line", function()
+  local here = debug.getinfo(1, "S").short_src
+
+  -- fn (a function on one line) raises an error that names that line.
+  local function raised_at_its_line(fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok)
+    assert.matches(here .. ":" .. debug.getinfo(fn, "S").linedefined .. ": ", err, 1, true)
+    return err
+  end
+
+  it("fio.walk checks its options", function()
+    local err = raised_at_its_line(function() local _ = fio.walk("/tmp", { concurency = 1 }) end)
+    assert.matches("bad argument #2 to 'walk' (unknown option 'concurency')", err, 1, true)
+    err = raised_at_its_line(function() local _ = fio.walk("/tmp", { concurrency = 0 }) end)
+    assert.matches("concurrency must be a positive integer", err, 1, true)
+    raised_at_its_line(function() local _ = fio.walk("/tmp", { concurrency = "x" }) end)
+    err = raised_at_its_line(function() local _ = fio.walk("/tmp", { onerror = true }) end)
+    assert.matches("onerror must be a function", err, 1, true)
+  end)
+
+  it("the Lua layer's argument errors name the caller's line, not init.lua", function()
+    local err = raised_at_its_line(function() fio.group():async(5) end)
+    assert.matches("bad argument #1 to 'async' (function expected, got number)", err, 1, true)
+    raised_at_its_line(function() fio.group { limit = 0 } end)
+    raised_at_its_line(function() fio.group { limt = 2 } end)
+    raised_at_its_line(function() fio.timeout("soon", print) end)
+    raised_at_its_line(function() fio.timeout(0 / 0, print) end)
+    raised_at_its_line(function() fio.semaphore(-1) end)
+    raised_at_its_line(function() fio.queue(1.5) end)
+    raised_at_its_line(function() fio.mkdirp(42) end)
+    raised_at_its_line(function() fio.mkdirp("/tmp/x", "rwx") end)
+    raised_at_its_line(function() fio.semaphore(1):acquire(0 / 0) end)
+  end)
+
+  it("fio.config refuses unknown keys and names the field it refuses", function()
+    local out = helper.child([[
+      local fio = require "fiberio"
+      for _, t in ipairs { { thread = 4 }, { threads = 1.5 }, { threads = "4" }, { backend = "x" } } do
+        print((select(2, pcall(function() fio.config(t) end)):gsub("^[^:]*:%d+: ", "")))
+      end
+      fio.config { threads = 2 } -- still accepted after those
+      print(fio.backend() ~= nil)
+    ]])
+    assert.equal("bad argument #1 to 'config' (unknown option 'thread')\n"
+      .. "bad argument #1 to 'config' (field 'threads' must be an integer)\n"
+      .. "bad argument #1 to 'config' (field 'threads' must be an integer)\n"
+      .. "bad argument #1 to 'config' (field 'backend' must be \"auto\", \"io_uring\" or \"threads\")\n"
+      .. "true\n", out)
+  end)
+
+  it("a function has one name in tracebacks and errors: fiberio.open, never fiberio.core.open", function()
+    for _ = 1, 3 do -- (the name once depended on the order of a table walk)
+      local out = helper.child([[
+        local fio = require "fiberio"
+        local _, tb = xpcall(fio.open, debug.traceback)
+        local _, tb2 = xpcall(fio.run, debug.traceback, function() error("x") end)
+        print(tb .. tb2)
+      ]])
+      assert.matches("function 'fiberio.open'", out, 1, true)
+      assert.matches("function 'fiberio.run'", out, 1, true)
+      assert.not_matches("fiberio.core", out, 1, true)
+    end
+  end)
+
+  it("a semaphore release adds a permit even past its initial count (a counting semaphore)", function()
+    local s = fio.semaphore(0)
+    s:release()
+    s:release()
+    assert.equal(2, s:available())
+    assert.is_true(s:acquire(0))
+    assert.is_true(s:acquire(0))
+    assert.same(pack(nil, "timeout"), pack(s:acquire(0)))
+  end)
+end)
+
+describe("a fiber's traceback", function()
+  it("is kept on its Future: f:traceback()", function()
+    local function where_it_failed() error("deep", 0) end
+    local f = fio.async(function() where_it_failed() end)
+    assert.is_false(pcall(fio.await, f))
+    local tb = f:traceback()
+    assert.matches("^deep\nstack traceback:", tb)
+    assert.matches("where_it_failed", tb, 1, true)
+    assert.is_nil(fio.async(function() end):await() and nil)
+    local ok_f = fio.async(function() return 1 end)
+    ok_f:await()
+    assert.is_nil(ok_f:traceback())
+  end)
+
+  it("reaches the user when the error it re-raises ends the script", function()
+    local out, rc = helper.child([[
+      local fio = require "fiberio"
+      local function where_it_failed() fio.sleep(0) error("boom") end
+      fio.run(function() where_it_failed() end)
+    ]])
+    assert.equal(1, rc)
+    assert.matches("fiberio: the error below was raised in a fiber: ", out, 1, true)
+    assert.matches("where_it_failed", out, 1, true)
+    assert.matches("lua5.4: [^\n]*boom", out)
+  end)
+
+  it("is not printed for an error that a pcall catches", function()
+    local out = helper.child([[
+      local fio = require "fiberio"
+      print(pcall(fio.run, function() error("caught", 0) end))
+    ]])
+    assert.equal("false\tcaught\n", out)
+  end)
+end)

@@ -206,3 +206,96 @@ describe("fio.group", function()
     end)
   end)
 end)
+
+describe("fio.group{limit = n} bounds what it holds", function()
+  it("g:async waits for a free slot when n members run: the producer cannot run ahead", function()
+    fio.run(function()
+      local g = fio.group { limit = 2 }
+      local log, rec = helper.log()
+      for i = 1, 4 do
+        g:async(function() fio.sleep(0.03 * i) rec("end " .. i) end)
+        rec("started " .. i)
+      end
+      g:wait()
+      -- the 3rd and 4th async calls returned only after a member ended
+      assert.same({ "started 1", "started 2", "end 1", "started 3", "end 2", "started 4", "end 3", "end 4" }, log)
+    end)
+  end)
+
+  it("a g:async waiting for a slot is a cancelable suspension point; its fn never runs", function()
+    fio.run(function()
+      local g = fio.group { limit = 1 }
+      g:async(fio.sleep, LONG)
+      local ran = false
+      local producer = fio.async(function() g:async(function() ran = true end) end)
+      fio.sleep(0.01)
+      assert.is_false(producer:done())
+      assert.same(pack(nil, fio.Canceled), pack(producer:cancel()))
+      g:cancel()
+      assert.is_false(ran)
+    end)
+  end)
+
+  it("a canceled slot waiter hands the slot it was given to the next", function()
+    fio.run(function()
+      local g = fio.group { limit = 1 }
+      local first = g:async(fio.sleep, 0.02)
+      local a = fio.async(function() g:async(fio.sleep, 0) end)
+      local ran = false
+      local b = fio.async(function() g:async(function() ran = true end) end)
+      fio.sleep(0) -- both wait for the slot, a first
+      first:await() -- its end hands the slot to a ...
+      a:cancel()     -- ... which is canceled before it runs: b gets it
+      b:await()
+      g:wait()
+      assert.is_true(ran)
+    end)
+  end)
+
+  it("lets finished members go: only those still running are kept", function()
+    fio.run(function()
+      local g = fio.group { limit = 4 }
+      local seen = setmetatable({}, { __mode = "k" })
+      for i = 1, 200 do seen[g:async(fio.yield)] = true end
+      g:wait()
+      helper.fullgc()
+      assert.is_nil(next(seen), "the group still holds its finished members")
+      assert.is_true(g:wait()) -- and still reports as before
+    end)
+  end)
+
+  it("still re-raises the first error from wait and cancels the members still running", function()
+    fio.run(function()
+      local g = fio.group { limit = 2 }
+      local slow = g:async(fio.sleep, LONG)
+      g:async(function() error("first", 0) end)
+      local ok, err = pcall(g.wait, g)
+      assert.same({ false, "first" }, { ok, err })
+      assert.same(pack(nil, fio.Canceled), pack(slow:await()))
+    end)
+  end)
+
+  it("a walk of /usr/share feeding group{limit = 32} stays under 30 MiB of memory", function()
+    if os.getenv("FIBERIO_SANITIZE") then
+      pending("RSS bound: a sanitizer's shadow memory and quarantine add far more than the group holds")
+      return
+    end
+    local out = helper.child([[
+      local fio = require "fiberio"
+      local g = fio.group { limit = 32 }
+      local n, m = 0, 0
+      for e in fio.walk("/usr/share") do
+        n = n + 1
+        g:async(function() if fio.lstat(e.path) then m = m + 1 end end)
+      end
+      g:wait()
+      local hwm = io.open("/proc/self/status"):read("a"):match("VmHWM:%s*(%d+)")
+      print(n, m, hwm)
+    ]])
+    local n, m, kb = out:match("^(%d+)\t(%d+)\t(%d+)\n$")
+    assert(n, out)
+    assert.is_true(tonumber(n) > 1000, out)
+    assert.equal(n, m) -- every member ran
+    assert.is_true(tonumber(kb) < 30 * 1024, "peak RSS " .. kb .. " KiB")
+  end)
+end)

@@ -7,10 +7,38 @@ local M = {}
 for k, v in pairs(core) do
   if k:sub(1, 1) ~= "_" then M[k] = v end
 end
+-- The functions are the user's as fiberio.NAME: package.loaded keeps
+-- fiberio.core as a view of them (a traceback names a function by the
+-- first table of package.loaded that holds it, and two would make it
+-- fiberio.core.open one run and fiberio.open the next).
+package.loaded["fiberio.core"] = setmetatable({}, {
+  __index = core, __newindex = core, __pairs = function() return next, core, nil end,
+})
 
 local Canceled = core.Canceled
 local async, join, request_cancel, observe = core.async, core._join, core._request_cancel, core._observe
 local pack, unpack = table.pack, table.unpack
+
+-- Misuse raises at the caller's line (level 3: the caller of the function
+-- that calls this), as the C functions' argument errors do.
+local function argerror(n, fname, msg, level)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
+end
+
+local function checkfunction(v, n, fname)
+  if type(v) ~= "function" then
+    argerror(n, fname, "function expected, got " .. (v == nil and "no value" or type(v)), 4)
+  end
+end
+
+-- opts must be nil or a table with only the keys of known (a set).
+local function checkopts(opts, n, fname, known)
+  if opts == nil then return end
+  if type(opts) ~= "table" then argerror(n, fname, "table expected, got " .. type(opts), 4) end
+  for k in pairs(opts) do
+    if not known[k] then argerror(n, fname, "unknown option '" .. tostring(k) .. "'", 4) end
+  end
+end
 
 M._VERSION = "fiberio scm"
 M._info = core._info -- what the backend says about itself (specs, debugging)
@@ -27,89 +55,108 @@ function M.shield(fn, ...)
   return shield_leave(pcall(fn, ...))
 end
 
--- Join every future in list (a cancel of the caller is taken once, then the
--- rest are still joined, shielded, so no member outlives its group).
-local function join_all(list, from)
-  local i = from or 1
-  while i <= #list do
-    local ok, err = pcall(join, list[i])
-    if not ok then
-      for j = 1, #list do request_cancel(list[j]) end
-      M.shield(join_all, list, i)
-      error(err, 0)
-    end
-    i = i + 1
-  end
-end
-
--- fio.group(): structured concurrency. g:async(fn, ...) starts a member;
--- g:wait() waits for all, the first error canceling the others and being
--- re-raised; g:cancel() cancels all and waits for them.
+-- fio.group([{limit = n}]): structured concurrency. g:async(fn, ...) starts
+-- a member; g:wait() waits for all, the first error canceling the others
+-- and being re-raised; g:cancel() cancels all and waits for them. With a
+-- limit, g:async waits (a suspension point, cancelable) until fewer than n
+-- members run: a producer cannot run ahead of the work. A finished member
+-- is let go: the group keeps only the members still running and its first
+-- error.
 local Group = {}
 Group.__index = Group
 
-local function settle(g, ok, ...)
+-- Member f has ended (or will never run): the group lets it go.
+local function member_gone(g, f)
+  g.members[f] = nil
+  g.running = g.running - 1
+  if g.slots then g.slots:wake() end -- a turn for the next g:async
+  if g.running == 0 then while g.idle:wake() do end end
+end
+
+-- Cancel every member; one canceled before it started never runs, so it is
+-- gone at once.
+local function cancel_members(g)
+  for f in pairs(g.members) do
+    request_cancel(f)
+    if f:done() and g.members[f] then
+      observe(f)
+      member_gone(g, f)
+    end
+  end
+end
+
+local function member_end(g, box, ok, ...)
   if not ok then
     local err = ...
+    observe(box.f) -- the group takes it: wait re-raises the first one
     if err ~= Canceled and not g.failed then
       g.failed, g.err = true, err
-      for i = 1, #g.members do request_cancel(g.members[i]) end
+      g.members[box.f] = nil
+      cancel_members(g)
+      g.members[box.f] = true
     end
-    error(err, 0)
   end
+  member_gone(g, box.f)
+  if not ok then error((...), 0) end
   return ...
 end
 
-local function release_after(sem, ...)
-  sem:release()
-  return ...
-end
-
-local function member(g, fn, ...)
-  if g.sem then
-    g.sem:acquire()
-    if core.canceled() then
-      -- canceled after its turn came but before it ran: it never runs
-      g.sem:release()
-      core.checkcancel()
-    end
-    return settle(g, release_after(g.sem, pcall(fn, ...)))
-  end
-  return settle(g, pcall(fn, ...))
+local function member(g, box, fn, ...)
+  return member_end(g, box, pcall(fn, ...))
 end
 
 function Group:async(fn, ...)
-  assert(type(fn) == "function", "bad argument #1 to 'async' (function expected)")
-  local f = async(member, self, fn, ...)
-  self.members[#self.members + 1] = f
+  checkfunction(fn, 1, "async")
+  if self.limit then
+    while self.running >= self.limit do
+      local ok, err = pcall(self.slots.wait, self.slots)
+      if not ok then
+        -- canceled: a turn it was handed goes to the next in line
+        if self.running < self.limit then self.slots:wake() end
+        error(err, 0)
+      end
+    end
+  end
+  local box = {}
+  local f = async(member, self, box, fn, ...)
+  box.f = f
+  self.members[f] = true
+  self.running = self.running + 1
   return f
 end
 
-local function settled(g)
-  for i = 1, #g.members do observe(g.members[i]) end
-  if g.failed then error(g.err, 0) end
-  return true
+-- Wait until no member runs. A cancel of the caller is taken once: it
+-- cancels the members, which are still waited for, shielded, so no member
+-- outlives its group.
+local function join_all(g)
+  local ok, err = pcall(function() while g.running > 0 do g.idle:wait() end end)
+  if not ok then
+    cancel_members(g)
+    M.shield(function() while g.running > 0 do g.idle:wait() end end)
+    error(err, 0)
+  end
 end
 
 function Group:wait()
-  join_all(self.members)
-  return settled(self)
+  join_all(self)
+  if self.failed then error(self.err, 0) end
+  return true
 end
 
 function Group:cancel()
-  for i = 1, #self.members do request_cancel(self.members[i]) end
-  join_all(self.members)
-  for i = 1, #self.members do observe(self.members[i]) end
+  cancel_members(self)
+  join_all(self)
 end
 
--- fio.group([{limit = n}]): with a limit, at most n members run fn at once;
--- the others wait their turn (a member canceled while waiting never runs).
 function M.group(opts)
-  local g = setmetatable({ members = {}, failed = false }, Group)
+  checkopts(opts, 1, "group", { limit = true })
+  local g = setmetatable({ members = {}, running = 0, failed = false, idle = core._waitq() }, Group)
   if opts and opts.limit ~= nil then
-    assert(math.type(opts.limit) == "integer" and opts.limit >= 1,
-      "bad argument #1 to 'group' (limit must be a positive integer)")
-    g.sem = M.semaphore(opts.limit)
+    if math.type(opts.limit) ~= "integer" or opts.limit < 1 then
+      argerror(1, "group", "limit must be a positive integer")
+    end
+    g.limit = opts.limit
+    g.slots = core._waitq()
   end
   return g
 end
@@ -121,7 +168,9 @@ local function after_cancel(r)
   return unpack(r, 1, r.n)
 end
 function M.timeout(s, fn, ...)
-  assert(type(s) == "number", "bad argument #1 to 'timeout' (number expected)")
+  if type(s) ~= "number" then argerror(1, "timeout", "number expected, got " .. type(s)) end
+  if s ~= s then argerror(1, "timeout", "timeout is NaN") end
+  checkfunction(fn, 2, "timeout")
   local f = async(fn, ...)
   local ok, done = pcall(join, f, s)
   if not ok then
@@ -144,6 +193,7 @@ local function checktimeout(t, argn, fname)
   if t ~= nil and type(t) ~= "number" then
     error(("bad argument #%d to '%s' (number expected, got %s)"):format(argn, fname, type(t)), 3)
   end
+  if t ~= t then error(("bad argument #%d to '%s' (timeout is NaN)"):format(argn, fname), 3) end
 end
 
 -- fio.semaphore(n): acquire([timeout]), release(), with(fn, ...).
@@ -152,8 +202,9 @@ Semaphore.__index = Semaphore
 
 function M.semaphore(n)
   n = n or 1
-  assert(math.type(n) == "integer" and n >= 0,
-    "bad argument #1 to 'semaphore' (non-negative integer expected)")
+  if math.type(n) ~= "integer" or n < 0 then
+    argerror(1, "semaphore", "non-negative integer expected")
+  end
   return setmetatable({ count = n, q = waitq() }, Semaphore)
 end
 
@@ -166,6 +217,8 @@ function Semaphore:acquire(timeout)
   return self.q:wait(true, timeout) -- woken: the releaser handed us its permit
 end
 
+-- A release adds a permit even past the count the semaphore was made with
+-- (a counting semaphore: fio.semaphore(0) is a signal that release gives).
 function Semaphore:release()
   if not self.q:wake() then self.count = self.count + 1 end
   return true
@@ -268,8 +321,9 @@ local Queue = {}
 Queue.__index = Queue
 
 function M.queue(capacity)
-  assert(capacity == nil or (math.type(capacity) == "integer" and capacity >= 0),
-    "bad argument #1 to 'queue' (non-negative integer expected)")
+  if capacity ~= nil and (math.type(capacity) ~= "integer" or capacity < 0) then
+    argerror(1, "queue", "non-negative integer expected")
+  end
   return setmetatable({ items = {}, first = 1, last = 0, cap = capacity,
                         getters = waitq(), putters = waitq(), closed = false }, Queue)
 end
@@ -338,8 +392,7 @@ function Queue:close()
 end
 
 -- fio.mkdirp(path [, perm]) -> true: path and its missing parents.
-function M.mkdirp(path, perm)
-  assert(type(path) == "string", "bad argument #1 to 'mkdirp' (string expected)")
+local function mkdirp(path, perm)
   local ok, msg, err = M.mkdir(path, perm)
   if ok then return true end
   if err == 17 then -- EEXIST: fine if it is a directory
@@ -350,11 +403,23 @@ function M.mkdirp(path, perm)
   if err ~= 2 then return nil, msg, err end -- ENOENT: make the parent first
   local parent = path:match("^(.*[^/])/+[^/]+/*$")
   if not parent or parent == path then return nil, msg, err end
-  local pok, pmsg, perr = M.mkdirp(parent, perm)
+  local pok, pmsg, perr = mkdirp(parent, perm)
   if not pok then return nil, pmsg, perr end
   ok, msg, err = M.mkdir(path, perm)
   if ok or err == 17 then return true end
   return nil, msg, err
+end
+
+function M.mkdirp(path, perm)
+  if type(path) ~= "string" then argerror(1, "mkdirp", "string expected, got " .. type(path)) end
+  if perm ~= nil then -- (as mkdir reads it: raised here, at the caller's line)
+    local n = math.type(perm) == "integer" and perm
+      or type(perm) == "string" and perm:match("^[0-7]+$") and tonumber(perm, 8)
+    if not n or n < 0 or n > 4095 then
+      argerror(2, "mkdirp", 'permission must be an integer or an octal string such as "0755" (0 to 07777)')
+    end
+  end
+  return mkdirp(path, perm)
 end
 
 -- fio.scandir(path) -> iterator of name, type (nil, msg, errno on failure).
@@ -375,10 +440,18 @@ end
 -- that cannot be read raises, unless opts.onerror(path, msg, errno) is given
 -- (then the walk goes on). Symbolic links are reported, not followed.
 -- Breaking out of the loop cancels the reads still running.
+local WALK_OPTS = { concurrency = true, onerror = true }
 function M.walk(root, opts)
-  assert(type(root) == "string", "bad argument #1 to 'walk' (string expected)")
+  if type(root) ~= "string" then argerror(1, "walk", "string expected, got " .. type(root)) end
+  checkopts(opts, 2, "walk", WALK_OPTS)
   local limit = opts and opts.concurrency or 16
   local onerror = opts and opts.onerror
+  if math.type(limit) ~= "integer" or limit < 1 then
+    argerror(2, "walk", "concurrency must be a positive integer")
+  end
+  if onerror ~= nil and type(onerror) ~= "function" then
+    argerror(2, "walk", "onerror must be a function")
+  end
   local readdir, select_ = M.readdir, M.select
   local todo, ntodo = { root }, 1     -- directories not started (a stack)
   local running = {}                   -- futures: readdir of a directory
