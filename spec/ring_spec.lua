@@ -91,7 +91,7 @@ describe("fio.config", function()
       local fio = require "fiberio"
       print(pcall(fio.config, { backend = "epoll" }))
     ]])
-    assert.matches("invalid option 'epoll'", out, 1, true)
+    assert.matches("field 'backend' must be \"auto\", \"io_uring\" or \"threads\"", out, 1, true)
   end)
 
   it("takes ring_entries before first use", function()

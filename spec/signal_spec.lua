@@ -161,12 +161,14 @@ describe("fio.signal", function()
     fio.run(function()
       local s <close> = fio.signal("INT")
       local g = fio.group { limit = 2 }
-      for i = 1, 4 do
-        g:async(function()
-          local c <close> = helper.closer("member " .. i, rec)
-          fio.sleep(LONG)
-        end)
-      end
+      fio.async(function() -- a producer: g:async waits for a turn
+        for i = 1, 4 do
+          g:async(function()
+            local c <close> = helper.closer("member " .. i, rec)
+            fio.sleep(LONG)
+          end)
+        end
+      end)
       kill("INT", 0.02)
       local dt, r = helper.timed(function()
         local name = s:wait(WAIT)

@@ -1106,20 +1106,23 @@ describe("fio.group{limit = n}", function()
     assert.same({ "start 1", "start 2", "start 3", "start 4", "start 5", "start 6" }, log)
   end)
 
-  it("members canceled while waiting for their turn never run", function()
+  it("producers waiting in g:async for a turn when the group is canceled get members that never run", function()
     local started = 0
     run(function()
       local g = fio.group { limit = 2 }
-      local fs = {}
+      local fs, producers = {}, {}
       for i = 1, 10 do
-        fs[i] = g:async(function()
-          started = started + 1
-          fio.sleep(LONG)
+        producers[i] = fio.async(function()
+          fs[i] = g:async(function()
+            started = started + 1
+            fio.sleep(LONG)
+          end)
         end)
       end
       fio.sleep(0.01)
       local dt = helper.timed(g.cancel, g)
       assert.is_true(dt < helper.bound(0.05), "cancel took " .. dt)
+      for i = 1, 10 do producers[i]:await() end
       for i = 1, 10 do assert.same(pack(nil, fio.Canceled), pack(fs[i]:await())) end
     end)
     assert.equal(2, started)
@@ -1133,11 +1136,12 @@ describe("fio.group{limit = n}", function()
         ran[#ran + 1] = 1
         fio.yield()
       end)
-      g:async(function() ran[#ran + 1] = 2 end)
-      g:async(function() ran[#ran + 1] = 3 end)
-      settle()   -- 1 runs and yields; 2 and 3 wait for their turn
-      settle()   -- 1 ends: its slot is handed to 2, which has not run yet
+      fio.async(function() g:async(function() ran[#ran + 1] = 2 end) end)
+      fio.async(function() g:async(function() ran[#ran + 1] = 3 end) end)
+      settle()   -- 1 runs and yields; the producers of 2 and 3 wait for a turn
+      settle()   -- 1 ends: its turn is handed to 2's producer, which has not run yet
       g:cancel()
+      settle()
     end)
     assert.same({ 1 }, ran)
   end)
@@ -1173,7 +1177,7 @@ describe("fio.group{limit = n}", function()
     run(function()
       local g = fio.group { limit = 1 }
       local first = g:async(function() fio.sleep(LONG) end)
-      g:async(function() rec("second ran") return "second" end)
+      fio.async(function() g:async(function() rec("second ran") return "second" end) end)
       settle()
       assert.same(pack(nil, fio.Canceled), pack(first:cancel()))
       assert.is_true(g:wait())

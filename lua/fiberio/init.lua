@@ -76,6 +76,7 @@ end
 -- Cancel every member; one canceled before it started never runs, so it is
 -- gone at once.
 local function cancel_members(g)
+  g.canceled = true -- members started from now on never run
   for f in pairs(g.members) do
     request_cancel(f)
     if f:done() and g.members[f] then
@@ -120,6 +121,13 @@ function Group:async(fn, ...)
   local box = {}
   local f = async(member, self, box, fn, ...)
   box.f = f
+  if self.canceled then
+    -- the group was canceled or failed: a new member never runs
+    request_cancel(f)
+    observe(f)
+    if self.slots then self.slots:wake() end -- (the turn it had goes on)
+    return f
+  end
   self.members[f] = true
   self.running = self.running + 1
   return f
