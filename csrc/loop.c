@@ -1001,27 +1001,35 @@ static void end_of_main_chunk(fio_loop *loop, lua_State *L) {
  * return it looks for the return of the host's outermost call (the main
  * chunk, for lua5.4: no Lua function below it) and runs the fibers left
  * then. Set by fio_loop_watch_end, taken off once nothing is pending. */
+/* The loop whose main thread this OS thread hooked last (a cache: the
+ * registry says it too). */
+static _Thread_local fio_loop *hooked_loop;
+
 static void end_hook(lua_State *L, lua_Debug *ar) {
   if (ar->event != LUA_HOOKRET) return;
-  lua_Debug d;
+  fio_loop *loop = hooked_loop;
+  if (!loop || loop->L != L) {
+    loop = NULL;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "fiberio.loopptr") ==
+        LUA_TLIGHTUSERDATA)
+      loop = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+  }
+  /* A coroutine that inherited the hook, or nothing pending any more. */
+  if (!loop || L != loop->L || !loop->nlive) {
+    lua_sethook(L, NULL, 0, 0);
+    return;
+  }
   /* A Lua function (the chunk, or what it tail-called): the return of a C
    * function with only C below is no chunk's end (lua.c's pmain returns so
    * after an error, which closes the state instead). */
   if (!lua_getinfo(L, "S", ar) || ar->what[0] == 'C') return;
+  lua_Debug d;
   for (int level = 1; lua_getstack(L, level, &d); level++) {
     lua_getinfo(L, "S", &d);
     if (d.what[0] != 'C') return; /* returning into Lua code */
   }
   lua_sethook(L, NULL, 0, 0);
-  if (lua_getfield(L, LUA_REGISTRYINDEX, "fiberio.loopptr") !=
-      LUA_TLIGHTUSERDATA) {
-    lua_pop(L, 1);
-    return;
-  }
-  fio_loop *loop = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  /* (a coroutine that inherited the hook: nothing to do in it) */
-  if (L != loop->L || !loop->nlive) return;
   /* The chunk's registers are dead but for its results (its upvalues are
    * closed by now): cleared, what only they held can be collected while
    * the fibers run (a pipe's write end, which ends its reader's wait). */
@@ -1069,6 +1077,7 @@ void fio_loop_watch_end(fio_loop *loop) {
     loop->exit_listed = 1;
     pthread_mutex_unlock(&exit_mu);
   }
+  hooked_loop = loop;
   if (!lua_gethook(L)) lua_sethook(L, end_hook, LUA_MASKRET, 0);
 }
 
@@ -1119,6 +1128,7 @@ static int loop_gc(lua_State *L) {
   if (loop->closed) return 0;
   fio_loop_close_fibers(loop, L);
   exit_unlist(loop);
+  if (hooked_loop == loop) hooked_loop = NULL;
   shutdown_workers(loop);
   loop->closed = 1;
   while (loop->rq_head) rq_remove(loop, loop->rq_head);

@@ -223,7 +223,9 @@ function helper.child(code)
   local path = os.getenv("LUA_PATH") or package.path
   local cpath = os.getenv("LUA_CPATH") or package.cpath
   env = "LUA_PATH=" .. shquote(path) .. " LUA_CPATH=" .. shquote(cpath) .. " "
-  local p = assert(io.popen(env .. "lua5.4 " .. shquote(file) .. " 2>&1"))
+  -- (killed after a generous bound, so a hang fails the spec: status 124)
+  local p = assert(io.popen(env .. "timeout -k 2 " .. math.floor(helper.bound(30)) .. " lua5.4 "
+                            .. shquote(file) .. " 2>&1"))
   local out = p:read("a")
   local _, _, code_ = p:close()
   os.remove(file)
