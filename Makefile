@@ -33,7 +33,7 @@ ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sa
 
 .PHONY: all deps test check bench demo install clean valgrind
 
-all: $(SO) $(BUILD)/noring $(BUILD)/host
+all: $(SO) $(BUILD)/noring $(BUILD)/host $(BUILD)/failalloc.so
 
 # A test tool: runs a command with io_uring refused by seccomp.
 $(BUILD)/noring: tools/noring.c
@@ -44,6 +44,11 @@ $(BUILD)/noring: tools/noring.c
 $(BUILD)/host: tools/host.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -Wall -I$(LUA_INC) -o $@ $< $(LUA_LIB)
+
+# A test tool: preloaded, it fails allocations of one size (FAIL_ALLOC_SIZE).
+$(BUILD)/failalloc.so: tools/failalloc.c
+	@mkdir -p $(dir $@)
+	$(CC) -shared -fPIC -O2 -Wall -o $@ $< -ldl
 
 # The flags a build directory was made with: a change rebuilds every object.
 FLAGS_STAMP = $(BUILD)/.flags

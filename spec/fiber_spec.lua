@@ -543,3 +543,34 @@ describe("scale and reclamation", function()
     assert.is_true(grown < 256, ("grew %.1f KiB"):format(grown))
   end)
 end)
+
+describe("out of memory for timers", function()
+  it("raises Lua's memory error in the waiting fiber, not abort()", function()
+    if os.getenv("FIBERIO_SANITIZE") then
+      pending("the allocation-failing preload cannot go before a sanitizer's runtime")
+      return
+    end
+    local lib = os.getenv("FIBERIO_FAILALLOC")
+    if not lib then pending("FIBERIO_FAILALLOC is not set: run the suite with tools/runspecs.sh") return end
+    -- 600 sleepers: the timer heap's growth from 512 to 1024 slots
+    -- (24576 bytes) fails; the waits past 512 raise, the rest sleep.
+    local out, rc = helper.child([[
+      local fio = require "fiberio"
+      local errs, slept = {}, 0
+      for i = 1, 600 do
+        fio.async(function()
+          local ok, err = pcall(fio.sleep, 0.05)
+          if ok then slept = slept + 1 else errs[#errs + 1] = tostring(err) end
+        end)
+      end
+      fio.sleep(0.2)
+      print(slept, #errs, errs[1])
+    ]], { LD_PRELOAD = lib, FAIL_ALLOC_SIZE = 24576 })
+    assert.equal(0, rc, out)
+    local slept, nerr, msg = out:match("^(%d+)\t(%d+)\t(.-)\n$")
+    assert(slept, out)
+    assert.equal(600, tonumber(slept) + tonumber(nerr))
+    assert.is_true(tonumber(nerr) > 0, out)
+    assert.equal("not enough memory", msg)
+  end)
+end)

@@ -212,9 +212,10 @@ end
 local shquote = helper.shquote
 
 -- Run `code` in a child lua5.4 with this process's LUA_PATH and LUA_CPATH
--- (and FIBERIO_BACKEND, inherited). Returns the child's stdout and stderr
--- merged, and its exit code.
-function helper.child(code)
+-- (and FIBERIO_BACKEND, inherited) and the extra environment env (a table,
+-- optional). Returns the child's stdout and stderr merged, and its exit
+-- code.
+function helper.child(code, env_vars)
   local file = os.tmpname()
   local f = assert(io.open(file, "w"))
   f:write(code)
@@ -223,6 +224,7 @@ function helper.child(code)
   local path = os.getenv("LUA_PATH") or package.path
   local cpath = os.getenv("LUA_CPATH") or package.cpath
   env = "LUA_PATH=" .. shquote(path) .. " LUA_CPATH=" .. shquote(cpath) .. " "
+  for k, v in pairs(env_vars or {}) do env = env .. k .. "=" .. shquote(tostring(v)) .. " " end
   -- (killed after a generous bound, so a hang fails the spec: status 124)
   local p = assert(io.popen(env .. "timeout -k 2 " .. math.floor(helper.bound(30)) .. " lua5.4 "
                             .. shquote(file) .. " 2>&1"))

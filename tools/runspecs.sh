@@ -12,6 +12,7 @@ export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/spec/?.lua;;"
 export LUA_CPATH="$root/$build/?.so;;"
 export FIBERIO_NORING="$root/$build/noring"
 export FIBERIO_HOST="$root/$build/host"
+export FIBERIO_FAILALLOC="$root/$build/failalloc.so"
 runner="lua5.4 /usr/bin/busted"
 case "$FIBERIO_SANITIZE" in
   asan)
