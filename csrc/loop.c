@@ -152,8 +152,6 @@ static void timer_disarm(fio_loop *loop, fio_fiber *w) {
   else heap_down(loop, i);
 }
 
-/* Arm w's timer (replacing an armed one). Out of memory: raises Lua's
- * memory error in L, with w's timer not armed. */
 /* Room for one more timer, or Lua's memory error raised in L. */
 static void timer_reserve(lua_State *L, fio_loop *loop) {
   if (loop->heap_len < loop->heap_cap) return;
@@ -352,7 +350,7 @@ static void deliver_cancel(fio_loop *loop, fio_fiber *w);
 static int host_interrupted(fio_loop *loop, lua_Hook before) {
   lua_State *M = loop->L;
   lua_Hook h = lua_gethook(M);
-  if (!h || h == end_hook || loop->interrupted) return 0;
+  if (!h || h == end_hook || loop->interrupted || loop->is_worker) return 0;
   return h != before ||
          (lua_gethookmask(M) == (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE |
                                  LUA_MASKCOUNT) &&
@@ -737,7 +735,7 @@ static void finish(fio_loop *loop, lua_State *from, fio_fiber *f, int status,
   if (f->end == FIO_END_ERROR && !f->run && loop->ending &&
       loop->end_errs != LUA_NOREF && !f->awaiters.head) {
     /* The script is ending: an error nobody can take any more is raised or
-     * printed by fio_loop_end. */
+     * printed by end_of_main_chunk. */
     lua_rawgeti(from, LUA_REGISTRYINDEX, loop->end_errs);
     lua_rawgeti(from, LUA_REGISTRYINDEX, f->anchor);
     lua_rawseti(from, -2, (lua_Integer)lua_rawlen(from, -2) + 1);

@@ -438,7 +438,7 @@ describe("closing a state with work in flight", function()
       if not threads_backend() then return end
       local out, rc, dt = child(SCRIPT:format("error('the end', 0)"), case[2])
       assert.equal(1, rc, out)
-      assert.equal("closing\nlua5.4: the end\n", out:sub(1, 24))
+      assert.matches("^closing\n[^\n]*lua5%.4: the end\n", out) -- (TSan runs /usr/bin/lua5.4)
       assert.equal(CANCELED, out:sub(-#CANCELED))
       assert.is_true(dt < helper.bound(5), "took " .. dt)
     end)
