@@ -2008,7 +2008,7 @@ describe("a write that runs out of space (issue 12)", function()
       return false
     end
     local okf, err = pcall(fn, dir)
-    os.execute("umount " .. shq(dir))
+    helper.umount(dir)
     rmtree(dir)
     if not okf then error(err, 0) end
     return true

@@ -1146,7 +1146,7 @@ describe("fio.readfile and fio.writefile", function()
       pending("mount -t tmpfs is refused here (not root, or no CAP_SYS_ADMIN)")
       return
     end
-    finally(function() os.execute("umount " .. shq(mnt)) end)
+    finally(function() helper.umount(mnt) end)
     local data = numbered(3)
     local p = mnt .. "/f"
     assert.same(pack(nil, p .. ": No space left on device", 28), pack(fio.writefile(p, data)))

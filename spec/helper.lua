@@ -201,6 +201,14 @@ function helper.mktempdir(tag)
   return d
 end
 
+-- Unmount what a spec mounted. A file the ring or a pool thread used may
+-- be released a moment after its close (the kernel's deferred fput), so a
+-- busy mount is tried again, and detached (umount -l) as a last resort.
+function helper.umount(d)
+  local q = helper.shquote(d)
+  os.execute("umount " .. q .. " 2>/dev/null || (sleep 0.2; umount " .. q .. " 2>/dev/null) || umount -l " .. q)
+end
+
 function helper.rmtree(d)
   os.execute("chmod -R u+rwx " .. helper.shquote(d) .. " 2>/dev/null; rm -rf " .. helper.shquote(d))
 end
