@@ -77,6 +77,15 @@ static void arm_wake(fio_loop *loop, uring *u) {
   u->wake_armed = 1;
 }
 
+/* Whether the comma-separated list s holds the word w (not just a part of
+ * one: "unlinkat" holds no "linkat"). */
+static int list_has(const char *s, const char *w) {
+  size_t n = strlen(w);
+  for (const char *p = s; (p = strstr(p, w)); p += n)
+    if ((p == s || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return 1;
+  return 0;
+}
+
 /* A set of FIO_OP_* bits from a list of names in env var `var`. Two stand-ins
  * for kernels we do not have, used by the fallback specs:
  *   FIBERIO_NO_RING_OPS="statx,openat": as if the probe lacked these opcodes;
@@ -89,7 +98,7 @@ static unsigned op_mask(const char *var) {
   const char *env = getenv(var);
   unsigned m = 0;
   for (int c = 1; env && c < FIO_OP_LAST; c++)
-    if (names[c] && strstr(env, names[c])) m |= 1u << c;
+    if (names[c] && list_has(env, names[c])) m |= 1u << c;
   return m;
 }
 
@@ -98,9 +107,9 @@ static unsigned op_mask(const char *var) {
 static int refused(unsigned flags) {
   const char *env = getenv("FIBERIO_TEST_REFUSE_FLAGS");
   if (!env) return 0;
-  return ((flags & IORING_SETUP_SINGLE_ISSUER) && strstr(env, "single_issuer")) ||
-         ((flags & IORING_SETUP_DEFER_TASKRUN) && strstr(env, "defer_taskrun")) ||
-         ((flags & IORING_SETUP_COOP_TASKRUN) && strstr(env, "coop_taskrun"));
+  return ((flags & IORING_SETUP_SINGLE_ISSUER) && list_has(env, "single_issuer")) ||
+         ((flags & IORING_SETUP_DEFER_TASKRUN) && list_has(env, "defer_taskrun")) ||
+         ((flags & IORING_SETUP_COOP_TASKRUN) && list_has(env, "coop_taskrun"));
 }
 
 _Thread_local int fio_uring_attach_wq = -1;

@@ -124,6 +124,23 @@ describe("the ladder on a working ring", function()
     assert.is_true(pooled { FIBERIO_NO_RING_OPS = "openat,statx,read,write,close,unlinkat,mkdirat" } >= ring + 5)
   end)
 
+  it("FIBERIO_NO_RING_OPS names whole opcodes: masking unlinkat leaves linkat on the ring", function()
+    local out, rc = child([[
+      local fio = require "fiberio"
+      local d = assert(fio.mkdtemp("/tmp/fiberio-mask-XXXXXX"))
+      assert(fio.writefile(d .. "/a", "x"))
+      local before = fio._info().pooled
+      for i = 1, 10 do assert(fio.link(d .. "/a", d .. "/b" .. i)) end
+      local links = fio._info().pooled - before
+      for i = 1, 10 do assert(fio.unlink(d .. "/b" .. i)) end
+      local unlinks = fio._info().pooled - before - links
+      assert(fio.unlink(d .. "/a")) assert(fio.rmdir(d))
+      print(links, unlinks)
+    ]], { FIBERIO_NO_RING_OPS = "unlinkat" })
+    assert.equal(0, rc, out)
+    assert.equal("0\t10\n", out)
+  end)
+
   it("wakes go through MSG_RING, or the eventfd where the kernel has no ring-less MSG_RING (FIBERIO_TEST_NO_MSG_RING stands in for a kernel before 6.13)", function()
     local code = WORKLOAD .. [[
       -- a pool completion and a parallel task's result wake this loop
