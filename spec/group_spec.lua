@@ -299,3 +299,22 @@ describe("fio.group{limit = n} bounds what it holds", function()
     assert.is_true(tonumber(kb) < 30 * 1024, "peak RSS " .. kb .. " KiB")
   end)
 end)
+
+describe("fio.group members canceled through their own future before they ran", function()
+  for _, limit in ipairs { false, 2 } do
+    it("neither hang g:wait nor hold a turn (limit " .. tostring(limit) .. ")", function()
+      fio.run(function()
+        local g = fio.group(limit and { limit = limit } or nil)
+        local ran = 0
+        for _ = 1, 2 do
+          local f = g:async(function() ran = ran + 1 end)
+          assert.same(pack(nil, fio.Canceled), pack(f:cancel()))
+        end
+        local f = g:async(function() ran = ran + 1 return "third" end) -- a turn is free again
+        assert.is_true(fio.timeout(helper.bound(2), g.wait, g))
+        assert.equal(1, ran)
+        assert.same(pack("third"), pack(f:await()))
+      end)
+    end)
+  end
+end)

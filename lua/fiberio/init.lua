@@ -70,7 +70,14 @@ local function member_gone(g, f)
   g.members[f] = nil
   g.running = g.running - 1
   if g.slots then g.slots:wake() end -- a turn for the next g:async
-  if g.running == 0 then while g.idle:wake() do end end
+end
+
+-- Members whose future was canceled before they started never ran, so
+-- never ended as members: let them go.
+local function sweep(g)
+  for f in pairs(g.members) do
+    if f:done() then member_gone(g, f) end
+  end
 end
 
 -- Cancel every member; one canceled before it started never runs, so it is
@@ -109,6 +116,7 @@ end
 function Group:async(fn, ...)
   checkfunction(fn, 1, "async")
   if self.limit then
+    if self.running >= self.limit then sweep(self) end
     while self.running >= self.limit do
       local ok, err = pcall(self.slots.wait, self.slots)
       if not ok then
@@ -136,11 +144,20 @@ end
 -- Wait until no member runs. A cancel of the caller is taken once: it
 -- cancels the members, which are still waited for, shielded, so no member
 -- outlives its group.
+local function join_members(g)
+  local f = next(g.members)
+  while f do
+    join(f)
+    if g.members[f] then member_gone(g, f) end -- (it never ran)
+    f = next(g.members)
+  end
+end
+
 local function join_all(g)
-  local ok, err = pcall(function() while g.running > 0 do g.idle:wait() end end)
+  local ok, err = pcall(join_members, g)
   if not ok then
     cancel_members(g)
-    M.shield(function() while g.running > 0 do g.idle:wait() end end)
+    M.shield(join_members, g)
     error(err, 0)
   end
 end
@@ -158,7 +175,7 @@ end
 
 function M.group(opts)
   checkopts(opts, 1, "group", { limit = true })
-  local g = setmetatable({ members = {}, running = 0, failed = false, idle = core._waitq() }, Group)
+  local g = setmetatable({ members = {}, running = 0, failed = false }, Group)
   if opts and opts.limit ~= nil then
     if math.type(opts.limit) ~= "integer" or opts.limit < 1 then
       argerror(1, "group", "limit must be a positive integer")
