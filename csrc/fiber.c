@@ -361,22 +361,19 @@ static int l_config(lua_State *L) {
       return luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s'",
                                                  luaL_tolstring(L, -1, NULL)));
   }
-  lua_Integer n;
-  /* (checked first, then applied: a refused call changes nothing) */
-  config_integer(L, "threads", &n);
-  config_integer(L, "ring_entries", &n);
+  /* (read and checked first, then applied: a refused call changes nothing) */
+  lua_Integer threads, entries;
+  int has_threads = config_integer(L, "threads", &threads);
+  int has_entries = config_integer(L, "ring_entries", &entries);
   if (loop->started)
     return luaL_error(L, "fiberio.config: the loop has already started; "
                          "call config before any other fiberio call");
-  if (config_integer(L, "threads", &n)) {
-    luaL_argcheck(L, n >= 1 && n <= 1024, 1, "field 'threads' must be 1..1024");
-    loop->cfg_threads = (int)n;
-  }
-  if (config_integer(L, "ring_entries", &n)) {
-    luaL_argcheck(L, n >= 1 && n <= 32768, 1,
-                  "field 'ring_entries' must be 1..32768");
-    loop->cfg_ring_entries = (unsigned)n;
-  }
+  luaL_argcheck(L, !has_threads || (threads >= 1 && threads <= 1024), 1,
+                "field 'threads' must be 1..1024");
+  luaL_argcheck(L, !has_entries || (entries >= 1 && entries <= 32768), 1,
+                "field 'ring_entries' must be 1..32768");
+  if (has_threads) loop->cfg_threads = (int)threads;
+  if (has_entries) loop->cfg_ring_entries = (unsigned)entries;
   if (lua_getfield(L, 1, "backend") != LUA_TNIL) {
     static const char *const names[] = {"auto", "io_uring", "threads", NULL};
     const char *b = lua_tostring(L, -1);

@@ -298,13 +298,19 @@ static int buf_io(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
 
 /* In a continuation after buf_io: the op's result (raising Canceled after
  * releasing the handle). The op is freed; the handle is idle again. */
-static int buf_done(lua_State *L, fio_file *f, fio_fiber *w) {
-  fio_op *op = w->op;
+/* op, on the buffers, has completed: the handle is idle again, and a write
+ * at an explicit offset moves the fd's position past what it wrote. */
+static void buf_release(fio_file *f, fio_op *op) {
   f->busy = 0;
   f->bufop = NULL;
   fio_list_wake_all(&f->idle, FIO_WAKE_DONE);
   if (op->off != (uint64_t)-1 && op->res > 0 && f->fd >= 0)
     lseek(f->fd, (off_t)(op->off + (uint64_t)op->res), SEEK_SET);
+}
+
+static int buf_done(lua_State *L, fio_file *f, fio_fiber *w) {
+  fio_op *op = w->op;
+  buf_release(f, op);
   int res = fio_op_result(L, w); /* may raise Canceled (frees op) */
   w->op = NULL;
   fio_op_free(op);
@@ -863,14 +869,8 @@ static int close_canceled(lua_State *L, fio_loop *loop, fio_file *f,
                           fio_fiber *w, fio_op *op) {
   if (op) {
     w->op = NULL;
-    f->busy = 0;
-    f->bufop = NULL;
-    fio_list_wake_all(&f->idle, FIO_WAKE_DONE);
-    if (op->res > 0) {
-      if (op->off != (uint64_t)-1)
-        lseek(f->fd, (off_t)(op->off + (uint64_t)op->res), SEEK_SET);
-      f->wpos += (size_t)op->res;
-    }
+    buf_release(f, op);
+    if (op->res > 0) f->wpos += (size_t)op->res;
     fio_op_free(op);
   }
   if (disk(f)) flush_sync(f);

@@ -116,14 +116,17 @@ end
 function Group:async(fn, ...)
   checkfunction(fn, 1, "async")
   if self.limit then
-    if self.running >= self.limit then sweep(self) end
     while self.running >= self.limit do
-      local ok, err = pcall(self.slots.wait, self.slots)
+      local ok, woken = pcall(self.slots.wait, self.slots, true, 0.1)
       if not ok then
         -- canceled: a turn it was handed goes to the next in line
         if self.running < self.limit then self.slots:wake() end
-        error(err, 0)
+        error(woken, 0)
       end
+      -- no member ended for 0.1 s: one canceled through its own future
+      -- before it ran may hold a turn (looked for only then: a look is a
+      -- walk over every member)
+      if not woken then sweep(self) end
     end
   end
   local box = {}
