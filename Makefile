@@ -1,8 +1,10 @@
 # fiberio — build, test and install.
 #   make deps    install the Debian packages fiberio needs (as root), or say how
-#   make         build build/fiberio/core.so
-#   make test    deps + build + the whole busted suite; ends with "N passed, M failed"
-#   make check   the suite again under ASan+UBSan, then ThreadSanitizer (fails on any report)
+#   make         build build/fiberio/core.so (what `make install` ships)
+#   make test    deps + a test build (build-test/) + the whole busted suite;
+#                ends with "N passed, M failed"
+#   make check   the layering and rockspec checks, then the suite under
+#                ASan+UBSan and ThreadSanitizer (fails on any report)
 #   make bench   the benchmarks in bench/
 #   make demo    run an example that shows what fiberio does
 #   make install install with luarocks (Lua 5.4)
@@ -12,26 +14,34 @@ LUA_INC  ?= /usr/include/lua5.4
 LUA_LIB  ?= -llua5.4
 CC       ?= gcc
 CFLAGS   ?= -O2 -g
-WARN      = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter
+WARN      = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -Icsrc
 PIC       = -fPIC
 LIBS      = -luring -lpthread
 
 BUILD    ?= build
-SRCS      = $(wildcard csrc/*.c)
-HDRS      = $(wildcard csrc/*.h)
+# The C sources, layer by layer (docs/ARCHITECTURE.md; tools/layers.sh
+# checks that calls only go down).
+LAYERS    = util io core par lib
+SRCS      = $(foreach l,$(LAYERS),$(wildcard csrc/$(l)/*.c))
+HDRS      = $(foreach l,$(LAYERS),$(wildcard csrc/$(l)/*.h))
 OBJS      = $(SRCS:csrc/%.c=$(BUILD)/obj/%.o)
+# The specs and the sanitizer runs use a test build: the stand-ins for
+# kernels and situations the specs cannot otherwise reach (util/config.h)
+# are compiled in. The default build has none.
+TEST_DEFS = -DFIBERIO_TEST_HOOKS
 SO        = $(BUILD)/fiberio/core.so
 
-# Debian packages: what the build and tests need, and the peers the benchmarks
-# measure against.
+# Debian packages: what the build and the tests need; the peers the
+# benchmarks measure against; valgrind for `make valgrind`.
 DEB_BUILD = gcc make pkg-config lua5.4 liblua5.4-dev liburing-dev lua-busted luarocks
-DEB_BENCH = lua-luv lua-cqueues valgrind
-DEB_PKGS  = $(DEB_BUILD) $(DEB_BENCH)
+DEB_BENCH = lua-luv lua-cqueues
+DEB_VALGRIND = valgrind
 
+TEST_BUILD = build-test
 ASAN_BUILD = build-asan
-ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all $(TEST_DEFS)
 
-.PHONY: all deps test check bench demo install clean valgrind
+.PHONY: all deps test check bench demo install clean valgrind layers rockcheck
 
 all: $(SO) $(BUILD)/noring $(BUILD)/host $(BUILD)/failalloc.so
 
@@ -54,31 +64,31 @@ $(BUILD)/failalloc.so: tools/failalloc.c
 FLAGS_STAMP = $(BUILD)/.flags
 $(FLAGS_STAMP): FORCE
 	@mkdir -p $(dir $@)
-	@echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDFLAGS)' >$@
+	@echo '$(CC) $(CFLAGS) $(DEFS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(DEFS) $(LDFLAGS)' >$@
 .PHONY: FORCE
 FORCE:
 
 $(BUILD)/obj/%.o: csrc/%.c $(HDRS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) $(CFLAGS) $(PIC) -I$(LUA_INC) -c $< -o $@
+	$(CC) $(WARN) $(CFLAGS) $(DEFS) $(PIC) -I$(LUA_INC) -c $< -o $@
 
 $(SO): $(OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
 
 deps:
-	@sh tools/deps.sh $(DEB_PKGS)
+	@sh tools/deps.sh $(DEB_BUILD)
 
 test: deps
-	@$(MAKE) --no-print-directory all
-	@sh tools/runspecs.sh $(BUILD)
+	@$(MAKE) --no-print-directory all BUILD=$(TEST_BUILD) DEFS="$(TEST_DEFS)"
+	@sh tools/runspecs.sh $(TEST_BUILD)
 
 TSAN_BUILD = build-tsan
 # TSan: no instrumentation of function entry and exit. Lua unwinds the C
 # stack with longjmp on every error and every yield across C, and an
 # instrumented frame left that way is never popped from TSan's shadow stack,
 # which then overflows. (Reports show the racing accesses' own frames.)
-TSAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=thread --param=tsan-instrument-func-entry-exit=0
+TSAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=thread --param=tsan-instrument-func-entry-exit=0 $(TEST_DEFS)
 # The whole suite runs under TSan on the threads backend (the pool under
 # every operation), and fio.parallel's specs on io_uring too (worker
 # threads with rings). tools/runspecs.sh starts Lua with the TSan runtime
@@ -89,17 +99,31 @@ $(TSAN_BUILD)/longjmp_shim.so: tools/longjmp_shim.c
 	@mkdir -p $(TSAN_BUILD)
 	$(CC) -shared -fPIC -O1 -o $@ $<
 
-check: deps
+# The shipping build holds no test hook, the layers call only down, the
+# rockspec lists every source.
+layers: all
+	@sh tools/layers.sh $(BUILD)
+	@if strings $(SO) | grep -E 'FIBERIO_(TEST|NO_RING|THREADS_)'; then \
+	  echo "layers: the shipping build $(SO) holds the test hooks above" >&2; exit 1; \
+	else echo "layers: $(SO) holds no test hook"; fi
+
+rockcheck:
+	@sh tools/rockcheck.sh
+
+check: deps layers rockcheck
 	@$(MAKE) --no-print-directory all BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
 	@FIBERIO_SANITIZE=asan sh tools/runspecs.sh $(ASAN_BUILD)
 	@$(MAKE) --no-print-directory all $(TSAN_BUILD)/longjmp_shim.so BUILD=$(TSAN_BUILD) CFLAGS="$(TSAN_FLAGS)" LDFLAGS="-fsanitize=thread"
 	@FIBERIO_SANITIZE=tsan FIBERIO_TEST_BACKENDS=threads sh tools/runspecs.sh $(TSAN_BUILD)
 	@FIBERIO_SANITIZE=tsan FIBERIO_TEST_BACKENDS=io_uring sh tools/runspecs.sh $(TSAN_BUILD) $(TSAN_SPECS_RING)
 
-valgrind: deps all
-	@FIBERIO_SANITIZE=valgrind sh tools/runspecs.sh $(BUILD)
+valgrind: deps
+	@sh tools/deps.sh $(DEB_VALGRIND)
+	@$(MAKE) --no-print-directory all BUILD=$(TEST_BUILD) DEFS="$(TEST_DEFS)"
+	@FIBERIO_SANITIZE=valgrind sh tools/runspecs.sh $(TEST_BUILD)
 
 bench: deps all
+	@sh tools/deps.sh $(DEB_BENCH)
 	@sh bench/run.sh
 
 DEMO_ENV = LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
@@ -113,4 +137,4 @@ install: deps
 	luarocks --lua-version 5.4 make fiberio-scm-1.rockspec
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

@@ -110,7 +110,7 @@ describe("packaging", function()
     local f = assert(io.open("fiberio-scm-1.rockspec"))
     local spec = f:read("a")
     f:close()
-    local p = assert(io.popen("ls csrc/*.c"))
+    local p = assert(io.popen("find csrc -name '*.c'"))
     local n = 0
     for file in p:lines() do
       n = n + 1

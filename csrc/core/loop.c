@@ -12,55 +12,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "fiberio.h"
-#include "parallel.h"
-#include "pool.h"
+#include "core/loop.h"
+#include "core/op.h"
+#include "io/backend.h"
+#include "util/clock.h"
+#include "util/config.h"
+#include "util/fd.h"
+#include "util/process.h"
 
 static void end_hook(lua_State *L, lua_Debug *ar);
-
-/* Operations go to the backend, except parallel tasks (the worker pool). */
-static void op_submit(fio_loop *loop, fio_op *op) {
-  if (op->code == FIO_OP_TASK) fio_workers_submit(loop, op);
-  else loop->be->submit(loop, op);
-}
-
-static void op_cancel(fio_loop *loop, fio_op *op) {
-  if (op->code == FIO_OP_TASK) fio_workers_cancel(loop, op);
-  else loop->be->cancel(loop, op);
-}
-
-void fio_op_cancel(fio_loop *loop, fio_op *op) {
-  if (op->cancel_sent) return;
-  op->cancel_sent = 1;
-  op_cancel(loop, op);
-}
-
-/* Cancel every op in flight on fd; close_after: the last of those that
- * runs on fd closes it. Returns 1 if one will. */
-static int fd_ops_cancel(fio_loop *loop, int fd, int close_after) {
-  if (!loop || !loop->started || loop->closed) return 0;
-  int deferred = 0;
-  for (fio_op *op = loop->inflight; op; op = op->next) {
-    if (op->fd != fd && op->fd2 != fd) continue;
-    fio_op_cancel(loop, op); /* a blocked read ends (EBADF, Canceled) */
-    if (close_after && op->fd == fd) op->close_fd = deferred = 1;
-  }
-  return deferred;
-}
-
-int fio_close_after_ops(fio_loop *loop, int fd) {
-  return fd_ops_cancel(loop, fd, 1);
-}
-
-void fio_cancel_fd_ops(fio_loop *loop, int fd) { fd_ops_cancel(loop, fd, 0); }
-
-
-uint64_t fio_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* --- ready queue ---------------------------------------------------------- */
 
@@ -301,7 +261,7 @@ int fio_raise_canceled(lua_State *L, fio_loop *loop, fio_fiber *f) {
     /* Outside any fiber the interrupt is raised as lua.c's own: its hook,
      * which would raise it at the next instruction, is taken off. */
     loop->interrupted = 0;
-    if (lua_gethook(loop->L) != end_hook) lua_sethook(loop->L, NULL, 0, 0);
+    if (lua_gethook(loop->main_thread) != end_hook) lua_sethook(loop->main_thread, NULL, 0, 0);
     lua_pushliteral(L, "interrupted!");
     return lua_error(L);
   }
@@ -348,9 +308,9 @@ static void deliver_cancel(fio_loop *loop, fio_fiber *w);
  * after each turn (a signal also ends the backend's wait with EINTR).
  * before: the main thread's hook when the drive began. */
 static int host_interrupted(fio_loop *loop, lua_Hook before) {
-  lua_State *M = loop->L;
+  lua_State *M = loop->main_thread;
   lua_Hook h = lua_gethook(M);
-  if (!h || h == end_hook || loop->interrupted || loop->is_worker) return 0;
+  if (!h || h == end_hook || loop->interrupted || loop->hosted) return 0;
   return h != before ||
          (lua_gethookmask(M) == (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE |
                                  LUA_MASKCOUNT) &&
@@ -391,7 +351,7 @@ int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k) {
   w->k = k;
   if (w->tramp) return FIO_AGAIN; /* the trampoline below continues */
   fio_fiber *owner = w->owner, *saved = owner ? owner->blocked_in : NULL;
-  lua_Hook hook0 = lua_gethook(loop->L);
+  lua_Hook hook0 = lua_gethook(loop->main_thread);
   w->tramp = 1;
   int r;
   do {
@@ -428,19 +388,6 @@ void fio_wait_again(lua_State *L, fio_fiber *w) {
   w->wait = FIO_W_NONE;
 }
 
-int fio_op_again(lua_State *L, fio_fiber *w, fio_op *op, lua_KFunction k,
-                 int *count) {
-  if (fio_cancel_pending(w)) {
-    w->op = NULL;
-    fio_op_free(op); /* (its dtor and owns_fds clean up) */
-    return fio_raise_canceled(L, w->loop, fio_owner(w));
-  }
-  w->wake = FIO_WAKE_NONE;
-  w->wait = FIO_W_NONE;
-  if (count) ++*count;
-  return fio_op_wait(w->loop, L, w, op, k);
-}
-
 void fio_wait_end(lua_State *L, fio_fiber *w) {
   w->wait = FIO_W_NONE;
   switch (w->wake) {
@@ -451,187 +398,6 @@ void fio_wait_end(lua_State *L, fio_fiber *w) {
     luaL_error(L, "fiberio: deadlock: waiting, but no fiber is ready, no "
                   "timer is set and no I/O is in flight");
     break;
-  }
-}
-
-/* --- operations ------------------------------------------------------------ */
-
-fio_op *fio_op_new(size_t cap) {
-  fio_op *op = calloc(1, sizeof *op);
-  if (!op) return NULL;
-  if (cap) {
-    op->mem = malloc(cap);
-    if (!op->mem) {
-      free(op);
-      return NULL;
-    }
-  }
-  op->buf = op->mem;
-  op->cap = cap;
-  op->fd = op->fd2 = -1;
-  op->off = (uint64_t)-1;
-  return op;
-}
-
-void fio_op_free(fio_op *op) {
-  if (!op) return;
-  if (op->dtor) op->dtor(op);
-  if (op->owns_fds) {
-    if (op->fd >= 0) close(op->fd);
-    if (op->fd2 >= 0) close(op->fd2);
-  }
-  free(op->mem);
-  free(op);
-}
-
-int fio_op_buf_double(fio_op *op) {
-  char *b = op->want <= SIZE_MAX / 2 ? realloc(op->buf, op->want * 2) : NULL;
-  if (!b) return -ENOMEM;
-  op->buf = b;
-  op->want *= 2;
-  return 0;
-}
-
-char *fio_buf_get(fio_loop *loop) {
-  return loop->nbufs ? loop->bufs[--loop->nbufs] : malloc(FIO_BUFSZ);
-}
-
-void fio_buf_put(fio_loop *loop, char *buf, size_t size) {
-  if (buf && size == FIO_BUFSZ && !loop->closed &&
-      loop->nbufs < (int)(sizeof loop->bufs / sizeof *loop->bufs))
-    loop->bufs[loop->nbufs++] = buf;
-  else
-    free(buf);
-}
-
-int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
-                lua_KFunction k) {
-  op->waiter = w;
-  op->loop = loop;
-  op->res = 0;
-  op->cancel_sent = 0;
-  op->close_fd = 0;
-  op->state = FIO_OPS_INFLIGHT;
-  op->prev = NULL;
-  op->next = loop->inflight;
-  if (op->next) op->next->prev = op;
-  loop->inflight = op;
-  loop->ninflight++;
-  w->op = op;
-  w->wait = FIO_W_OP;
-  op_submit(loop, op);
-  return fio_block(loop, L, w, k);
-}
-
-int fio_op_result(lua_State *L, fio_fiber *w) {
-  fio_op *op = w->op;
-  int res = op->res;
-  if (res != -ECANCELED) return res;
-  if (w->wake == FIO_WAKE_TIMER) return -ETIMEDOUT;
-  if (fio_cancel_pending(w)) {
-    w->op = NULL;
-    fio_op_free(op);
-    fio_raise_canceled(L, w->loop, fio_owner(w));
-  }
-  return -EBADF;
-}
-
-void fio_op_unlink(fio_loop *loop, fio_op *op) {
-  if (op->state != FIO_OPS_INFLIGHT) return;
-  op->state = FIO_OPS_DONE;
-  if (op->prev) op->prev->next = op->next;
-  else loop->inflight = op->next;
-  if (op->next) op->next->prev = op->prev;
-  op->prev = op->next = NULL;
-  loop->ninflight--;
-}
-
-void fio_op_complete(fio_loop *loop, fio_op *op, int res) {
-  /* A blocking call interrupted for a cancel (io-wq or a pool thread) may
-   * end with EINTR or the kernel's restart codes: it was canceled. */
-  if (op->cancel_sent && (res == -EINTR || res == -512 || res == -513 ||
-                          res == -514 || res == -516))
-    res = -ECANCELED;
-  op->res = res;
-  fio_op_unlink(loop, op);
-  if (op->close_fd) {
-    /* Its file was collected while it was in flight: close the fd now that
-     * no syscall can use it (or a reuse of its number) any more. */
-    int last = 1;
-    for (fio_op *o = loop->inflight; o; o = o->next)
-      if (o->close_fd && o->fd == op->fd) last = 0;
-    if (last) close(op->fd);
-    op->close_fd = 0;
-  }
-  if (op->waiter) {
-    /* (a deadline that canceled the op keeps saying so) */
-    fio_wake(op->waiter, op->waiter->wake == FIO_WAKE_TIMER ? FIO_WAKE_TIMER
-                                                           : FIO_WAKE_DONE);
-  } else {
-    if (op->fd_owned && res >= 0) close(res);
-    fio_op_free(op);
-  }
-}
-
-int fio_loop_wake_claim(fio_loop *loop) {
-  /* Whatever the caller published before this (a post, a task) is seen by
-   * a loop that clears wake_sent after it: the two fences order each side's
-   * store before its load (store buffering), so one side sees the other. */
-  atomic_thread_fence(memory_order_seq_cst);
-  /* 0: an unseen wake is pending, the loop wakes anyway */
-  return !atomic_exchange_explicit(&loop->wake_sent, 1, memory_order_relaxed);
-}
-
-void fio_loop_wake(fio_loop *loop) {
-  if (fio_loop_wake_claim(loop)) loop->be->wake(loop);
-}
-
-void fio_loop_wake_fd(fio_loop *loop) {
-  uint64_t one = 1;
-  ssize_t r;
-  do r = write(loop->wakefd, &one, sizeof one);
-  while (r < 0 && errno == EINTR);
-  /* EAGAIN: the counter is saturated, so a wake is pending anyway. */
-}
-
-int fio_loop_wakes_on(fio_loop *loop) {
-  if (!atomic_load_explicit(&loop->wake_sent, memory_order_relaxed)) return 0;
-  atomic_store_explicit(&loop->wake_sent, 0, memory_order_relaxed);
-  /* (pairs with fio_loop_wake_claim's fence: see there) */
-  atomic_thread_fence(memory_order_seq_cst);
-  return 1;
-}
-
-void fio_loop_drain_wakefd(fio_loop *loop) {
-  uint64_t n;
-  while (read(loop->wakefd, &n, sizeof n) < 0 && errno == EINTR) {
-  }
-}
-
-void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
-  fio_loop_post_quiet(loop, op, res);
-  fio_loop_wake(loop);
-}
-
-void fio_loop_post_quiet(fio_loop *loop, fio_op *op, int res) {
-  op->res = res;
-  pthread_mutex_lock(&loop->post_mu);
-  fio_oplist_push(&loop->post_head, &loop->post_tail, op);
-  atomic_store_explicit(&loop->posted, 1, memory_order_release);
-  pthread_mutex_unlock(&loop->post_mu);
-}
-
-void fio_loop_drain(fio_loop *loop) {
-  if (!atomic_load_explicit(&loop->posted, memory_order_acquire)) return;
-  pthread_mutex_lock(&loop->post_mu);
-  fio_op *op = loop->post_head;
-  loop->post_head = loop->post_tail = NULL;
-  atomic_store_explicit(&loop->posted, 0, memory_order_relaxed);
-  pthread_mutex_unlock(&loop->post_mu);
-  while (op) {
-    fio_op *next = op->pnext;
-    fio_op_complete(loop, op, op->res);
-    op = next;
   }
 }
 
@@ -773,11 +539,11 @@ static void resume(fio_loop *loop, lua_State *from, fio_fiber *f) {
   loop->current = f;
   f->state = FIO_RUNNING;
   /* A handler that runs from here on sees f as current; one that ran
-   * before left hook_req. */
+   * before left resume_hook_due. */
   atomic_signal_fence(memory_order_seq_cst);
-  if (loop->hook_req) {
-    loop->hook_req = 0;
-    if (loop->hook_arm) loop->hook_arm(f->co);
+  if (loop->resume_hook_due) {
+    loop->resume_hook_due = 0;
+    if (loop->resume_hook) loop->resume_hook(f->co);
   }
   int status = lua_resume(f->co, from, nargs, &nres);
   loop->current = prev;
@@ -798,7 +564,7 @@ static void resume(fio_loop *loop, lua_State *from, fio_fiber *f) {
  * L is not the main thread (a fiber or a coroutine: its resumer sees it), or
  * a pcall or xpcall runs below. */
 static int in_protected_call(fio_loop *loop, lua_State *L) {
-  if (L != loop->L) return 1;
+  if (L != loop->main_thread) return 1;
   lua_Debug ar;
   for (int level = 0; lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "f", &ar);
@@ -874,7 +640,7 @@ static void turn(fio_loop *loop, lua_State *from, fio_fiber *w,
   }
   /* (a Ctrl-C that came while fibers ran: the caller acts on it now) */
   if (timeout != 0 && host_interrupted(loop, hook0)) timeout = 0;
-  if (timeout != 0 || loop->ninflight) loop->be->wait(loop, timeout);
+  if (timeout != 0 || loop->ninflight) fio_ops_wait(loop, timeout);
   fire_timers(loop);
 }
 
@@ -890,7 +656,7 @@ void fio_loop_run_ready(fio_loop *loop, lua_State *L) {
 
 void fio_loop_wait(fio_loop *loop, int nonblock) {
   /* a wake (new task, cancel) ends it */
-  loop->be->wait(loop, nonblock ? 0 : wait_timeout(loop));
+  fio_ops_wait(loop, nonblock ? 0 : wait_timeout(loop));
   fire_timers(loop);
 }
 
@@ -902,7 +668,7 @@ void fio_loop_wait(fio_loop *loop, int nonblock) {
  * many fibers this canceled that had no cancel requested before. */
 static size_t run_to_end(fio_loop *loop, lua_State *L) {
   size_t canceled = 0;
-  lua_Hook hook0 = lua_gethook(loop->L);
+  lua_Hook hook0 = lua_gethook(loop->main_thread);
   int stuck = 0, collected = 0;
   while (loop->nlive) {
     fio_loop_run_ready(loop, L);
@@ -929,7 +695,7 @@ static size_t run_to_end(fio_loop *loop, lua_State *L) {
       timeout = 200000000;
       collected = 1;
     }
-    loop->be->wait(loop, timeout);
+    fio_ops_wait(loop, timeout);
     fire_timers(loop);
     if (loop->rq_len) collected = 0;
     else if (collected == 1 && timeout == 200000000) {
@@ -1006,7 +772,7 @@ static _Thread_local fio_loop *hooked_loop;
 static void end_hook(lua_State *L, lua_Debug *ar) {
   if (ar->event != LUA_HOOKRET) return;
   fio_loop *loop = hooked_loop;
-  if (!loop || loop->L != L) {
+  if (!loop || loop->main_thread != L) {
     loop = NULL;
     if (lua_getfield(L, LUA_REGISTRYINDEX, "fiberio.loopptr") ==
         LUA_TLIGHTUSERDATA)
@@ -1014,7 +780,7 @@ static void end_hook(lua_State *L, lua_Debug *ar) {
     lua_pop(L, 1);
   }
   /* A coroutine that inherited the hook, or nothing pending any more. */
-  if (!loop || L != loop->L || !loop->nlive) {
+  if (!loop || L != loop->main_thread || !loop->nlive) {
     lua_sethook(L, NULL, 0, 0);
     return;
   }
@@ -1064,8 +830,8 @@ static void exit_register_once(void) {
 }
 
 void fio_loop_watch_end(fio_loop *loop) {
-  if (loop->is_worker) return;
-  lua_State *L = loop->L;
+  if (loop->hosted) return;
+  lua_State *L = loop->main_thread;
   if (!loop->exit_listed) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, exit_register_once);
@@ -1091,27 +857,49 @@ static void exit_unlist(fio_loop *loop) {
   pthread_mutex_unlock(&exit_mu);
 }
 
-/* fio.parallel's workers, if this loop made them: each task is stopped,
- * even one computing, and its worker joined; what they posted back is
- * completed here. */
-static void shutdown_workers(fio_loop *loop) {
-  if (!loop->owns_workers) return;
-  fio_workers_shutdown(loop->workers);
-  loop->workers = NULL;
-  loop->owns_workers = 0;
-  fio_loop_drain(loop);
+/* The parts above the core that keep state in this loop (fio.parallel's
+ * workers: each task is stopped, even one computing, and its worker
+ * joined), closed once; what they posted back is completed here. */
+static void close_exts(fio_loop *loop) {
+  int any = 0;
+  for (int i = 0; i < FIO_LOOP_EXT_MAX; i++) {
+    fio_loop_ext *e = &loop->ext[i];
+    if (!e->key) continue;
+    void (*close_fn)(fio_loop *, void *) = e->close;
+    void *data = e->data;
+    memset(e, 0, sizeof *e);
+    if (close_fn) close_fn(loop, data);
+    any = 1;
+  }
+  if (any && loop->started) fio_ops_wait(loop, 0);
+}
+
+void *fio_loop_ext_get(fio_loop *loop, const void *key) {
+  for (int i = 0; i < FIO_LOOP_EXT_MAX; i++)
+    if (loop->ext[i].key == key) return loop->ext[i].data;
+  return NULL;
+}
+
+int fio_loop_ext_set(fio_loop *loop, const void *key, void *data,
+                     void (*close)(fio_loop *loop, void *data)) {
+  for (int i = 0; i < FIO_LOOP_EXT_MAX; i++)
+    if (!loop->ext[i].key) {
+      loop->ext[i] = (fio_loop_ext){key, data, close};
+      return 0;
+    }
+  return -1;
 }
 
 void fio_loop_close_fibers(fio_loop *loop, lua_State *L) {
   /* (a worker's fibers were canceled by the shutdown of its pool, which
    * stops a task's computing fiber with a hook this could not) */
   if (loop->ending || !loop->started || loop->closed || !loop->nlive ||
-      loop->is_worker)
+      loop->hosted)
     return;
   loop->ending = 1; /* (no array of errors: each is printed when collected) */
   loop->end_errs = LUA_NOREF;
   size_t n = cancel_all(loop, L);
-  shutdown_workers(loop); /* (a task's cancel may not stop all it started) */
+  close_exts(loop); /* (a task's cancel may not stop all it started) */
   n += run_to_end(loop, L);
   loop->ending = 0;
   if (n)
@@ -1127,7 +915,7 @@ static int loop_gc(lua_State *L) {
   fio_loop_close_fibers(loop, L);
   exit_unlist(loop);
   if (hooked_loop == loop) hooked_loop = NULL;
-  shutdown_workers(loop);
+  close_exts(loop);
   loop->closed = 1;
   while (loop->rq_head) rq_remove(loop, loop->rq_head);
   for (size_t i = 0; i < loop->heap_len; i++) loop->heap[i].w->heap_idx = 0;
@@ -1135,14 +923,7 @@ static int loop_gc(lua_State *L) {
   free(loop->heap);
   loop->heap = NULL;
   loop->heap_cap = 0;
-  if (loop->started) {
-    for (fio_op *op = loop->inflight; op; op = op->next) {
-      if (op->waiter) op->waiter->op = NULL;
-      op->waiter = NULL;
-      fio_op_cancel(loop, op);
-    }
-    loop->be->close(loop);
-  }
+  if (loop->started) fio_ops_close(loop);
   if (loop->wakefd >= 0) close(loop->wakefd);
   loop->wakefd = -1;
   while (loop->nbufs) free(loop->bufs[--loop->nbufs]);
@@ -1154,10 +935,11 @@ fio_loop *fio_loop_new(lua_State *L) {
   fio_loop *loop = lua_newuserdatauv(L, sizeof *loop, 0);
   memset(loop, 0, sizeof *loop);
   lua_pushthread(L);
-  loop->L = lua_tothread(L, -1);
+  loop->main_thread = lua_tothread(L, -1);
   lua_pop(L, 1);
   loop->canceled_ref = loop->future_mt_ref = loop->end_errs = LUA_NOREF;
   loop->wakefd = -1;
+  memcpy(loop->cfg.backend, fio_config_env()->backend, sizeof loop->cfg.backend);
   pthread_mutex_init(&loop->post_mu, NULL);
   if (luaL_newmetatable(L, FIO_LOOP)) {
     lua_pushcfunction(L, loop_gc);
@@ -1168,16 +950,15 @@ fio_loop *fio_loop_new(lua_State *L) {
 }
 
 static int start(fio_loop *loop) {
-  const char *want = loop->cfg_backend[0] ? loop->cfg_backend
-                                          : getenv("FIBERIO_BACKEND");
-  int automatic = !want || !*want || strcmp(want, "auto") == 0;
+  const char *want = loop->cfg.backend;
+  int automatic = !*want || strcmp(want, "auto") == 0;
   int threads = !automatic && strcmp(want, "threads") == 0;
   if (!automatic && !threads && strcmp(want, "io_uring") != 0)
     return -ENOTSUP;
   if (loop->wakefd < 0) {
     int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0) return -errno;
-    fd = fio_fd_above_std(fd); /* (never 0, 1 or 2: backend.h) */
+    fd = fio_fd_above_std(fd); /* (never 0, 1 or 2: util/fd.h) */
     if (fd < 0) return fd;
     loop->wakefd = fd;
   }
@@ -1203,22 +984,13 @@ fio_loop *fio_loop_get(lua_State *L) {
     int r = start(loop);
     if (r == -ENOTSUP)
       luaL_error(L, "fiberio: backend '%s' is not available",
-                 loop->cfg_backend[0] ? loop->cfg_backend
-                                      : getenv("FIBERIO_BACKEND"));
+                 loop->cfg.backend);
     if (r < 0)
       luaL_error(L, "fiberio: cannot start the %s backend: %s",
                  loop->be->name, strerror(-r));
     loop->started = 1;
   }
   return loop;
-}
-
-int fio_errresult(lua_State *L, const char *what, int err) {
-  lua_pushnil(L);
-  if (what) lua_pushfstring(L, "%s: %s", what, strerror(err));
-  else lua_pushstring(L, strerror(err));
-  lua_pushinteger(L, err);
-  return 3;
 }
 
 void fio_fiber_detach(fio_fiber *f) {

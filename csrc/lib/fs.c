@@ -15,8 +15,10 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "fiberio.h"
-#include "fs.h"
+#include "core/loop.h"
+#include "core/op.h"
+#include "lib/fs.h"
+#include "lib/lib.h"
 
 static const char *typename_of(unsigned mode) {
   switch (mode & S_IFMT) {
@@ -255,7 +257,7 @@ static int l_mkdtemp(lua_State *L) {
 /* --- whole files ------------------------------------------------------------------ */
 
 /* A whole-file call runs several ops in turn with one op record, which owns
- * the call's fds (op->fd, op->fd2; owns_fds): they are closed whatever
+ * the call's fds (op->fd, op->fd2; owns): they are closed whatever
  * happens — on error, on cancel (before Canceled is raised), and by the loop
  * if the call is gone while an op is in flight. Stack: 1 path (src), 2 data
  * or dst. */
@@ -269,7 +271,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx);
 /* End the call canceled: free op (closing its fds; a half copy goes) and
  * raise Canceled. */
 static int wf_canceled(lua_State *L, fio_fiber *w, fio_op *op) {
-  if (op->stage == CF_COPY && lua_isstring(L, 3)) unlink(lua_tostring(L, 3));
+  if (op->step == CF_COPY && lua_isstring(L, 3)) unlink(lua_tostring(L, 3));
   fio_op_free(op);
   return fio_raise_canceled(L, w->loop, fio_owner(w));
 }
@@ -315,14 +317,14 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   int res = op->res;
   w->op = NULL;
   if (res == -ECANCELED && fio_cancel_pending(w)) return wf_canceled(L, w, op);
-  switch (op->stage) {
+  switch (op->step) {
   case WF_OPEN:
     if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 1));
     op->fd = res;
-    op->fd_owned = 0;
+    op->owns &= (uint8_t)~FIO_OWN_RESULT;
     op->got = 0;
     op->flags = 0; /* explicit offsets until a write says ESPIPE */
-    op->stage = WF_WRITE;
+    op->step = WF_WRITE;
     break;
   case WF_WRITE:
     if (res == -ESPIPE && !(op->flags & WF_AT_CUR)) {
@@ -342,12 +344,12 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
   case CF_OPEN1: {
     if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 1));
     op->fd = res;
-    op->fd_owned = 0;
+    op->owns &= (uint8_t)~FIO_OWN_RESULT;
     struct stat sb;
     if (fstat(op->fd, &sb) < 0) return wf_fail(L, op, errno, lua_tostring(L, 1));
     if (S_ISDIR(sb.st_mode)) return wf_fail(L, op, EISDIR, lua_tostring(L, 1));
     op->mode = sb.st_mode & 07777;
-    op->stage = CF_OPEN2;
+    op->step = CF_OPEN2;
     /* Stack 3: the temporary, or nil: dst is written in place; 4: dst is
      * a file that may be written in place if the temporary cannot be made
      * or renamed over it. (As the rename below, these path syscalls run
@@ -402,8 +404,8 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     if (res < 0) return wf_fail(L, op, -res, lua_tostring(L, 2));
     /* (the temporary's name failing is dst's failure: same directory) */
     op->fd2 = res;
-    op->fd_owned = 0;
-    op->stage = CF_COPY;
+    op->owns &= (uint8_t)~FIO_OWN_RESULT;
+    op->step = CF_COPY;
     break;
   case CF_COPY: {
     const char *tmp = lua_tostring(L, 3); /* (NULL: in place) */
@@ -422,7 +424,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
          * copy again into dst in place, as cp does. */
         lua_pushnil(L);
         lua_replace(L, 3);
-        op->stage = CF_OPEN2;
+        op->step = CF_OPEN2;
         break;
       }
     }
@@ -439,7 +441,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
    * after the fds are closed. */
   if (fio_cancel_pending(w)) return wf_canceled(L, w, op);
   w->wake = FIO_WAKE_NONE;
-  switch (op->stage) {
+  switch (op->step) {
   case WF_WRITE: {
     size_t len;
     const char *data = lua_tolstring(L, 2, &len);
@@ -471,7 +473,7 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     op->code = FIO_OP_OPENAT;
     op->flags = inplace ? O_WRONLY | O_TRUNC | O_CLOEXEC
                         : O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
-    op->fd_owned = 1;
+    op->owns |= FIO_OWN_RESULT;
     break;
   }
   case CF_COPY:
@@ -495,9 +497,9 @@ static int wf_start(lua_State *L, int stage, const char *path, int flags,
   op->code = FIO_OP_OPENAT;
   op->flags = flags | O_CLOEXEC;
   op->mode = perm;
-  op->fd_owned = 1;
-  op->owns_fds = 1;
-  op->stage = (uint8_t)stage;
+  op->owns |= FIO_OWN_RESULT;
+  op->owns |= FIO_OWN_FD | FIO_OWN_FD2;
+  op->step = (uint8_t)stage;
   return fio_op_wait(loop, L, w, op, wf_k);
 }
 

@@ -1,7 +1,18 @@
-/* core.c — luaopen_fiberio_core: builds the C module that
+/* module.c — luaopen_fiberio_core: builds the C module that
  * lua/fiberio/init.lua wraps. One loop per Lua state, shared as upvalue 1 by
  * every function of the module. */
-#include "fiberio.h"
+#include <string.h>
+
+#include "core/loop.h"
+#include "lib/lib.h"
+
+int fio_errresult(lua_State *L, const char *what, int err) {
+  lua_pushnil(L);
+  if (what) lua_pushfstring(L, "%s: %s", what, strerror(err));
+  else lua_pushstring(L, strerror(err));
+  lua_pushinteger(L, err);
+  return 3;
+}
 
 int luaopen_fiberio_core(lua_State *L) {
   lua_newtable(L);

@@ -23,9 +23,11 @@
 
 #include <liburing.h>
 
-#include "backend.h"
-#include "exec.h"
-#include "pool.h"
+#include "io/backend.h"
+#include "io/exec.h"
+#include "io/pool.h"
+#include "util/config.h"
+#include "util/fd.h"
 
 /* Valgrind cannot see the kernel write into buffers on io_uring's behalf:
  * tell it, so `make valgrind` checks our code rather than flagging every
@@ -39,26 +41,43 @@
 #define VALGRIND_MAKE_MEM_DEFINED(p, n) ((void)(p), (void)(n))
 #endif
 
+/* What an op keeps in its backend_area: its pool job first (backend.h),
+ * where it runs, and the state of a readfile chain (see "readfile on the
+ * ring"). */
+typedef struct uring_op {
+  fio_job job;
+  uint8_t on_pool;        /* this submission went to the pool */
+  uint8_t rf_pending;     /* CQEs of this step not yet reaped */
+  uint8_t rf_step;        /* 0: open, A, B; 1: A, B; 2: poll, A, B */
+  int32_t rf_res[3];      /* this step's results: open, read A, read B */
+  int32_t rf_slot;        /* its slot in the ring's file table */
+  uint32_t rf_la;         /* bytes read A asked (B reads just past them) */
+} uring_op;
+_Static_assert(sizeof(uring_op) <= FIO_OP_BACKEND_AREA,
+               "uring_op fits in an op's backend_area");
+
+static uring_op *uop(fio_op *op) { return (uring_op *)(void *)op->backend_area; }
+
 typedef struct uring {
   struct io_uring ring;
+  fio_pool_client client;  /* this loop's jobs on the pool */
   unsigned flags;          /* setup flags the kernel took */
   uint64_t probe;          /* supported opcodes < 64 */
   int wake_armed;          /* the wake poll is in the kernel */
-  unsigned noring;         /* FIO_OP_* bits forced onto the pool */
+  unsigned noring;         /* FIO_OP_* bits forced onto the pool (a test
+                            * build's FIBERIO_NO_RING_OPS; else 0) */
   unsigned einval;         /* FIO_OP_* bits whose ring result is replaced by
-                            * -EINVAL (tests: a kernel refusing the call) */
+                            * -EINVAL (a test build's stand-in for a kernel
+                            * refusing the call; else 0) */
   uint64_t pooled, reruns; /* ops sent to the pool: no opcode / refused */
-  uint64_t inlined;        /* writes run on the loop thread (see defer) */
-  int no_msg;              /* wake through the eventfd (test hook) */
+  int no_msg;              /* wake through the eventfd (a test build's) */
   atomic_ulong msg_wakes, fd_wakes; /* wakes sent to this loop, by kind */
-  fio_op *dhead, *dtail;   /* deferred writes, not yet in the ring
-                            * (linked through pnext, free until a post) */
   /* readfile chains (see "readfile on the ring") */
   int *rf_free, rf_nfree;  /* free slots of the registered file table */
   int *rf_closing, rf_nclosing; /* slots whose close is not yet queued */
   int rf_nslots;           /* 0: no table, readfile runs on the pool */
   fio_op *rf_head, *rf_tail; /* chains whose next step is not yet queued
-                            * (linked through pnext) */
+                            * (linked through qnext) */
   uint64_t rf_done;        /* readfiles done on the ring */
 } uring;
 
@@ -77,47 +96,37 @@ static void arm_wake(fio_loop *loop, uring *u) {
   u->wake_armed = 1;
 }
 
-/* Whether the comma-separated list s holds the word w (not just a part of
- * one: "unlinkat" holds no "linkat"). */
-static int list_has(const char *s, const char *w) {
-  size_t n = strlen(w);
-  for (const char *p = s; (p = strstr(p, w)); p += n)
-    if ((p == s || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return 1;
-  return 0;
-}
-
-/* A set of FIO_OP_* bits from a list of names in env var `var`. Two stand-ins
- * for kernels we do not have, used by the fallback specs:
- *   FIBERIO_NO_RING_OPS="statx,openat": as if the probe lacked these opcodes;
- *   FIBERIO_TEST_RING_EINVAL="statx": as if the kernel answered -EINVAL. */
-static unsigned op_mask(const char *var) {
+#ifdef FIBERIO_TEST_HOOKS
+/* The FIO_OP_* bits named in a test hook's list (util/config.h). */
+static unsigned op_mask(const char *list) {
   static const char *const names[FIO_OP_LAST] = {
       NULL,       "read",      "write",    "close",    "openat",
       "statx",    "fsync",     "ftruncate", "unlinkat", "renameat",
       "mkdirat",  "symlinkat", "linkat"};
-  const char *env = getenv(var);
   unsigned m = 0;
-  for (int c = 1; env && c < FIO_OP_LAST; c++)
-    if (names[c] && list_has(env, names[c])) m |= 1u << c;
+  for (int c = 1; list && c < FIO_OP_LAST; c++)
+    if (names[c] && fio_list_has(list, names[c])) m |= 1u << c;
   return m;
 }
 
-/* FIBERIO_TEST_REFUSE_FLAGS="defer_taskrun,single_issuer": set-up with these
- * flags fails with EINVAL, as on a kernel that lacks them. */
+/* Set-up with these flags fails with EINVAL, as on a kernel that lacks
+ * them (FIBERIO_TEST_REFUSE_FLAGS). */
 static int refused(unsigned flags) {
-  const char *env = getenv("FIBERIO_TEST_REFUSE_FLAGS");
-  if (!env) return 0;
-  return ((flags & IORING_SETUP_SINGLE_ISSUER) && list_has(env, "single_issuer")) ||
-         ((flags & IORING_SETUP_DEFER_TASKRUN) && list_has(env, "defer_taskrun")) ||
-         ((flags & IORING_SETUP_COOP_TASKRUN) && list_has(env, "coop_taskrun"));
+  const char *list = fio_config_env()->test.refuse_flags;
+  return ((flags & IORING_SETUP_SINGLE_ISSUER) && fio_list_has(list, "single_issuer")) ||
+         ((flags & IORING_SETUP_DEFER_TASKRUN) && fio_list_has(list, "defer_taskrun")) ||
+         ((flags & IORING_SETUP_COOP_TASKRUN) && fio_list_has(list, "coop_taskrun"));
 }
+#else
+static int refused(unsigned flags) { return (void)flags, 0; }
+#endif
 
 _Thread_local int fio_uring_attach_wq = -1;
 
 int fio_uring_fd(fio_loop *loop) {
-  if (!loop->started || loop->be != &fio_backend_uring || !loop->bdata)
+  if (!loop->started || loop->be != &fio_backend_uring || !loop->backend_state)
     return -1;
-  return ((uring *)loop->bdata)->ring.ring_fd;
+  return ((uring *)loop->backend_state)->ring.ring_fd;
 }
 
 static void rf_init(uring *u);
@@ -141,7 +150,7 @@ static int setup(uring *u, unsigned entries, unsigned flags, int attach) {
 static int uring_init(fio_loop *loop) {
   uring *u = calloc(1, sizeof *u);
   if (!u) return -ENOMEM;
-  unsigned entries = loop->cfg_ring_entries ? loop->cfg_ring_entries : 256;
+  unsigned entries = loop->cfg.ring_entries ? loop->cfg.ring_entries : 256;
   static const unsigned tries[] = {
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
           IORING_SETUP_COOP_TASKRUN,
@@ -168,7 +177,7 @@ static int uring_init(fio_loop *loop) {
     return r;
   }
   if (u->ring.ring_fd <= 2) {
-    /* Never where a standard stream was (backend.h): the rings are mapped
+    /* Never where a standard stream was (util/fd.h): the rings are mapped
      * already, and nothing is registered yet, so the ring can move. */
     int fd = fio_fd_above_std(u->ring.ring_fd);
     if (fd < 0) {
@@ -190,19 +199,43 @@ static int uring_init(fio_loop *loop) {
   unsigned workers[2] = {(unsigned)(ncpu > 0 ? ncpu * 4 : 8), 64};
   io_uring_register_iowq_max_workers(&u->ring, workers);
   io_uring_register_ring_fd(&u->ring); /* saves an fd lookup per enter */
-  u->noring = op_mask("FIBERIO_NO_RING_OPS");
-  u->einval = op_mask("FIBERIO_TEST_RING_EINVAL");
-  /* FIBERIO_TEST_NO_MSG_RING=1: wake through the eventfd, as on kernels
-   * before 6.13 (no MSG_RING without a ring of one's own). */
-  u->no_msg = getenv("FIBERIO_TEST_NO_MSG_RING") != NULL;
+#ifdef FIBERIO_TEST_HOOKS
+  const fio_test_hooks *test = &fio_config_env()->test;
+  u->noring = op_mask(test->no_ring_ops);
+  u->einval = op_mask(test->ring_einval);
+  u->no_msg = test->no_msg_ring != NULL;
+#endif
   rf_init(u);
-  loop->bdata = u;
+  loop->backend_state = u;
+  /* Writes to regular files: many file systems (ext4 among them) cannot do
+   * a buffered write without blocking, so the ring hands every such write
+   * to an io-wq thread, two thread wake-ups per write; the loop runs one
+   * itself when it would sleep instead (core/op.c). (Reads are done in
+   * the submitting call when the data is cached: they stay on the ring.) */
+  loop->inline_codes = (1u << FIO_OP_WRITE) & ~u->einval;
   arm_wake(loop, u);
   return 0;
 }
 
 static void to_pool(fio_loop *loop, fio_op *op);
 static void rf_cqe(fio_loop *loop, uring *u, fio_op *op, int sub, int res);
+
+/* An open the ring made (res) that must be made again, blocking, on the
+ * pool. The ring tries an open without blocking first: a FIFO then opens
+ * at once for reading, or fails with ENXIO for writing, where open(2) waits
+ * for the other end. The first reader stays open until the second is
+ * (op->fd2, owned: closed with op, or taken by exec.c's fifo_open_read): a
+ * writer it let in must not find the FIFO without a reader meanwhile. */
+static int fifo_reopen(fio_op *op, int res) {
+  struct stat sb;
+  if (res == -ENXIO) return 1;
+  if (res < 0 || (op->flags & O_ACCMODE) != O_RDONLY || fstat(res, &sb) < 0 ||
+      !S_ISFIFO(sb.st_mode))
+    return 0;
+  op->fd2 = res;
+  op->owns |= FIO_OWN_FD2;
+  return 1;
+}
 
 static void reap(fio_loop *loop, uring *u) {
   for (;;) {
@@ -232,11 +265,18 @@ static void reap(fio_loop *loop, uring *u) {
           to_pool(loop, op);
           continue;
         }
+        if (op->code == FIO_OP_OPENAT && fifo_reopen(op, res)) {
+          if (!op->cancel_sent) {
+            to_pool(loop, op);
+            continue;
+          }
+          res = -ECANCELED; /* (what it opened is op's: closed with it) */
+        }
         if (op->code == FIO_OP_READ && res > 0)
           VALGRIND_MAKE_MEM_DEFINED(op->buf, res);
         if (op->code == FIO_OP_STATX && res == 0)
           VALGRIND_MAKE_MEM_DEFINED(op->mem, sizeof(struct statx));
-        fio_op_complete(loop, op, res);
+        fio_op_done(loop, op, res);
       }
     }
     io_uring_cq_advance(&u->ring, n);
@@ -291,56 +331,22 @@ static int opcode_of(int code) {
 
 /* What the ring cannot do runs on the pool; its completion is posted. */
 static void to_pool(fio_loop *loop, fio_op *op) {
-  op->on_pool = 1; /* before: op->bpriv is the pool's from the submit on */
-  fio_pool_submit(loop, op);
+  uring *u = loop->backend_state;
+  uop(op)->on_pool = 1;
+  fio_op_to_pool(&u->client, op);
 }
 
 static void prep(fio_loop *loop, uring *u, fio_op *op);
 
-/* Writes to regular files (op->may_inline) wait in u->dhead until the loop
- * waits. Many file systems (ext4 among them) cannot do a buffered write
- * without blocking, so the ring hands every such write to an io-wq thread:
- * a thread switch and, with idle CPUs, two cross-CPU wake-ups per write,
- * which made a 1 MiB read/write loop 1.2x slower than io's. So when the
- * loop would sleep anyway (nothing ready), the first deferred write runs
- * here as a plain write(2), as io does it; any others go to the ring, so
- * concurrent writers still overlap on io-wq. Canceled deferred writes end
- * with -ECANCELED without running. Returns 1 if an op completed. */
-static int run_deferred(fio_loop *loop, uring *u, int may_block) {
-  fio_op *op = u->dhead;
-  int done = 0;
-  u->dhead = u->dtail = NULL;
-  while (op) {
-    fio_op *next = op->pnext;
-    op->pnext = NULL;
-    if (op->cancel_sent) {
-      fio_op_complete(loop, op, -ECANCELED);
-      done = 1;
-    } else if (may_block && !done && !(u->einval & (1u << op->code))) {
-      u->inlined++;
-      fio_op_complete(loop, op, fio_exec(op));
-      done = 1;
-    } else {
-      prep(loop, u, op);
-    }
-    op = next;
-  }
-  return done;
-}
-
 static void uring_submit(fio_loop *loop, fio_op *op) {
-  uring *u = loop->bdata;
+  uring *u = loop->backend_state;
   int opc = opcode_of(op->code);
-  op->on_pool = 0;
+  uop(op)->on_pool = 0;
   if (op->code == FIO_OP_READFILE && rf_start(loop, u, op)) return;
   if (opc < 0 || opc >= 64 || !(u->probe & (1ull << opc)) ||
-      (u->noring & (1u << op->code)) || op->pool_only) {
+      (u->noring & (1u << op->code))) {
     u->pooled++;
     to_pool(loop, op);
-    return;
-  }
-  if (op->may_inline && op->code == FIO_OP_WRITE) {
-    fio_oplist_push(&u->dhead, &u->dtail, op);
     return;
   }
   prep(loop, u, op);
@@ -431,9 +437,11 @@ static void rf_init(uring *u) {
       u->ring.sq.ring_entries < 3) /* (a step's chain is 3 SQEs) */
     return;
   long n = RF_SLOTS;
+#ifdef FIBERIO_TEST_HOOKS
   /* FIBERIO_TEST_RF_SLOTS=n: a table of n slots (0: none), for the specs */
-  const char *env = getenv("FIBERIO_TEST_RF_SLOTS");
-  if (env) n = atol(env);
+  const char *slots = fio_config_env()->test.rf_slots;
+  if (slots) n = atol(slots);
+#endif
   struct rlimit rl; /* the kernel refuses a table larger than this */
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)n)
     n = (long)rl.rlim_cur;
@@ -457,33 +465,33 @@ static void rf_prep(fio_loop *loop, uring *u, fio_op *op) {
   size_t la = room - room / 8, lb;
   if (la > FIO_MAXIO) la = FIO_MAXIO;
   lb = room - la > FIO_MAXIO ? FIO_MAXIO : room - la;
-  op->rf_la = (uint32_t)la;
-  op->rf_res[0] = 0;
-  op->rf_pending = op->rf_step == 1 ? 2 : 3;
-  sq_room(loop, u, op->rf_pending);
+  uop(op)->rf_la = (uint32_t)la;
+  uop(op)->rf_res[0] = 0;
+  uop(op)->rf_pending = uop(op)->rf_step == 1 ? 2 : 3;
+  sq_room(loop, u, uop(op)->rf_pending);
   uint64_t tag = (uint64_t)(uintptr_t)op;
   struct io_uring_sqe *sqe;
-  if (op->rf_step == 2) {
+  if (uop(op)->rf_step == 2) {
     sqe = io_uring_get_sqe(&u->ring);
-    io_uring_prep_poll_add(sqe, op->rf_slot, POLLIN);
+    io_uring_prep_poll_add(sqe, uop(op)->rf_slot, POLLIN);
     sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
     io_uring_sqe_set_data64(sqe, tag | SUB_OPEN);
-  } else if (!op->rf_step) {
+  } else if (!uop(op)->rf_step) {
     sqe = io_uring_get_sqe(&u->ring);
     /* (a direct descriptor is never inherited: no O_CLOEXEC, which the
      * kernel refuses with one) */
     io_uring_prep_openat_direct(sqe, AT_FDCWD, op->path, O_RDONLY, 0,
-                                (unsigned)op->rf_slot);
+                                (unsigned)uop(op)->rf_slot);
     sqe->flags |= IOSQE_IO_LINK;
     io_uring_sqe_set_data64(sqe, tag | SUB_OPEN);
   }
   sqe = io_uring_get_sqe(&u->ring);
-  io_uring_prep_read(sqe, op->rf_slot, op->buf + op->got, (unsigned)la, (uint64_t)-1);
+  io_uring_prep_read(sqe, uop(op)->rf_slot, op->buf + op->got, (unsigned)la, (uint64_t)-1);
   sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_HARDLINK;
-  if (op->rf_step != 1) sqe->rw_flags = RWF_NOWAIT;
+  if (uop(op)->rf_step != 1) sqe->rw_flags = RWF_NOWAIT;
   io_uring_sqe_set_data64(sqe, tag | SUB_A);
   sqe = io_uring_get_sqe(&u->ring);
-  io_uring_prep_read(sqe, op->rf_slot, op->buf + op->got + la, (unsigned)lb,
+  io_uring_prep_read(sqe, uop(op)->rf_slot, op->buf + op->got + la, (unsigned)lb,
                      (uint64_t)-1);
   sqe->flags |= IOSQE_FIXED_FILE;
   sqe->rw_flags = RWF_NOWAIT;
@@ -494,18 +502,18 @@ static void rf_prep(fio_loop *loop, uring *u, fio_op *op) {
 static int rf_start(fio_loop *loop, uring *u, fio_op *op) {
   /* (op->buf: op->want bytes lent by the loop, or no buffer: the pool
    * then finds one) */
-  if (!u->rf_nfree || op->pool_only || op->buf == op->mem) return 0;
-  op->rf_slot = u->rf_free[--u->rf_nfree];
+  if (!u->rf_nfree || op->buf == op->mem) return 0;
+  uop(op)->rf_slot = u->rf_free[--u->rf_nfree];
   op->got = 0;
-  op->rf_step = 0;
+  uop(op)->rf_step = 0;
   rf_prep(loop, u, op);
   return 1;
 }
 
 /* op is done with its slot, which may hold a file: close it (rf_flush). */
 static void rf_slot_close(uring *u, fio_op *op) {
-  u->rf_closing[u->rf_nclosing++] = op->rf_slot;
-  op->rf_slot = -1;
+  u->rf_closing[u->rf_nclosing++] = uop(op)->rf_slot;
+  uop(op)->rf_slot = -1;
 }
 
 /* End op with res (0: op->buf holds the op->got bytes read). The slot is
@@ -514,42 +522,45 @@ static void rf_end(fio_loop *loop, uring *u, fio_op *op, int res) {
   rf_slot_close(u, op);
   if (res == 0) u->rf_done++;
   else op->got = 0;
-  fio_op_complete(loop, op, res);
+  fio_op_done(loop, op, res);
 }
 
 /* Leave op's next step to rf_flush. */
 static void rf_next(uring *u, fio_op *op) {
-  fio_oplist_push(&u->rf_head, &u->rf_tail, op);
+  op->qnext = NULL;
+  if (u->rf_tail) u->rf_tail->qnext = op;
+  else u->rf_head = op;
+  u->rf_tail = op;
 }
 
 /* A step's last CQE is in: end op, or leave its next step to rf_flush. */
 static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
-  int open = op->rf_res[0], a = op->rf_res[1], b = op->rf_res[2];
-  if (op->rf_step == 2 && open < 0) { /* the poll failed or was canceled */
+  int open = uop(op)->rf_res[0], a = uop(op)->rf_res[1], b = uop(op)->rf_res[2];
+  if (uop(op)->rf_step == 2 && open < 0) { /* the poll failed or was canceled */
     rf_end(loop, u, op, open);
     return;
   }
-  if (!op->rf_step && (u->einval & 1u << FIO_OP_OPENAT) && open >= 0) {
+  if (!uop(op)->rf_step && (u->einval & 1u << FIO_OP_OPENAT) && open >= 0) {
     /* FIBERIO_TEST_RING_EINVAL=openat: as if the kernel refused it */
     rf_slot_close(u, op);
     open = -EINVAL;
   }
-  if (!op->rf_step && open < 0) {
-    if (op->rf_slot >= 0) u->rf_free[u->rf_nfree++] = op->rf_slot;
-    op->rf_slot = -1;
+  if (!uop(op)->rf_step && open < 0) {
+    if (uop(op)->rf_slot >= 0) u->rf_free[u->rf_nfree++] = uop(op)->rf_slot;
+    uop(op)->rf_slot = -1;
     if ((open == -EINVAL || open == -EOPNOTSUPP) && !op->cancel_sent) {
       /* a kernel that lists openat but refuses it (or a direct one) here */
       u->reruns++;
       to_pool(loop, op);
     } else {
-      fio_op_complete(loop, op, open);
+      fio_op_done(loop, op, open);
     }
     return;
   }
   /* RWF_NOWAIT: -EAGAIN if the read would block, -EOPNOTSUPP where the
    * file cannot tell (/proc): no data, no end, the next step reads */
-  if (op->rf_step != 1 && a == -EOPNOTSUPP) a = -EAGAIN;
-  if (!op->rf_step && a == 0 && b <= 0) {
+  if (uop(op)->rf_step != 1 && a == -EOPNOTSUPP) a = -EAGAIN;
+  if (!uop(op)->rf_step && a == 0 && b <= 0) {
     /* Nothing at all: an empty file, or a FIFO no writer has opened yet.
      * The ring opened it without waiting (it tries every open non-blocking
      * first, and a FIFO then opens at once for reading), where io.open
@@ -557,7 +568,7 @@ static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
      * a FIFO, until a writer comes and writes or goes (POLLHUP is held back
      * until a writer has been seen). Closing it and opening again would
      * let a writer in between find no reader. */
-    op->rf_step = 2;
+    uop(op)->rf_step = 2;
     rf_next(u, op);
     return;
   }
@@ -568,8 +579,8 @@ static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
   /* B read just past A's part: close the gap a short A (or one that got
    * nothing: -EAGAIN, or 0 from a FIFO a writer opened since) left */
   size_t ga = a > 0 ? (size_t)a : 0;
-  if (b > 0 && ga < op->rf_la)
-    memmove(op->buf + op->got + ga, op->buf + op->got + op->rf_la, (size_t)b);
+  if (b > 0 && ga < uop(op)->rf_la)
+    memmove(op->buf + op->got + ga, op->buf + op->got + uop(op)->rf_la, (size_t)b);
   op->got += ga + (b > 0 ? (size_t)b : 0);
   /* The end: the last read that ran returned 0. B's errors other than
    * that are left to the next step's A. */
@@ -577,16 +588,16 @@ static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
     rf_end(loop, u, op, 0);
     return;
   }
-  op->rf_step = 1;
+  uop(op)->rf_step = 1;
   rf_next(u, op);
 }
 
 static void rf_cqe(fio_loop *loop, uring *u, fio_op *op, int sub, int res) {
-  op->rf_res[sub - 1] = res;
+  uop(op)->rf_res[sub - 1] = res;
   if (res > 0 && sub == SUB_A) VALGRIND_MAKE_MEM_DEFINED(op->buf + op->got, res);
   if (res > 0 && sub == SUB_B)
-    VALGRIND_MAKE_MEM_DEFINED(op->buf + op->got + op->rf_la, res);
-  if (--op->rf_pending == 0) rf_step_done(loop, u, op);
+    VALGRIND_MAKE_MEM_DEFINED(op->buf + op->got + uop(op)->rf_la, res);
+  if (--uop(op)->rf_pending == 0) rf_step_done(loop, u, op);
 }
 
 /* Queue what reaping left to do: next steps (or their end, when canceled
@@ -596,9 +607,9 @@ static int rf_flush(fio_loop *loop, uring *u) {
   int ended = 0;
   while (u->rf_head) {
     fio_op *op = u->rf_head;
-    u->rf_head = op->pnext;
+    u->rf_head = op->qnext;
     if (!u->rf_head) u->rf_tail = NULL;
-    op->pnext = NULL;
+    op->qnext = NULL;
     if (op->cancel_sent) {
       rf_end(loop, u, op, -ECANCELED);
       ended = 1;
@@ -623,19 +634,17 @@ static int rf_flush(fio_loop *loop, uring *u) {
 }
 
 static void uring_cancel(fio_loop *loop, fio_op *op) {
-  uring *u = loop->bdata;
-  if (op->on_pool) {
-    fio_pool_cancel(loop, op);
+  uring *u = loop->backend_state;
+  if (uop(op)->on_pool) {
+    fio_pool_cancel(fio_op_job(op));
     return;
   }
-  for (fio_op *d = u->dhead; d; d = d->pnext)
-    if (d == op) return; /* run_deferred sees cancel_sent */
   uint64_t tag = (uint64_t)(uintptr_t)op;
   if (op->code == FIO_OP_READFILE) {
     /* the step's first SQE, the only one that can block; between steps,
      * rf_flush sees cancel_sent */
-    if (!op->rf_pending) return;
-    tag |= op->rf_step == 1 ? SUB_A : SUB_OPEN;
+    if (!uop(op)->rf_pending) return;
+    tag |= uop(op)->rf_step == 1 ? SUB_A : SUB_OPEN;
   }
   struct io_uring_sqe *sqe = get_sqe(loop, u);
   io_uring_prep_cancel64(sqe, tag, 0);
@@ -643,10 +652,9 @@ static void uring_cancel(fio_loop *loop, fio_op *op) {
 }
 
 static void uring_wait(fio_loop *loop, int64_t timeout_ns) {
-  uring *u = loop->bdata;
+  uring *u = loop->backend_state;
   int r;
   if ((u->rf_head || u->rf_nclosing) && rf_flush(loop, u)) timeout_ns = 0;
-  if (u->dhead && run_deferred(loop, u, timeout_ns != 0)) timeout_ns = 0;
   if (timeout_ns != 0 && fio_loop_wakes_on(loop)) timeout_ns = 0;
   /* A signal must end the wait, so that the loop sees a Ctrl-C (the host's
    * interrupt hook) at once: liburing's waits with a timeout loop over
@@ -677,26 +685,20 @@ static void uring_wait(fio_loop *loop, int64_t timeout_ns) {
     rf_flush(loop, u);
     io_uring_submit(&u->ring);
   }
-  fio_loop_drain(loop);
   if (!u->wake_armed && !loop->closed) arm_wake(loop, u);
 }
 
 static void uring_close(fio_loop *loop) {
-  uring *u = loop->bdata;
+  uring *u = loop->backend_state;
   if (!u) return;
-  /* Orphaned operations were canceled: give their completions a bounded
-   * time to arrive so their memory can be freed. What never arrives is
-   * leaked on purpose: the kernel may still write into it. */
-  uint64_t until = fio_now_ns() + 1000000000u;
-  while (loop->ninflight && fio_now_ns() < until) uring_wait(loop, 10000000);
-  /* Ops still on the pool become the pool's: none posts to this loop now. */
-  fio_pool_forget(loop);
-  fio_loop_drain(loop);
+  /* Ops still on the pool become the pool's: none posts to this loop now.
+   * What is still in the kernel is left to it: its memory is never freed. */
+  fio_pool_forget(&u->client);
   io_uring_queue_exit(&u->ring);
   free(u->rf_free);
   free(u->rf_closing);
   free(u);
-  loop->bdata = NULL;
+  loop->backend_state = NULL;
 }
 
 /* Wake the loop through its ring: a MSG_RING sent without a ring of our
@@ -709,7 +711,7 @@ static void uring_close(fio_loop *loop) {
 static atomic_int msg_ring_ok = 1; /* until the kernel says otherwise */
 
 static void uring_wake(fio_loop *loop) {
-  uring *u = loop->bdata;
+  uring *u = loop->backend_state;
   if (u && !u->no_msg && atomic_load_explicit(&msg_ring_ok, memory_order_relaxed)) {
     struct io_uring_sqe sqe;
     memset(&sqe, 0, sizeof sqe);
@@ -731,7 +733,7 @@ static void uring_wake(fio_loop *loop) {
 }
 
 static void uring_info(fio_loop *loop, lua_State *L) {
-  uring *u = loop->bdata;
+  uring *u = loop->backend_state;
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   if (u->flags & IORING_SETUP_SINGLE_ISSUER) luaL_addstring(&b, "single_issuer ");
@@ -744,8 +746,6 @@ static void uring_info(fio_loop *loop, lua_State *L) {
   lua_setfield(L, -2, "pooled");
   lua_pushinteger(L, (lua_Integer)u->reruns);
   lua_setfield(L, -2, "reruns");
-  lua_pushinteger(L, (lua_Integer)u->inlined);
-  lua_setfield(L, -2, "inlined");
   lua_pushinteger(L, (lua_Integer)u->rf_done);
   lua_setfield(L, -2, "ring_readfiles");
   lua_pushinteger(L, (lua_Integer)u->rf_nslots);

@@ -1,4 +1,4 @@
-/* parallel.c — fio.parallel: Lua on every core. Worker threads, each with
+/* workers.c — fio.parallel: Lua on every core. Worker threads, each with
  * its own lua_State (standard libraries and fiberio loaded, the caller's
  * package.path/cpath) and its own loop and ring, run tasks as fibers.
  *
@@ -28,210 +28,13 @@
 
 #include <lualib.h>
 
-#include "backend.h"
-#include "fiberio.h"
-#include "parallel.h"
-#include "pool.h"
-
-/* --- copying values between states ------------------------------------------- */
-
-typedef struct sbuf {
-  char *p;
-  size_t n, cap;
-  const char *err; /* first failure: a message */
-} sbuf;
-
-static void sb_put(sbuf *b, const void *data, size_t n) {
-  if (b->err) return;
-  if (b->n + n > b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 256;
-    while (cap < b->n + n) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->err = "not enough memory";
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->n, data, n);
-  b->n += n;
-}
-
-enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TABLE, T_END };
-
-/* Append the value at idx. seen (at stack index `seen`) holds the tables on
- * the current path, for cycles. */
-static void ser(lua_State *L, int idx, sbuf *b, int seen, int depth) {
-  unsigned char t;
-  idx = lua_absindex(L, idx);
-  if (b->err) return;
-  switch (lua_type(L, idx)) {
-  case LUA_TNIL:
-    t = T_NIL;
-    sb_put(b, &t, 1);
-    break;
-  case LUA_TBOOLEAN:
-    t = lua_toboolean(L, idx) ? T_TRUE : T_FALSE;
-    sb_put(b, &t, 1);
-    break;
-  case LUA_TNUMBER:
-    if (lua_isinteger(L, idx)) {
-      lua_Integer v = lua_tointeger(L, idx);
-      t = T_INT;
-      sb_put(b, &t, 1);
-      sb_put(b, &v, sizeof v);
-    } else {
-      lua_Number v = lua_tonumber(L, idx);
-      t = T_FLT;
-      sb_put(b, &t, 1);
-      sb_put(b, &v, sizeof v);
-    }
-    break;
-  case LUA_TSTRING: {
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-    t = T_STR;
-    sb_put(b, &t, 1);
-    sb_put(b, &n, sizeof n);
-    sb_put(b, s, n);
-    break;
-  }
-  case LUA_TTABLE:
-    if (depth > 200) {
-      b->err = "tables nested too deep";
-      return;
-    }
-    lua_pushvalue(L, idx);
-    if (lua_rawget(L, seen) != LUA_TNIL) {
-      lua_pop(L, 1);
-      b->err = "a table with a cycle cannot be copied";
-      return;
-    }
-    lua_pop(L, 1);
-    lua_pushvalue(L, idx);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, seen);
-    t = T_TABLE;
-    sb_put(b, &t, 1);
-    luaL_checkstack(L, 4, "tables nested too deep");
-    lua_pushnil(L);
-    while (!b->err && lua_next(L, idx)) {
-      ser(L, -2, b, seen, depth + 1);
-      ser(L, -1, b, seen, depth + 1);
-      lua_pop(L, 1);
-    }
-    if (b->err) lua_pop(L, 1); /* the key lua_next left */
-    t = T_END;
-    sb_put(b, &t, 1);
-    lua_pushvalue(L, idx);
-    lua_pushnil(L);
-    lua_rawset(L, seen);
-    break;
-  default:
-    b->err = lua_type(L, idx) == LUA_TFUNCTION ? "a function cannot be copied"
-             : lua_type(L, idx) == LUA_TUSERDATA ? "a userdata cannot be copied"
-             : lua_type(L, idx) == LUA_TTHREAD  ? "a thread cannot be copied"
-                                                : "a value cannot be copied";
-  }
-}
-
-/* The same, for a worker that must not raise: returns the error or NULL. */
-static const char *ser_values_safe(lua_State *L, int idx, int n, sbuf *b) {
-  idx = lua_absindex(L, idx);
-  lua_newtable(L);
-  int seen = lua_gettop(L);
-  int32_t cnt = n;
-  sb_put(b, &cnt, sizeof cnt);
-  for (int i = 0; i < n; i++) ser(L, idx + i, b, seen, 0);
-  lua_remove(L, seen);
-  return b->err;
-}
-
-typedef struct rd {
-  const char *p, *e;
-} rd;
-
-static int rd_get(rd *r, void *out, size_t n) {
-  if ((size_t)(r->e - r->p) < n) return 0;
-  memcpy(out, r->p, n);
-  r->p += n;
-  return 1;
-}
-
-static int deser(lua_State *L, rd *r, int depth) {
-  unsigned char t;
-  if (!rd_get(r, &t, 1) || depth > 210) return 0;
-  luaL_checkstack(L, 3, "too many values");
-  switch (t) {
-  case T_NIL: lua_pushnil(L); return 1;
-  case T_FALSE: lua_pushboolean(L, 0); return 1;
-  case T_TRUE: lua_pushboolean(L, 1); return 1;
-  case T_INT: {
-    lua_Integer v;
-    if (!rd_get(r, &v, sizeof v)) return 0;
-    lua_pushinteger(L, v);
-    return 1;
-  }
-  case T_FLT: {
-    lua_Number v;
-    if (!rd_get(r, &v, sizeof v)) return 0;
-    lua_pushnumber(L, v);
-    return 1;
-  }
-  case T_STR: {
-    size_t n;
-    if (!rd_get(r, &n, sizeof n) || (size_t)(r->e - r->p) < n) return 0;
-    lua_pushlstring(L, r->p, n);
-    r->p += n;
-    return 1;
-  }
-  case T_TABLE:
-    lua_newtable(L);
-    for (;;) {
-      if (r->p < r->e && (unsigned char)*r->p == T_END) {
-        r->p++;
-        return 1;
-      }
-      if (!deser(L, r, depth + 1) || !deser(L, r, depth + 1)) return 0;
-      lua_rawset(L, -3);
-    }
-  }
-  return 0;
-}
-
-/* Push the values of buffer p (n bytes); returns how many. */
-static int deser_values(lua_State *L, const char *p, size_t n) {
-  rd r = {p, p + n};
-  int32_t cnt;
-  if (!rd_get(&r, &cnt, sizeof cnt)) return luaL_error(L, "fio.parallel: bad copy");
-  luaL_checkstack(L, cnt + 2, "too many values");
-  for (int i = 0; i < cnt; i++)
-    if (!deser(L, &r, 0)) return luaL_error(L, "fio.parallel: bad copy");
-  return cnt;
-}
+#include "io/backend.h"
+#include "par/workers.h"
+#include "util/process.h"
 
 /* --- tasks and the pool ----------------------------------------------------------- */
 
 enum { TS_QUEUED, TS_RUNNING, TS_DONE };
-enum { TR_OK, TR_ERROR, TR_CANCELED };
-
-typedef struct worker worker;
-
-typedef struct task {
-  struct task *prev, *next; /* the queue, or its worker's running list */
-  fio_op *op;               /* the caller's op (owns this task) */
-  fio_loop *caller;
-  char *fn;                 /* string.dump of the function */
-  size_t fnlen;
-  sbuf args, res;           /* copied arguments; copied results or error */
-  int state, result;
-  atomic_int cancel;        /* the caller asked for a cancel */
-  int cancel_sent;          /* (worker) the fiber was asked */
-  worker *w;                /* running on */
-  fio_fiber *fiber;         /* (worker) its fiber */
-  int fref;                 /* (worker) registry ref of its Future */
-} task;
 
 struct worker {
   pthread_t thread;
@@ -262,6 +65,9 @@ struct fio_workers {
                              * to its io-wq (-1: not io_uring) */
 };
 
+/* The key of a loop's pool (fio_loop_ext). */
+static const char ext_key = 0;
+
 static void q_remove(fio_workers *p, task *t) {
   p->qlen--;
   if (t->prev) t->prev->next = t->next;
@@ -279,8 +85,7 @@ static void run_remove(worker *w, task *t) {
   w->nrunning--;
 }
 
-/* The op's destructor: the task it owns. */
-static void task_free(fio_op *op) {
+void fio_task_free(fio_op *op) {
   task *t = (task *)op->mem;
   if (!t) return;
   free(t->fn);
@@ -302,7 +107,7 @@ static void task_post(task *t, int res) {
  * worker thread sig_cancel; its handler (on the worker thread, so no race)
  * sets a one-shot count hook on the fiber that runs now, or, between
  * fibers, asks the loop to set it on the next fiber it resumes
- * (loop->hook_req). The hook raises Canceled if its fiber is a canceled
+ * (loop->resume_hook_due). The hook raises Canceled if its fiber is a canceled
  * task's; in any fiber it also arms the same hook on every other canceled
  * task's fiber, so a cancel that came while another fiber of the worker
  * computed reaches the task when it runs. The worker arms it too when it
@@ -380,7 +185,7 @@ static void on_cancel_signal(int sig) {
     lua_State *n = atomic_load_explicit(&w->nested, memory_order_relaxed);
     if (n) lua_sethook(n, cancel_hook, LUA_MASKCOUNT, 1);
   } else {
-    w->loop->hook_req = 1; /* the next fiber resumed */
+    w->loop->resume_hook_due = 1; /* the next fiber resumed */
   }
 }
 
@@ -474,12 +279,12 @@ static int task_done(lua_State *L, int status, lua_KContext ctx) {
   /* stack: traceback handler, fn results... or (error, traceback) */
   if (status == LUA_OK || status == LUA_YIELD) {
     int n = lua_gettop(L) - 1;
-    const char *err = ser_values_safe(L, 2, n, &t->res);
+    const char *err = fio_ser_values(L, 2, n, &t->res);
     if (err) {
       free(t->res.p);
       memset(&t->res, 0, sizeof t->res);
       lua_pushfstring(L, "fio.parallel: results: %s", err);
-      ser_values_safe(L, -1, 1, &t->res);
+      fio_ser_values(L, -1, 1, &t->res);
       t->result = TR_ERROR;
     } else {
       t->result = TR_OK;
@@ -495,11 +300,11 @@ static int task_done(lua_State *L, int status, lua_KContext ctx) {
   }
   lua_pop(L, 1);
   t->result = TR_ERROR;
-  if (ser_values_safe(L, -1, 1, &t->res)) {
+  if (fio_ser_values(L, -1, 1, &t->res)) {
     free(t->res.p);
     memset(&t->res, 0, sizeof t->res);
     lua_pushliteral(L, "fio.parallel: the error value cannot be copied");
-    ser_values_safe(L, -1, 1, &t->res);
+    fio_ser_values(L, -1, 1, &t->res);
   }
   return 0;
 }
@@ -518,7 +323,7 @@ static int task_body(lua_State *L) {
   lua_pushcfunction(L, msgh);
   if (luaL_loadbufferx(L, t->fn, t->fnlen, "=(parallel)", "b") != LUA_OK)
     return task_done(L, LUA_ERRRUN, (lua_KContext)t);
-  int n = deser_values(L, t->args.p, t->args.n);
+  int n = fio_deser_values(L, t->args.p, t->args.n);
   int status = lua_pcallk(L, n, LUA_MULTRET, 1, (lua_KContext)t, task_done);
   return task_done(L, status, (lua_KContext)t);
 }
@@ -576,7 +381,8 @@ static fio_loop *worker_state(lua_State *L, fio_workers *p) {
   lua_getfield(L, LUA_REGISTRYINDEX, "fiberio.loopptr");
   fio_loop *loop = lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (loop) loop->workers = p; /* nested parallel calls share this pool */
+  /* nested parallel calls share this pool (its owner's loop closes it) */
+  if (loop && fio_loop_ext_set(loop, &ext_key, p, NULL) < 0) loop = NULL;
   return loop;
 }
 
@@ -588,7 +394,7 @@ static void fail_queue(fio_workers *p, const char *why) {
     lua_State *E = luaL_newstate();
     if (E) {
       lua_pushstring(E, why);
-      ser_values_safe(E, -1, 1, &t->res);
+      fio_ser_values(E, -1, 1, &t->res);
       lua_close(E);
     }
     t->result = TR_ERROR;
@@ -617,8 +423,8 @@ static void *worker_main(void *arg) {
     return NULL;
   }
   w->loop = loop;
-  loop->is_worker = 1;
-  loop->hook_arm = arm_cancel_hook;
+  loop->hosted = 1;
+  loop->resume_hook = arm_cancel_hook;
   for (;;) {
     /* Take one task per turn: the rest stay for idle workers. */
     task *t = p->qhead;
@@ -713,8 +519,8 @@ static void kick(fio_workers *p) {
     if (w->loop) fio_loop_wake(w->loop);
 }
 
-void fio_workers_submit(fio_loop *loop, fio_op *op) {
-  fio_workers *p = loop->workers;
+static void workers_submit(fio_loop *loop, fio_op *op) {
+  fio_workers *p = fio_loop_ext_get(loop, &ext_key);
   task *t = (task *)op->mem;
   t->caller = loop;
   pthread_mutex_lock(&p->mu);
@@ -733,8 +539,8 @@ void fio_workers_submit(fio_loop *loop, fio_op *op) {
   pthread_mutex_unlock(&p->mu);
 }
 
-void fio_workers_cancel(fio_loop *loop, fio_op *op) {
-  fio_workers *p = loop->workers;
+static void workers_cancel(fio_loop *loop, fio_op *op) {
+  fio_workers *p = fio_loop_ext_get(loop, &ext_key);
   task *t = (task *)op->mem;
   pthread_mutex_lock(&p->mu);
   if (t->state == TS_QUEUED) {
@@ -748,7 +554,11 @@ void fio_workers_cancel(fio_loop *loop, fio_op *op) {
   pthread_mutex_unlock(&p->mu);
 }
 
-void fio_workers_shutdown(fio_workers *p) {
+/* Cancel every task, join every worker, free the pool (its owner's loop is
+ * closing). */
+static void workers_shutdown(fio_loop *loop, void *data) {
+  fio_workers *p = data;
+  (void)loop;
   pthread_mutex_lock(&p->mu);
   p->shutdown = 1;
   atomic_store(&p->stopping, 1);
@@ -774,65 +584,17 @@ void fio_workers_shutdown(fio_workers *p) {
   free(p);
 }
 
-/* --- the caller's side ----------------------------------------------------------- */
 
-static int parallel_k(lua_State *L, int status, lua_KContext ctx) {
-  fio_fiber *w = (fio_fiber *)ctx;
-  fio_op *op = w->op;
-  int res = fio_op_result(L, w); /* a cancel of this fiber raises here */
-  w->op = NULL;
-  task *t = (task *)op->mem;
-  if (res < 0 || t->result == TR_CANCELED) {
-    fio_op_free(op);
-    /* canceled without a cancel of ours: the pool shut down */
-    return luaL_error(L, "fio.parallel: the task was canceled");
-  }
-  lua_settop(L, 0);
-  int n = deser_values(L, t->res.p, t->res.n);
-  int err = t->result == TR_ERROR;
-  fio_op_free(op);
-  if (err) return lua_error(L);
-  return n;
-}
+const fio_executor fio_workers_executor = {workers_submit, workers_cancel};
 
-/* The op of a task not yet submitted, owned by a userdata until the fiber
- * that submits it takes it: a fiber canceled before it starts never runs,
- * and its op (with the task's copies) goes with the box's collection. */
-#define TASKBOX "fiberio.taskbox"
-
-static int taskbox_gc(lua_State *L) {
-  fio_op **box = lua_touserdata(L, 1);
-  if (*box) fio_op_free(*box);
-  *box = NULL;
-  return 0;
-}
-
-/* The fiber that stands for the task on the caller's side: upvalue 1 the
- * loop; argument: the op's box. */
-static int parallel_body(lua_State *L) {
-  fio_loop *loop = fio_loop_get(L);
-  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
-  fio_op **box = lua_touserdata(L, 1);
-  fio_op *op = *box;
-  *box = NULL;
-  lua_settop(L, 0);
-  return fio_op_wait(loop, L, w, op, parallel_k);
-}
-
-static int writer(lua_State *L, const void *p, size_t sz, void *ud) {
-  (void)L;
-  sb_put(ud, p, sz);
-  return 0;
-}
-
-static fio_workers *pool_of(lua_State *L, fio_loop *loop) {
-  if (loop->workers) return loop->workers;
+void fio_workers_ensure(lua_State *L, fio_loop *loop) {
+  if (fio_loop_ext_get(loop, &ext_key)) return;
   fio_workers *p = calloc(1, sizeof *p);
   if (!p) luaL_error(L, "not enough memory");
   pthread_mutex_init(&p->mu, NULL);
   p->wq_fd = fio_uring_fd(loop);
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  p->max = loop->cfg_threads ? loop->cfg_threads : (ncpu > 0 ? (int)ncpu : 1);
+  p->max = loop->cfg.threads ? loop->cfg.threads : (ncpu > 0 ? (int)ncpu : 1);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
   lua_getfield(L, -2, "cpath");
@@ -840,80 +602,12 @@ static fio_workers *pool_of(lua_State *L, fio_loop *loop) {
   p->cpath = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
   lua_pop(L, 3);
   snprintf(p->backend, sizeof p->backend, "%s", loop->be->name);
-  loop->workers = p;
-  loop->owns_workers = 1;
-  return p;
-}
-
-/* fio.parallel(fn, ...) -> Future */
-static int l_parallel(lua_State *L) {
-  fio_loop *loop = fio_loop_get(L);
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  if (lua_iscfunction(L, 1))
-    return luaL_argerror(L, 1, "a C function cannot run in parallel");
-  for (int i = 1;; i++) {
-    const char *name = lua_getupvalue(L, 1, i);
-    if (!name) break;
-    lua_pop(L, 1);
-    if (strcmp(name, "_ENV") != 0)
-      return luaL_error(L, "fio.parallel: the function has an upvalue '%s': "
-                           "only _ENV may be captured (pass values as "
-                           "arguments)", *name ? name : "?");
+  if (!p->path || !p->cpath ||
+      fio_loop_ext_set(loop, &ext_key, p, workers_shutdown) < 0) {
+    free(p->path);
+    free(p->cpath);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+    luaL_error(L, "not enough memory");
   }
-  int nargs = lua_gettop(L) - 1;
-  pool_of(L, loop);
-  fio_op **box = lua_newuserdatauv(L, sizeof *box, 0); /* (frees op on errors) */
-  *box = NULL;
-  luaL_setmetatable(L, TASKBOX);
-  task *t = calloc(1, sizeof *t);
-  fio_op *op = t ? fio_op_new(0) : NULL;
-  if (!op) {
-    free(t);
-    return luaL_error(L, "not enough memory");
-  }
-  op->mem = (char *)t;
-  op->dtor = task_free;
-  op->code = FIO_OP_TASK;
-  t->op = op;
-  *box = op;
-  /* copy the function and the arguments now: errors raise at the call */
-  sbuf fb = {0};
-  lua_pushvalue(L, 1);
-  lua_dump(L, writer, &fb, 0);
-  lua_pop(L, 1);
-  if (fb.err) {
-    free(fb.p);
-    return luaL_error(L, "not enough memory");
-  }
-  t->fn = fb.p;
-  t->fnlen = fb.n;
-  sbuf ab = {0};
-  if (ser_values_safe(L, 2, nargs, &ab)) {
-    const char *e = ab.err; /* (a literal, not in ab.p) */
-    free(ab.p);
-    return luaL_error(L, "fio.parallel: arguments: %s", e);
-  }
-  t->args = ab;
-  /* a fiber that waits for the task, its argument the box */
-  lua_replace(L, 1);
-  lua_settop(L, 1);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_pushcclosure(L, parallel_body, 1);
-  lua_insert(L, 1);
-  fio_fiber *cur = fio_current(loop);
-  fio_spawn(L, loop, 1, 1, cur ? cur->run : NULL);
-  fio_loop_watch_end(loop);
-  return 1;
-}
-
-/* Module table at -2, loop userdata at -1. */
-void fio_open_parallel(lua_State *L) {
-  if (luaL_newmetatable(L, TASKBOX)) {
-    lua_pushcfunction(L, taskbox_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
-  lua_pushvalue(L, -1);
-  lua_pushcclosure(L, l_parallel, 1);
-  lua_setfield(L, -3, "parallel");
 }

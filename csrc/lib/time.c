@@ -1,7 +1,9 @@
 /* time.c — fio.sleep and fio.now: the loop's timers seen from Lua. */
 #include <math.h>
 
-#include "fiberio.h"
+#include "core/loop.h"
+#include "lib/lib.h"
+#include "util/clock.h"
 
 static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   fio_wait_end(L, (fio_fiber *)ctx);

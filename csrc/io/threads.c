@@ -26,20 +26,17 @@
  * close, fds epoll refuses, every other operation) goes to the pool.
  *
  * A cancel of an op waiting for readiness is immediate: it leaves its list
- * and completes with -ECANCELED at the next wait. Completions found on the
- * loop thread (a try that succeeded at submit, a cancel) are kept on a local
- * done list and delivered by wait, never inside submit or cancel: the loop
- * calls those while it walks its in-flight list or before the waiter has
- * suspended.
+ * and completes with -ECANCELED (fio_op_done: the loop completes it after
+ * the wait, never inside submit or cancel).
  *
  * Bookkeeping without per-op memory: an op on the loop-thread path is on
- * exactly one list (its fd's read or write list, or the done list), linked
- * through op->pnext (free while the op is not posted), and its op->bpriv stays
- * NULL, so fio_pool_cancel ignores it. op->bpriv belongs to the pool.
+ * exactly one list, its fd's read or write list, linked through op->qnext;
+ * its pool job (at the start of op->backend_area) is then not on the pool,
+ * so fio_pool_cancel ignores it.
  *
- * FIBERIO_THREADS_POLL=0 turns the loop-thread path off (every op on the
- * pool): a debugging aid, and how the specs reach the pool's cancel paths
- * with pipes. Expect the deadlock above with it. */
+ * In a test build, FIBERIO_THREADS_POLL=0 turns the loop-thread path off
+ * (every op on the pool): how the specs reach the pool's cancel paths with
+ * pipes. Expect the deadlock above with it. */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -50,8 +47,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "pool.h"
+#include "io/backend.h"
+#include "io/exec.h"
+#include "io/pool.h"
+#include "util/config.h"
+#include "util/fd.h"
 
 #define WAKE_TAG UINT64_MAX /* epoll data of the wake eventfd; fds are small */
 #define MAX_EVENTS 256
@@ -61,47 +61,55 @@ enum { K_NOWAIT = 1, /* preadv2/pwritev2 with RWF_NOWAIT */
        K_SOCK,       /* recv/send with MSG_DONTWAIT */
        K_POOL };     /* readiness here, the call on the pool */
 
-/* The ops waiting on one fd, FIFO per direction (linked through pnext). */
+/* The ops waiting on one fd, FIFO per direction (linked through qnext). */
 typedef struct fdrec {
   fio_op *rhead, *rtail, *whead, *wtail;
   uint32_t mask; /* events registered in the epoll set; 0: not in it */
   uint8_t rkind, wkind;
 } fdrec;
 
+/* What an op keeps in its backend_area: its pool job (backend.h). */
+typedef struct threads_op {
+  fio_job job;
+} threads_op;
+_Static_assert(sizeof(threads_op) <= FIO_OP_BACKEND_AREA,
+               "threads_op fits in an op's backend_area");
+
 typedef struct threads {
+  fio_pool_client client; /* this loop's jobs on the pool */
   int epfd;
   int poll;               /* the loop-thread path is on */
   int pwait2;             /* epoll_pwait2 works (else epoll_wait, in ms) */
   fdrec *fds;             /* indexed by fd */
   size_t nreg;            /* fds in the epoll set (the wake eventfd aside) */
   size_t nfds;
-  fio_op *dhead, *dtail;  /* done: completions to deliver in wait */
-  fio_op *lhead, *ltail;  /* later: file reads and writes held for wait */
   uint64_t polled, pooled; /* ops taken on the loop-thread path / to the pool */
-  uint64_t inlined;       /* file reads and writes run on the loop thread */
   uint64_t helped;        /* readfiles taken back from the pool and run here */
-  int help;               /* take readfiles back (FIBERIO_THREADS_HELP=0: no) */
+  int help;               /* take readfiles back (a test build: not with
+                           * FIBERIO_THREADS_HELP=0) */
 } threads;
 
 /* --- lists ------------------------------------------------------------------- */
 
+static void push_op(fio_op **head, fio_op **tail, fio_op *op) {
+  op->qnext = NULL;
+  if (*tail) (*tail)->qnext = op;
+  else *head = op;
+  *tail = op;
+}
+
 /* Remove op from the list; 1 if it was there. */
 static int unlink_op(fio_op **head, fio_op **tail, fio_op *op) {
   fio_op *prev = NULL;
-  for (fio_op *o = *head; o; prev = o, o = o->pnext) {
+  for (fio_op *o = *head; o; prev = o, o = o->qnext) {
     if (o != op) continue;
-    if (prev) prev->pnext = o->pnext;
-    else *head = o->pnext;
+    if (prev) prev->qnext = o->qnext;
+    else *head = o->qnext;
     if (*tail == o) *tail = prev;
-    o->pnext = NULL;
+    o->qnext = NULL;
     return 1;
   }
   return 0;
-}
-
-static void done(threads *t, fio_op *op, int res) {
-  op->res = res;
-  fio_oplist_push(&t->dhead, &t->dtail, op);
 }
 
 static fdrec *rec_get(threads *t, int fd) {
@@ -173,12 +181,9 @@ static int try_op(fio_op *op, int kind) {
 
 /* Hand op to the pool. */
 static void to_pool(fio_loop *loop, fio_op *op) {
-  threads *t = loop->bdata;
+  threads *t = loop->backend_state;
   t->pooled++;
-  /* It runs as the blocking call itself: say so, so that file.c does not
-   * take a FIFO open for the ring's nonblocking try and open it again. */
-  op->pool_only = 1;
-  fio_pool_submit(loop, op);
+  fio_op_to_pool(&t->client, op);
 }
 
 /* An op that waited for readiness on the K_POOL path, now ready. Writes are
@@ -193,15 +198,15 @@ static void ready_to_pool(fio_loop *loop, fio_op *op) {
 static void park(fio_loop *loop, threads *t, fio_op *op, int kind) {
   fdrec *r = rec_get(t, op->fd);
   if (!r) {
-    done(t, op, -ENOMEM);
+    fio_op_done(loop, op, -ENOMEM);
     return;
   }
   int wr = op->code == FIO_OP_WRITE;
   if (wr) {
-    fio_oplist_push(&r->whead, &r->wtail, op);
+    push_op(&r->whead, &r->wtail, op);
     r->wkind = (uint8_t)kind;
   } else {
-    fio_oplist_push(&r->rhead, &r->rtail, op);
+    push_op(&r->rhead, &r->rtail, op);
     r->rkind = (uint8_t)kind;
   }
   if (rec_sync(t, op->fd, r) < 0) {
@@ -230,7 +235,7 @@ static void submit_polled(fio_loop *loop, threads *t, fio_op *op,
   int res = try_op(op, kind);
   if (res == -EAGAIN) park(loop, t, op, kind);
   else if (res == -EOPNOTSUPP && kind == K_NOWAIT) park(loop, t, op, K_POOL);
-  else done(t, op, res);
+  else fio_op_done(loop, op, res);
 }
 
 /* Serve the waiters of one list in order while the fd has data or room. */
@@ -241,16 +246,18 @@ static void serve(fio_loop *loop, threads *t, fio_op **head, fio_op **tail,
     if (kind == K_POOL) {
       /* One per readiness report: the next waits until the fd says ready
        * again, so two calls do not race for the same bytes. */
-      *head = op->pnext;
+      *head = op->qnext;
       if (!*head) *tail = NULL;
+      op->qnext = NULL;
       ready_to_pool(loop, op);
       return;
     }
     int res = try_op(op, kind);
     if (res == -EAGAIN) return;
-    *head = op->pnext;
+    *head = op->qnext;
     if (!*head) *tail = NULL;
-    done(t, op, res);
+    op->qnext = NULL;
+    fio_op_done(loop, op, res);
   }
 }
 
@@ -264,26 +271,13 @@ static void on_ready(fio_loop *loop, threads *t, int fd, uint32_t events) {
   rec_sync(t, fd, r);
 }
 
-/* Deliver the done list. fio_op_complete may free an op (an orphan), so
- * each is unlinked first. */
-static void deliver(fio_loop *loop, threads *t) {
-  fio_op *op = t->dhead;
-  t->dhead = t->dtail = NULL;
-  while (op) {
-    fio_op *next = op->pnext;
-    op->pnext = NULL;
-    fio_op_complete(loop, op, op->res);
-    op = next;
-  }
-}
-
 /* --- the backend ------------------------------------------------------------- */
 
 static int threads_init(fio_loop *loop) {
   threads *t = calloc(1, sizeof *t);
   if (!t) return -ENOMEM;
   t->epfd = epoll_create1(EPOLL_CLOEXEC);
-  if (t->epfd >= 0) t->epfd = fio_fd_above_std(t->epfd); /* (backend.h) */
+  if (t->epfd >= 0) t->epfd = fio_fd_above_std(t->epfd); /* (util/fd.h) */
   else t->epfd = -errno;
   if (t->epfd < 0) {
     int e = -t->epfd;
@@ -300,12 +294,17 @@ static int threads_init(fio_loop *loop) {
     free(t);
     return -e;
   }
-  const char *p = getenv("FIBERIO_THREADS_POLL");
-  t->poll = !(p && strcmp(p, "0") == 0);
-  p = getenv("FIBERIO_THREADS_HELP");
-  t->help = !(p && strcmp(p, "0") == 0);
+  t->poll = t->help = 1;
+#ifdef FIBERIO_TEST_HOOKS
+  const fio_test_hooks *test = &fio_config_env()->test;
+  t->poll = !(test->threads_poll && strcmp(test->threads_poll, "0") == 0);
+  t->help = !(test->threads_help && strcmp(test->threads_help, "0") == 0);
+#endif
   t->pwait2 = 1;
-  loop->bdata = t;
+  loop->backend_state = t;
+  /* Reads and writes of regular files: the loop runs one itself when it
+   * would sleep (core/op.c), saving a pool thread's two wake-ups. */
+  loop->inline_codes = 1u << FIO_OP_READ | 1u << FIO_OP_WRITE;
   return 0;
 }
 
@@ -318,23 +317,18 @@ static int pollable(mode_t mode) {
 }
 
 static void threads_submit(fio_loop *loop, fio_op *op) {
-  threads *t = loop->bdata;
+  threads *t = loop->backend_state;
   struct stat st;
-  op->bpriv = NULL;
-  if (op->may_inline && (op->code == FIO_OP_READ || op->code == FIO_OP_WRITE)) {
-    fio_oplist_push(&t->lhead, &t->ltail, op); /* see run_later */
-    return;
-  }
   if (op->code == FIO_OP_CLOSE && op->fd >= 0 && fstat(op->fd, &st) == 0 &&
       pollable(st.st_mode)) {
     /* Closing a pipe, socket or tty never blocks: do it here rather than
      * queue it behind pool threads that may be blocked for long. */
-    done(t, op, fio_exec(op));
+    fio_op_done(loop, op, fio_exec(op, NULL));
     return;
   }
   if (t->poll && (op->code == FIO_OP_READ || op->code == FIO_OP_WRITE)) {
     if (op->fd < 0 || fstat(op->fd, &st) < 0) {
-      done(t, op, op->fd < 0 ? -EBADF : -errno);
+      fio_op_done(loop, op, op->fd < 0 ? -EBADF : -errno);
       return;
     }
     if (pollable(st.st_mode)) {
@@ -346,46 +340,18 @@ static void threads_submit(fio_loop *loop, fio_op *op) {
 }
 
 static void threads_cancel(fio_loop *loop, fio_op *op) {
-  threads *t = loop->bdata;
-  if (unlink_op(&t->lhead, &t->ltail, op)) {
-    done(t, op, -ECANCELED);
-    return;
-  }
+  threads *t = loop->backend_state;
   if (op->fd >= 0 && (size_t)op->fd < t->nfds) {
     fdrec *r = &t->fds[op->fd];
     if (unlink_op(&r->rhead, &r->rtail, op) ||
         unlink_op(&r->whead, &r->wtail, op)) {
       rec_sync(t, op->fd, r); /* before the binding closes the fd */
-      done(t, op, -ECANCELED);
+      fio_op_done(loop, op, -ECANCELED);
       return;
     }
   }
-  /* On the pool, or already done (then op->bpriv is NULL: a no-op). */
-  fio_pool_cancel(loop, op);
-}
-
-/* Reads and writes of regular files (op->may_inline) wait on the later list
- * until the loop waits. Handing each to a pool thread costs two thread
- * wake-ups, often across CPUs, per call: a 1 MiB read/write loop spent a
- * third of its time in them. So when the loop would sleep anyway (nothing
- * ready, nothing done), the first one runs here as a plain read(2) or
- * write(2), as io does it, and the others go to the pool, so that
- * concurrent calls still overlap. */
-static void run_later(fio_loop *loop, threads *t, int may_block) {
-  fio_op *op = t->lhead;
-  t->lhead = t->ltail = NULL;
-  while (op) {
-    fio_op *next = op->pnext;
-    op->pnext = NULL;
-    if (may_block) {
-      t->inlined++;
-      done(t, op, fio_exec(op));
-      may_block = 0;
-    } else {
-      to_pool(loop, op);
-    }
-    op = next;
-  }
+  /* On the pool, or already done (then its job is not: a no-op). */
+  fio_pool_cancel(fio_op_job(op));
 }
 
 /* The loop would sleep while its readfiles wait in the pool's queue, more
@@ -397,33 +363,38 @@ static void run_later(fio_loop *loop, threads *t, int may_block) {
  * cannot block for ever runs here: fio_exec_readfile_nowait opens without
  * waiting and reads regular files only; a FIFO or a device goes back to the
  * pool, open. FIBERIO_THREADS_HELP=0 turns this off. */
-static int helpable(const fio_op *op) {
+static int helpable(const fio_job *job) {
+  const fio_op *op = fio_job_op((fio_job *)job);
   /* (not one handed back to the pool with its FIFO or device open) */
   return op->code == FIO_OP_READFILE && op->fd2 < 0;
 }
 
-static void help(fio_loop *loop, threads *t) {
-  while (!atomic_load_explicit(&loop->posted, memory_order_relaxed)) {
-    fio_op *op = fio_pool_take(loop, helpable);
-    if (!op) return;
+/* Returns 1 if it completed an op. */
+static int help(fio_loop *loop, threads *t) {
+  int any = 0;
+  while (!fio_loop_has_posts(loop)) {
+    fio_job *job = fio_pool_take(&t->client, helpable);
+    if (!job) break;
+    fio_op *op = fio_job_op(job);
     int res = fio_exec_readfile_nowait(op);
     if (res == -EAGAIN) {
       /* Not for here (fio_exec_readfile_nowait): the pool's again. Stop:
        * one refused without an fd kept (a lease) would be taken again. */
       to_pool(loop, op);
-      return;
+      break;
     }
     t->helped++;
-    done(t, op, res);
+    fio_op_done(loop, op, res);
+    any = 1;
   }
+  return any;
 }
 
 static void threads_wait(fio_loop *loop, int64_t timeout_ns) {
-  threads *t = loop->bdata;
+  threads *t = loop->backend_state;
   struct epoll_event ev[MAX_EVENTS];
-  if (t->lhead) run_later(loop, t, timeout_ns != 0 && !t->dhead);
-  if (timeout_ns != 0 && !t->dhead && t->help) help(loop, t);
-  if (t->dhead || (timeout_ns != 0 && fio_loop_wakes_on(loop))) timeout_ns = 0;
+  if (timeout_ns != 0 && t->help && help(loop, t)) timeout_ns = 0;
+  if (timeout_ns != 0 && fio_loop_wakes_on(loop)) timeout_ns = 0;
   int n = 0;
   /* With no sleep and nothing to poll but the wake eventfd, no syscall:
    * posts are seen through loop->posted. */
@@ -455,33 +426,25 @@ static void threads_wait(fio_loop *loop, int64_t timeout_ns) {
     else on_ready(loop, t, (int)ev[i].data.u64, ev[i].events);
   }
   if (woke) fio_loop_drain_wakefd(loop); /* (wakes stay off) */
-  deliver(loop, t);
-  fio_loop_drain(loop);
 }
 
 static void threads_wake(fio_loop *loop) { fio_loop_wake_fd(loop); }
 
 static void threads_close(fio_loop *loop) {
-  threads *t = loop->bdata;
+  threads *t = loop->backend_state;
   if (!t) return;
-  /* Every orphaned op was canceled: those waiting here are on the done list
-   * already; those on the pool are being interrupted. Give them a bounded
-   * time, then leave the rest to the pool, which frees them when their
-   * syscalls return, and never posts to this loop again. */
-  uint64_t until = fio_now_ns() + 1000000000u;
-  while (loop->ninflight && fio_now_ns() < until) threads_wait(loop, 10000000);
-  fio_pool_forget(loop);
-  deliver(loop, t);
-  fio_loop_drain(loop); /* posted before the forget */
+  /* What is still on the pool is the pool's from now on: it drops each op
+   * when its call returns, and never posts to this loop again. */
+  fio_pool_forget(&t->client);
   close(t->epfd);
   free(t->fds);
   free(t);
-  loop->bdata = NULL;
+  loop->backend_state = NULL;
 }
 
 /* fio._info(): what this loop does with pollable fds and the pool. */
 static void threads_info(fio_loop *loop, lua_State *L) {
-  threads *t = loop->bdata;
+  threads *t = loop->backend_state;
   fio_pool_stats st;
   fio_pool_stats_get(&st);
   lua_pushboolean(L, t->poll);
@@ -490,8 +453,6 @@ static void threads_info(fio_loop *loop, lua_State *L) {
   lua_setfield(L, -2, "polled");
   lua_pushinteger(L, (lua_Integer)t->pooled);
   lua_setfield(L, -2, "pooled");
-  lua_pushinteger(L, (lua_Integer)t->inlined);
-  lua_setfield(L, -2, "inlined");
   lua_pushinteger(L, (lua_Integer)t->helped);
   lua_setfield(L, -2, "helped");
   lua_pushinteger(L, st.limit);

@@ -35,9 +35,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "fiberio.h"
-#include "pool.h"
-#include "fs.h"
+#include "core/loop.h"
+#include "core/op.h"
+#include "lib/fs.h"
+#include "lib/lib.h"
+#include "util/process.h"
 
 #define BUFSZ (64 * 1024)
 
@@ -1244,24 +1246,6 @@ static int open_k(lua_State *L, int status, lua_KContext ctx) {
   fio_op *op = w->op;
   int res = fio_op_result(L, w); /* a canceled open: raises, op freed */
   int islines = lua_toboolean(L, lua_upvalueindex(2));
-  struct stat sb;
-  int statted = 0; /* sb is res's (a read-only open on the ring) */
-  if (!op->pool_only &&
-      (res == -ENXIO ||
-       (res >= 0 && (op->flags & O_ACCMODE) == O_RDONLY &&
-        (statted = fstat(res, &sb) == 0) && S_ISFIFO(sb.st_mode)))) {
-    /* The ring tries an open without blocking first: a FIFO then opens at
-     * once for reading, or fails with ENXIO for writing, where open(2) waits
-     * for the other end. Do it again, blocking, on the pool. The first
-     * reader stays open until the second is (op->fd2, closed with op): a
-     * writer it let in must not find the FIFO without a reader meanwhile. */
-    if (res >= 0) {
-      op->fd2 = res;
-      op->owns_fds = 1;
-    }
-    op->pool_only = 1;
-    return fio_op_again(L, w, op, open_k, NULL);
-  }
   w->op = NULL;
   int flags = op->flags;
   fio_op_free(op);
@@ -1273,7 +1257,6 @@ static int open_k(lua_State *L, int status, lua_KContext ctx) {
   }
   fio_file *f = lua_touserdata(L, -1);
   f->fd = res;
-  if (statted) f->disk = S_ISREG(sb.st_mode) || S_ISBLK(sb.st_mode); /* (disk()) */
   f->canread = (flags & O_ACCMODE) != O_WRONLY;
   f->canwrite = (flags & O_ACCMODE) != O_RDONLY;
   /* as fopen's "a" (not "a+": it reads from the start) */
@@ -1296,7 +1279,7 @@ static int open_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* The open as an op whose fd, if it arrives after the caller is gone, is
- * closed by the loop (fd_owned). Pushes the (closed) handle. */
+ * closed by the loop (FIO_OWN_RESULT). Pushes the (closed) handle. */
 static int start_open(lua_State *L, const char *path, int flags,
                       lua_Integer perm) {
   fio_loop *loop = fio_loop_get(L);
@@ -1310,7 +1293,7 @@ static int start_open(lua_State *L, const char *path, int flags,
   op->code = FIO_OP_OPENAT;
   op->flags = flags;
   op->mode = (uint32_t)perm;
-  op->fd_owned = 1;
+  op->owns = FIO_OWN_RESULT;
   return fio_op_wait(loop, L, w, op, open_k);
 }
 

@@ -4,7 +4,8 @@
 
 #include <sys/stat.h>
 
-#include "fiberio.h"
+#include <lauxlib.h>
+#include <lua.h>
 
 /* Push the table fio.stat returns for st. */
 void fio_push_statx(lua_State *L, const struct statx *st);

@@ -19,19 +19,16 @@
  * hands a blocked thread's work to a new one. Threads are detached: nothing
  * ever joins them, so closing a Lua state never waits for the pool.
  *
- * Cancellation of a running op (Zig's Threaded backend): the op is flagged
+ * Cancellation of a running job (Zig's Threaded backend): the job is flagged
  * and its thread is sent the interrupt signal, which has a no-op handler
  * installed without SA_RESTART, so a blocking read on a pipe returns EINTR.
  * A signal sent just before the thread enters the syscall would be lost, so
  * an interrupter thread re-sends it (1 ms, doubling to 64 ms) for as long as
- * a flagged op is running. The signal is SIGURG: a standard signal, so
- * re-sends coalesce instead of queueing up as real-time signals do; ignored
- * by default, so one arriving where no handler expects it does no harm; and
- * used by nothing a Lua program does (out-of-band socket data with F_SETOWN;
- * Go's runtime uses it for preemption, so it is a poor choice only inside a
- * Go process). If someone else already handles SIGURG, SIGRTMIN+3 is taken
- * instead; if that is taken too, running ops are never interrupted and just
- * finish (still correct, only slower to cancel). Pool threads block every
+ * a flagged job is running. The signal is util/process.h's interrupt signal
+ * (SIGURG: used by nothing a Lua program does; Go's runtime uses it for
+ * preemption, so it is a poor choice only inside a Go process); when none
+ * could be had, running jobs are never interrupted and just finish (still
+ * correct, only slower to cancel). Pool threads block every
  * other signal, so process-directed signals (SIGINT, SIGCHLD) keep going to
  * the Lua threads.
  *
@@ -41,17 +38,16 @@
  * (dlopen RTLD_NOLOAD|RTLD_NODELETE on itself), so its code stays mapped
  * for the life of the process, and keeps all its state in static storage,
  * which is never freed: an idle thread that wakes after every state has
- * closed finds valid memory and leaves; exit() simply ends it. A closing loop
- * calls fio_pool_forget, after which no thread touches that loop.
+ * closed finds valid memory and leaves; exit() simply ends it. A closing
+ * client calls fio_pool_forget, after which no thread calls its jobs' done
+ * as if it were there.
  *
- * Lock order: P.mu, then a loop's post_mu (a post is queued with P.mu held,
- * so it can never race fio_pool_forget). Nothing takes P.mu while holding
- * post_mu. No syscall that can block runs under P.mu: it is held to move
- * work between the queue and the running list, to start threads, to queue
- * posts and to send signals (pthread_kill). The wake that follows a post
- * (an eventfd write or a MSG_RING), the futex wake of a claimed idle thread
- * and the start of the monitor are made after P.mu is dropped; P.wakers
- * keeps fio_pool_forget waiting for a loop wake in progress. */
+ * Locks: P.mu only, and no call that can block runs under it: it is held to
+ * move jobs between the queue and the running list, to start threads and to
+ * send signals (pthread_kill). A job's done (which posts to a loop and wakes
+ * it), the futex wake of a claimed idle thread and the start of the monitor
+ * are made after P.mu is dropped; P.finishing keeps fio_pool_forget waiting
+ * for a done in progress. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -65,8 +61,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "pool.h"
+#include "io/pool.h"
+#include "util/config.h"
+#include "util/process.h"
 
 #define POOL_MAX 1024                 /* hard bound on the limit */
 #define IDLE_MS 5000                  /* an idle thread leaves after this */
@@ -76,19 +73,16 @@
 #define MONITOR_IDLE_TICKS 250        /* it leaves after this many idle */
 #define TAKE_SCAN 64                  /* fio_pool_take looks this far back */
 
+/* A job's pool fields are read and written under P.mu only, except stop:
+ * set under P.mu, read by the running thread without it, between calls. */
 enum { W_QUEUED = 1, W_RUNNING };
-
-/* One submission: the op's own pw (fiberio.h), from fio_pool_submit until
- * its result is posted (or, forgotten, until its op is freed). Every field
- * but cancel is read and written under P.mu only; cancel is set under P.mu
- * and read by the running thread without it, between syscalls. */
-typedef fio_pool_work work;
+typedef fio_job work;
 
 /* The pool. Invariants, all under mu:
  *  - qhead..qtail holds exactly the QUEUED work, qlen of them, in FIFO order;
  *    running holds exactly the RUNNING work; each work is in one of the two;
- *  - op->bpriv == w for every work w in either list, and is set to NULL
- *    under mu before w's op is posted or freed;
+ *  - w->state is W_QUEUED or W_RUNNING for every job w in either list, and
+ *    set to 0 under mu before its done is called;
  *  - nthreads counts live workers (started, not yet returned); nidle those
  *    asleep in a bed on the idle list, no submission having claimed them;
  *    nwaking those claimed (or just started) that have not yet looked at
@@ -112,10 +106,10 @@ static struct {
   int interrupting, ikick;
   long idle_ms;
   int sig;                  /* the interrupt signal; 0: none could be had */
-  /* Threads waking a loop after a post, outside mu (see run_head): a loop
-   * is not gone before none is. Not per loop: a fork in the middle of one
-   * leaves the child's count to atfork_child, which knows no loops. */
-  atomic_int wakers;
+  /* Threads in a done of a job not forgotten, outside mu (see run_head): a
+   * client is not gone before none is. Not per client: a fork in the middle
+   * of one leaves the child's count to atfork_child, which knows none. */
+  atomic_int finishing;
 } P = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* Where an idle worker sleeps: a futex word of its own, woken by the one
@@ -137,54 +131,7 @@ static bed beds[POOL_MAX];
 static pthread_once_t P_once = PTHREAD_ONCE_INIT;
 static atomic_int P_started; /* pool_init has run (set last, release) */
 
-/* --- operations ---------------------------------------------------------- */
-
-/* Whether a cancel may stop op at all. A close always runs: skipping it
- * would leak the fd. */
-static int cancelable(const fio_op *op) { return op->code != FIO_OP_CLOSE; }
-
 /* --- set-up ---------------------------------------------------------------- */
-
-static void on_interrupt(int sig) { (void)sig; /* only to end a syscall */ }
-
-int fio_claim_signal(const int *cands, int n, void (*handler)(int),
-                     int flags) {
-  fio_pin_library(); /* the handler is in this library's code */
-  for (int i = 0; i < n; i++) {
-    struct sigaction old, sa;
-    if (cands[i] > SIGRTMAX || sigaction(cands[i], NULL, &old) < 0) continue;
-    if ((old.sa_flags & SA_SIGINFO) ||
-        (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN))
-      continue;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = handler;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = flags;
-    if (sigaction(cands[i], &sa, NULL) == 0) return cands[i];
-  }
-  return 0;
-}
-
-/* Keep this library mapped until the process exits (see the top comment).
- * The handle is never closed, on purpose. */
-static void pin_once(void) {
-  Dl_info info;
-  if (dladdr((void *)(uintptr_t)&on_interrupt, &info) && info.dli_fname)
-    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
-}
-
-void fio_pin_library(void) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, pin_once);
-}
-
-static long env_long(const char *name, long lo, long hi, long dflt) {
-  const char *s = getenv(name);
-  if (!s || !*s) return dflt;
-  char *end;
-  long v = strtol(s, &end, 10);
-  return (*end || v < lo || v > hi) ? dflt : v;
-}
 
 /* The condition variable, and every bed free (no worker exists yet). */
 static void init_sync(void) {
@@ -204,32 +151,30 @@ static void init_sync(void) {
 /* fork: hold P.mu across it so the child gets a consistent pool. The
  * child has none of the parent's pool threads: it starts with no threads
  * (new ones start on the next submission and run what is queued) and
- * forgets the running work, whose syscalls ran in the parent. */
+ * forgets the running jobs, whose calls ran in the parent. */
 static void atfork_prepare(void) { pthread_mutex_lock(&P.mu); }
 static void atfork_parent(void) { pthread_mutex_unlock(&P.mu); }
 static void atfork_child(void) {
   P.running = NULL; /* leaked: their threads do not exist here */
   P.nthreads = P.nidle = P.nwaking = 0;
   P.interrupting = P.ikick = P.monitoring = 0;
-  atomic_store(&P.wakers, 0); /* (their threads do not exist here) */
+  atomic_store(&P.finishing, 0); /* (their threads do not exist here) */
   init_sync();
   pthread_mutex_unlock(&P.mu);
 }
 
 static void pool_init(void) {
+  const fio_config *cfg = fio_config_env();
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   long dflt = ncpu > 2 ? 2 * ncpu : 4;
   if (dflt > POOL_MAX) dflt = POOL_MAX;
-  P.limit = (int)env_long("FIBERIO_POOL_SIZE", 1, POOL_MAX, dflt);
-  P.eager = (int)env_long("FIBERIO_POOL_EAGER", 1, POOL_MAX,
-                          ncpu > 1 ? ncpu - 1 : 1);
+  P.limit = cfg->pool_size ? cfg->pool_size : (int)dflt;
+  P.eager = cfg->pool_eager ? cfg->pool_eager : (ncpu > 1 ? (int)ncpu - 1 : 1);
   if (P.eager > P.limit) P.eager = P.limit;
-  P.idle_ms = env_long("FIBERIO_POOL_IDLE_MS", 1, 3600000, IDLE_MS);
+  P.idle_ms = cfg->pool_idle_ms ? cfg->pool_idle_ms : IDLE_MS;
   init_sync();
-  /* (no SA_RESTART: the interrupted syscall must fail) */
-  P.sig = fio_claim_signal((int[]){SIGURG, SIGRTMIN + 3}, 2, on_interrupt, 0);
-  fio_exec_intr_sig = P.sig; /* (before any thread: exec.h) */
-  fio_pin_library();
+  P.sig = fio_interrupt_signal();
+  fio_pin_library(); /* threads run this library's code */
   pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
   atomic_store_explicit(&P_started, 1, memory_order_release);
 }
@@ -272,7 +217,7 @@ static void q_remove(work *w) {
   else P.qtail = w->prev;
   w->prev = w->next = NULL;
   P.qlen--;
-  atomic_fetch_sub_explicit(&w->loop->pool_queued, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&w->client->queued, 1, memory_order_relaxed);
 }
 
 static void running_remove(work *w) {
@@ -280,12 +225,6 @@ static void running_remove(work *w) {
   else P.running = w->next;
   if (w->next) w->next->prev = w->prev;
   w->prev = w->next = NULL;
-}
-
-/* An op whose loop is gone: what fio_op_complete does for an orphan. */
-static void free_orphan(fio_op *op, int res) {
-  if (op->fd_owned && res >= 0) close(res);
-  fio_op_free(op);
 }
 
 /* Run the work at the head of the queue. P.mu held on entry and on return,
@@ -298,42 +237,32 @@ static void run_head(void) {
   w->next = P.running;
   if (P.running) P.running->prev = w;
   P.running = w;
-  fio_op *op = w->op;
   pthread_mutex_unlock(&P.mu);
 
   int res;
   for (;;) {
-    if (atomic_load_explicit(&w->cancel, memory_order_acquire)) {
-      res = -ECANCELED; /* before the syscall, or it was interrupted */
+    if (atomic_load_explicit(&w->stop, memory_order_acquire)) {
+      res = -ECANCELED; /* before the call, or it was interrupted */
       break;
     }
-    res = fio_exec(op);
+    res = w->run(w, &w->stop);
     if (res != -EINTR) break; /* a stray signal without a cancel: retry */
   }
 
   pthread_mutex_lock(&P.mu);
   running_remove(w);
   P.ndone++;
-  fio_loop *loop = w->loop;
-  op->bpriv = NULL;
-  if (loop) {
-    /* The wake (a syscall, when one is due) is made without P.mu, which
-     * every other worker and the loop want meanwhile; P.wakers keeps
-     * fio_pool_forget from returning (and the loop from going) until it
-     * is made. */
-    fio_loop_post_quiet(loop, op, res);
-    if (fio_loop_wake_claim(loop)) {
-      atomic_fetch_add_explicit(&P.wakers, 1, memory_order_relaxed);
-      pthread_mutex_unlock(&P.mu);
-      loop->be->wake(loop);
-      atomic_fetch_sub_explicit(&P.wakers, 1, memory_order_release);
-      pthread_mutex_lock(&P.mu);
-    }
-  } else {
-    pthread_mutex_unlock(&P.mu);
-    free_orphan(op, res);
-    pthread_mutex_lock(&P.mu);
-  }
+  w->state = 0;
+  int forgotten = w->forgotten;
+  /* The done (a post and, when one is due, a wake: a syscall) is made
+   * without P.mu, which every other worker and the loop want meanwhile;
+   * P.finishing keeps fio_pool_forget from returning (and the client from
+   * going) until it is made. */
+  if (!forgotten) atomic_fetch_add_explicit(&P.finishing, 1, memory_order_relaxed);
+  pthread_mutex_unlock(&P.mu);
+  w->done(w, res, forgotten);
+  if (!forgotten) atomic_fetch_sub_explicit(&P.finishing, 1, memory_order_release);
+  pthread_mutex_lock(&P.mu);
 }
 
 /* Sleep in b until woken or until (CLOCK_MONOTONIC); 1 if the time ran out
@@ -436,7 +365,7 @@ static void *interrupter(void *arg) {
   for (;;) {
     int any = 0;
     for (work *w = P.running; w; w = w->next)
-      if (atomic_load_explicit(&w->cancel, memory_order_relaxed)) {
+      if (atomic_load_explicit(&w->stop, memory_order_relaxed)) {
         pthread_kill(w->tid, P.sig);
         any = 1;
       }
@@ -496,35 +425,31 @@ static void *monitor(void *arg) {
 
 /* --- the API --------------------------------------------------------------- */
 
-void fio_pool_submit(fio_loop *loop, fio_op *op) {
+void fio_pool_submit(fio_job *w) {
   pool_once();
-  op->bpriv = NULL;
-  atomic_store_explicit(&op->abort, 0, memory_order_relaxed); /* a reused op */
-  work *w = &op->pw;
-  memset(w, 0, sizeof *w);
-  w->op = op;
-  w->loop = loop;
-  w->state = W_QUEUED;
+  atomic_store_explicit(&w->stop, 0, memory_order_relaxed); /* a reused job */
+  w->forgotten = 0;
+  w->next = NULL;
   pthread_mutex_lock(&P.mu);
-  op->bpriv = w;
+  w->state = W_QUEUED;
   w->prev = P.qtail;
   if (P.qtail) P.qtail->next = w;
   else P.qhead = w;
   P.qtail = w;
   P.qlen++;
-  atomic_fetch_add_explicit(&loop->pool_queued, 1, memory_order_relaxed);
-  int b = -1, watch = 0;
+  atomic_fetch_add_explicit(&w->client->queued, 1, memory_order_relaxed);
+  int b = -1, watch = 0, inline_run = 0;
   if (P.qlen > (size_t)P.nwaking) { /* no thread is being woken for it */
     b = claim_idle();
     if (b < 0 && P.nthreads < P.eager && grow(P.eager) && P.nthreads == 0) {
       /* No thread exists and none can start: run it here instead. */
       q_remove(w);
-      op->bpriv = NULL;
-      w = NULL;
+      w->state = 0;
+      inline_run = 1;
     }
     /* It waits: past the eager threads, the monitor decides on more. */
-    watch = w && b < 0 && P.qlen > (size_t)P.nwaking && !P.monitoring &&
-            P.nthreads >= P.eager && P.nthreads < P.limit;
+    watch = !inline_run && b < 0 && P.qlen > (size_t)P.nwaking &&
+            !P.monitoring && P.nthreads >= P.eager && P.nthreads < P.limit;
     if (watch) P.monitoring = 1;
   }
   pthread_mutex_unlock(&P.mu);
@@ -535,28 +460,25 @@ void fio_pool_submit(fio_loop *loop, fio_op *op) {
     P.monitoring = 0; /* the next submission that waits tries again */
     pthread_mutex_unlock(&P.mu);
   }
-  if (w) return;
+  if (!inline_run) return;
   /* Out of threads: as Zig's pool, run the call inline. */
   int res;
-  do res = fio_exec(op);
+  do res = w->run(w, &w->stop);
   while (res == -EINTR);
-  fio_loop_post(loop, op, res);
+  w->done(w, res, 0);
 }
 
-void fio_pool_cancel(fio_loop *loop, fio_op *op) {
+void fio_pool_cancel(fio_job *w) {
   pool_once();
+  int dropped = 0;
   pthread_mutex_lock(&P.mu);
-  work *w = op->bpriv; /* &op->pw while on the pool, else NULL */
-  int wake = 0;
-  if (w && cancelable(op)) {
+  if (w->state && !w->must_run) {
     if (w->state == W_QUEUED) {
       q_remove(w);
-      op->bpriv = NULL;
-      fio_loop_post_quiet(loop, op, -ECANCELED);
-      wake = fio_loop_wake_claim(loop); /* made below, without P.mu */
-    } else if (!atomic_load_explicit(&w->cancel, memory_order_relaxed)) {
-      atomic_store_explicit(&w->cancel, 1, memory_order_release);
-      atomic_store_explicit(&op->abort, 1, memory_order_release);
+      w->state = 0;
+      dropped = 1; /* done below, without P.mu */
+    } else if (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
+      atomic_store_explicit(&w->stop, 1, memory_order_release);
       if (P.sig) {
         pthread_kill(w->tid, P.sig);
         if (P.interrupting) {
@@ -569,58 +491,60 @@ void fio_pool_cancel(fio_loop *loop, fio_op *op) {
     }
   }
   pthread_mutex_unlock(&P.mu);
-  if (wake) loop->be->wake(loop); /* (the caller is the loop: it stays) */
+  if (dropped) w->done(w, -ECANCELED, 0);
 }
 
-fio_op *fio_pool_take(fio_loop *loop, int (*want)(const fio_op *)) {
+fio_job *fio_pool_take(fio_pool_client *client, int (*want)(const fio_job *)) {
   if (!atomic_load_explicit(&P_started, memory_order_acquire)) return NULL;
-  if (!atomic_load_explicit(&loop->pool_queued, memory_order_relaxed))
-    return NULL; /* (nothing of this loop's waits: no lock taken) */
-  fio_op *op = NULL;
+  if (!atomic_load_explicit(&client->queued, memory_order_relaxed))
+    return NULL; /* (nothing of this client's waits: no lock taken) */
+  work *got = NULL;
   pthread_mutex_lock(&P.mu);
-  /* Not the work a thread is being woken for: it would wake to nothing. */
+  /* Not the job a thread is being woken for: it would wake to nothing. */
   if (P.qlen > (size_t)P.nwaking) {
     int n = 0;
     for (work *w = P.qtail; w && n < TAKE_SCAN; w = w->prev, n++)
-      if (w->loop == loop && want(w->op)) {
+      if (w->client == client && want(w)) {
         q_remove(w);
-        op = w->op;
-        op->bpriv = NULL;
+        w->state = 0;
+        got = w;
         break;
       }
   }
   pthread_mutex_unlock(&P.mu);
-  return op;
+  return got;
 }
 
-void fio_pool_forget(fio_loop *loop) {
+void fio_pool_forget(fio_pool_client *client) {
   if (!atomic_load_explicit(&P_started, memory_order_acquire)) return;
-  fio_op *dropped = NULL;
+  work *dropped = NULL;
   pthread_mutex_lock(&P.mu);
   for (work *w = P.qhead, *next; w; w = next) {
     next = w->next;
-    if (w->loop != loop) continue;
+    if (w->client != client) continue;
     q_remove(w);
-    w->op->bpriv = NULL;
-    w->op->pnext = dropped;
-    dropped = w->op;
+    w->state = 0;
+    w->next = dropped;
+    dropped = w;
   }
   for (work *w = P.running; w; w = w->next)
-    if (w->loop == loop) w->loop = NULL;
+    if (w->client == client) w->forgotten = 1;
   pthread_mutex_unlock(&P.mu);
-  /* Never ran: no result to clean up, but a close still owes its fd (a
-   * close is not canceled, and may have waited behind a syscall that
-   * outlasted the loop's wait). Outside P.mu: close(2) can block. */
+  /* Never ran: canceled, but a must_run job (a close) still runs, here.
+   * Outside P.mu: close(2) can block. */
   while (dropped) {
-    fio_op *op = dropped;
-    dropped = op->pnext;
-    if (op->code == FIO_OP_CLOSE && op->fd >= 0) close(op->fd);
-    fio_op_unlink(loop, op); /* (the loop's completions still to come
-                              * must not walk through it) */
-    fio_op_free(op); /* (frees its work) */
+    work *w = dropped;
+    dropped = w->next;
+    w->next = NULL;
+    int res = -ECANCELED;
+    if (w->must_run) {
+      do res = w->run(w, &w->stop);
+      while (res == -EINTR);
+    }
+    w->done(w, res, 0);
   }
-  while (atomic_load_explicit(&P.wakers, memory_order_acquire))
-    sched_yield(); /* a wake being made (see run_head): a syscall's time */
+  while (atomic_load_explicit(&P.finishing, memory_order_acquire))
+    sched_yield(); /* a done being made (see run_head): a syscall's time */
 }
 
 void fio_pool_stats_get(fio_pool_stats *st) {

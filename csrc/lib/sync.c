@@ -16,8 +16,11 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "fiberio.h"
+#include "core/loop.h"
+#include "core/op.h"
+#include "lib/lib.h"
+#include "util/fd.h"
+#include "util/process.h"
 
 #define FIO_WAITQ "fiberio.WaitQueue"
 
@@ -264,7 +267,7 @@ static int l_signal(lua_State *L) {
   sigemptyset(&set);
   sigaddset(&set, signo);
   int fd = signalfd(-1, &set, SFD_CLOEXEC);
-  if (fd >= 0) fd = fio_fd_above_std(fd); /* (backend.h) */
+  if (fd >= 0) fd = fio_fd_above_std(fd); /* (util/fd.h) */
   else fd = -errno;
   if (fd < 0) {
     sig_give(signo);

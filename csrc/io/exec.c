@@ -14,8 +14,24 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "exec.h"
+#include "io/exec.h"
+#include "util/process.h"
+
+/* The stop flag of the call running on this thread (fio_exec's argument):
+ * long calls look at it between their steps. */
+static _Thread_local const atomic_int *exec_stop;
+
+static int stopped(void) {
+  return exec_stop && atomic_load_explicit(exec_stop, memory_order_acquire);
+}
+
+int fio_op_buf_double(fio_op *op) {
+  char *b = op->want <= SIZE_MAX / 2 ? realloc(op->buf, op->want * 2) : NULL;
+  if (!b) return -ENOMEM;
+  op->buf = b;
+  op->want *= 2;
+  return 0;
+}
 
 /* Grow op->mem to at least want bytes (keeping its contents). */
 static int grow(fio_op *op, size_t want) {
@@ -35,7 +51,7 @@ static int getdents_all(fio_op *op) {
   if (fd < 0) return -errno;
   size_t used = 0;
   for (;;) {
-    if (atomic_load(&op->abort)) {
+    if (stopped()) {
       close(fd);
       return -ECANCELED;
     }
@@ -77,7 +93,7 @@ static int copy_rw(fio_op *op) {
   if (!buf) return -ENOMEM;
   int res = 0;
   for (;;) {
-    if (atomic_load(&op->abort)) {
+    if (stopped()) {
       res = -ECANCELED;
       break;
     }
@@ -89,7 +105,7 @@ static int copy_rw(fio_op *op) {
     }
     for (ssize_t done = 0; done < n;) {
       ssize_t w = write(op->fd2, buf + done, (size_t)(n - done));
-      if (w < 0 && errno == EINTR && !atomic_load(&op->abort)) continue;
+      if (w < 0 && errno == EINTR && !stopped()) continue;
       if (w < 0) {
         res = errno == EINTR ? -ECANCELED : -errno;
         goto out;
@@ -105,7 +121,7 @@ out:
 static int copy_fd(fio_op *op) {
   int use_sendfile = 0;
   for (;;) {
-    if (atomic_load(&op->abort)) return -ECANCELED;
+    if (stopped()) return -ECANCELED;
     ssize_t n;
     if (!use_sendfile) {
       n = copy_file_range(op->fd, NULL, op->fd2, NULL, 8u << 20, 0);
@@ -144,7 +160,7 @@ static int readfile_from(fio_op *op, int fd, const struct stat *sb) {
     op->want = want;
   }
   for (;;) {
-    if (atomic_load(&op->abort)) return -ECANCELED;
+    if (stopped()) return -ECANCELED;
     if (used == op->want && fio_op_buf_double(op) < 0) return -ENOMEM;
     size_t ask = op->want - used > FIO_MAXIO ? FIO_MAXIO : op->want - used;
     ssize_t n = read(fd, op->buf + used, ask);
@@ -181,20 +197,12 @@ int fio_exec_readfile_nowait(fio_op *op) {
     /* A FIFO, a device, a directory (see readfile_handed), or a file too
      * large to read without holding up the loop's fibers and timers. */
     op->fd2 = fd;
-    op->owns_fds = 1;
+    op->owns |= FIO_OWN_FD2;
     return -EAGAIN;
   }
   /* (-EAGAIN also if a filesystem took O_NONBLOCK for a regular file: then
    * the pool opens it again, and the read starts over) */
   return readfile_fd(op, fd, &sb);
-}
-
-int fio_fd_above_std(int fd) {
-  if (fd > 2) return fd;
-  int hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  int e = errno;
-  close(fd);
-  return hi < 0 ? -e : hi;
 }
 
 /* fd's O_NONBLOCK off, as after a blocking open: 0 or -errno. */
@@ -217,7 +225,7 @@ static int readfile_handed(fio_op *op) {
   if (st && S_ISFIFO(sb.st_mode)) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     while (poll(&p, 1, -1) < 0) {
-      if (errno != EINTR || atomic_load(&op->abort)) {
+      if (errno != EINTR || stopped()) {
         int e = errno == EINTR ? ECANCELED : errno;
         close(fd);
         return -e;
@@ -240,19 +248,18 @@ static int fifo_writer_came(int fd) {
   return poll(&p, 1, 0) > 0;
 }
 
-int fio_exec_intr_sig;
 
 #ifndef sigev_notify_thread_id /* (glibc before 2.38) */
 #define sigev_notify_thread_id _sigev_un._tid
 #endif
 
-/* OPENAT of a FIFO for reading, op->fd2 the reader open_k kept (file.c:
- * the ring opened it O_NONBLOCK, so a writer could come at once): as
+/* OPENAT of a FIFO for reading, op->fd2 the reader the ring's open made
+ * (uring.c: it opened O_NONBLOCK, so a writer could come at once): as
  * open(2), return once a writer has opened. One that came (and maybe wrote
  * and left) since fd2 was opened shows on fd2, and fd2 is the result. But
  * one can come and leave between that look and open(2), which then waits
  * for the next writer, maybe for ever. So open(2) is interrupted on a
- * timer (1 ms, doubling to 100 ms; fio_exec_intr_sig, to this thread only)
+ * timer (1 ms, doubling to 100 ms; fio_interrupt_signal(), to this thread only)
  * and fd2 looked at again: such a writer is seen within a tick. Without
  * the signal or a timer, a plain open(2), with that window. */
 static int fifo_open_read(fio_op *op) {
@@ -268,7 +275,7 @@ static int fifo_open_read(fio_op *op) {
       r = fd;
       break;
     }
-    if (atomic_load(&op->abort)) {
+    if (stopped()) {
       r = -ECANCELED;
       break;
     }
@@ -276,9 +283,9 @@ static int fifo_open_read(fio_op *op) {
       struct sigevent sev;
       memset(&sev, 0, sizeof sev);
       sev.sigev_notify = SIGEV_THREAD_ID;
-      sev.sigev_signo = fio_exec_intr_sig;
+      sev.sigev_signo = fio_interrupt_signal();
       sev.sigev_notify_thread_id = (pid_t)syscall(SYS_gettid);
-      ticking = fio_exec_intr_sig > 0 &&
+      ticking = fio_interrupt_signal() > 0 &&
                 timer_create(CLOCK_MONOTONIC, &sev, &tm) == 0 ? 1 : -1;
     }
     if (ticking > 0) {
@@ -296,7 +303,16 @@ static int fifo_open_read(fio_op *op) {
   return r;
 }
 
-int fio_exec(fio_op *op) {
+static int exec_op(fio_op *op);
+
+int fio_exec(fio_op *op, const atomic_int *stop) {
+  exec_stop = stop;
+  int r = exec_op(op);
+  exec_stop = NULL;
+  return r;
+}
+
+static int exec_op(fio_op *op) {
   ssize_t r;
   switch (op->code) {
   case FIO_OP_READ:

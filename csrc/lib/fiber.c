@@ -6,8 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
-#include "fiberio.h"
+#include "core/loop.h"
+#include "io/backend.h"
+#include "lib/lib.h"
 
 /* --- Future ---------------------------------------------------------------- */
 
@@ -372,8 +373,8 @@ static int l_config(lua_State *L) {
                 "field 'threads' must be 1..1024");
   luaL_argcheck(L, !has_entries || (entries >= 1 && entries <= 32768), 1,
                 "field 'ring_entries' must be 1..32768");
-  if (has_threads) loop->cfg_threads = (int)threads;
-  if (has_entries) loop->cfg_ring_entries = (unsigned)entries;
+  if (has_threads) loop->cfg.threads = (int)threads;
+  if (has_entries) loop->cfg.ring_entries = (unsigned)entries;
   if (lua_getfield(L, 1, "backend") != LUA_TNIL) {
     static const char *const names[] = {"auto", "io_uring", "threads", NULL};
     const char *b = lua_tostring(L, -1);
@@ -382,7 +383,7 @@ static int l_config(lua_State *L) {
     if (!names[i] || lua_type(L, -1) != LUA_TSTRING)
       return luaL_argerror(L, 1, "field 'backend' must be \"auto\", "
                                  "\"io_uring\" or \"threads\"");
-    strcpy(loop->cfg_backend, names[i]);
+    strcpy(loop->cfg.backend, names[i]);
   }
   lua_settop(L, 1);
   return 0;
@@ -399,6 +400,8 @@ static int l_info(lua_State *L) {
   lua_newtable(L);
   lua_pushstring(L, loop->be->name);
   lua_setfield(L, -2, "backend");
+  lua_pushinteger(L, (lua_Integer)loop->inlined);
+  lua_setfield(L, -2, "inlined");
   if (loop->be->info) loop->be->info(loop, L);
   return 1;
 }

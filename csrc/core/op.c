@@ -1,0 +1,345 @@
+/* op.c — operations: the record, its one lifecycle (op.h), the queues that
+ * carry completions to the loop thread, and the wake protocol.
+ *
+ * Where an op runs is decided here, in op_submit: its executor if it has
+ * one (fio.parallel's tasks); the inline queue if the binding marked it
+ * may_inline and the backend asked for that kind (loop->inline_codes);
+ * else the loop's backend. The inline queue is the policy both backends
+ * want for reads and writes of regular files: handing each to another
+ * thread (io-wq or a pool thread) costs two thread wake-ups, often across
+ * CPUs, per call, so when the loop would otherwise sleep, the first queued
+ * op runs here as the plain system call (as io does it), and the others go
+ * to the backend so that concurrent calls still overlap. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/op.h"
+#include "io/backend.h"
+#include "io/exec.h"
+#include "util/clock.h"
+
+/* --- the record ------------------------------------------------------------ */
+
+fio_op *fio_op_new(size_t cap) {
+  fio_op *op = calloc(1, sizeof *op);
+  if (!op) return NULL;
+  if (cap) {
+    op->mem = malloc(cap);
+    if (!op->mem) {
+      free(op);
+      return NULL;
+    }
+  }
+  op->buf = op->mem;
+  op->cap = cap;
+  op->fd = op->fd2 = -1;
+  op->off = (uint64_t)-1;
+  return op;
+}
+
+void fio_op_free(fio_op *op) {
+  if (!op) return;
+  if (op->dtor) op->dtor(op);
+  if ((op->owns & FIO_OWN_FD) && op->fd >= 0) close(op->fd);
+  if ((op->owns & FIO_OWN_FD2) && op->fd2 >= 0) close(op->fd2);
+  free(op->mem);
+  free(op);
+}
+
+void fio_op_drop(fio_op *op, int res) {
+  if ((op->owns & FIO_OWN_RESULT) && res >= 0) close(res);
+  fio_op_free(op);
+}
+
+char *fio_buf_get(fio_loop *loop) {
+  return loop->nbufs ? loop->bufs[--loop->nbufs] : malloc(FIO_BUFSZ);
+}
+
+void fio_buf_put(fio_loop *loop, char *buf, size_t size) {
+  if (buf && size == FIO_BUFSZ && !loop->closed &&
+      loop->nbufs < (int)(sizeof loop->bufs / sizeof *loop->bufs))
+    loop->bufs[loop->nbufs++] = buf;
+  else
+    free(buf);
+}
+
+/* --- queues of ops (linked through qnext) --------------------------------- */
+
+static void q_push(fio_op **head, fio_op **tail, fio_op *op) {
+  op->qnext = NULL;
+  if (*tail) (*tail)->qnext = op;
+  else *head = op;
+  *tail = op;
+}
+
+/* Remove op from the queue; 1 if it was there. */
+static int q_remove(fio_op **head, fio_op **tail, fio_op *op) {
+  fio_op *prev = NULL;
+  for (fio_op *o = *head; o; prev = o, o = o->qnext) {
+    if (o != op) continue;
+    if (prev) prev->qnext = o->qnext;
+    else *head = o->qnext;
+    if (*tail == o) *tail = prev;
+    o->qnext = NULL;
+    return 1;
+  }
+  return 0;
+}
+
+/* --- submitting and canceling -------------------------------------------- */
+
+static void op_submit(fio_loop *loop, fio_op *op) {
+  if (op->executor) op->executor->submit(loop, op);
+  else if (op->may_inline && (loop->inline_codes & 1u << op->code))
+    q_push(&loop->inline_head, &loop->inline_tail, op);
+  else loop->be->submit(loop, op);
+}
+
+int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
+                lua_KFunction k) {
+  op->waiter = w;
+  op->loop = loop;
+  op->res = 0;
+  op->cancel_sent = 0;
+  op->owns &= (uint8_t)~FIO_OWN_FD_LAST;
+  op->state = FIO_OPS_INFLIGHT;
+  op->prev = NULL;
+  op->next = loop->inflight;
+  if (op->next) op->next->prev = op;
+  loop->inflight = op;
+  loop->ninflight++;
+  w->op = op;
+  w->wait = FIO_W_OP;
+  op_submit(loop, op);
+  return fio_block(loop, L, w, k);
+}
+
+int fio_op_result(lua_State *L, fio_fiber *w) {
+  fio_op *op = w->op;
+  int res = op->res;
+  if (res != -ECANCELED) return res;
+  if (w->wake == FIO_WAKE_TIMER) return -ETIMEDOUT;
+  if (fio_cancel_pending(w)) {
+    w->op = NULL;
+    fio_op_free(op);
+    fio_raise_canceled(L, w->loop, fio_owner(w));
+  }
+  return -EBADF;
+}
+
+int fio_op_again(lua_State *L, fio_fiber *w, fio_op *op, lua_KFunction k,
+                 int *count) {
+  if (fio_cancel_pending(w)) {
+    w->op = NULL;
+    fio_op_free(op); /* (its dtor and owns clean up) */
+    return fio_raise_canceled(L, w->loop, fio_owner(w));
+  }
+  w->wake = FIO_WAKE_NONE;
+  w->wait = FIO_W_NONE;
+  if (count) ++*count;
+  return fio_op_wait(w->loop, L, w, op, k);
+}
+
+void fio_op_cancel(fio_loop *loop, fio_op *op) {
+  if (op->cancel_sent) return;
+  op->cancel_sent = 1;
+  if (op->executor) op->executor->cancel(loop, op);
+  else if (q_remove(&loop->inline_head, &loop->inline_tail, op))
+    fio_op_done(loop, op, -ECANCELED);
+  else loop->be->cancel(loop, op);
+}
+
+/* Cancel every op in flight on fd; close_after: the last of those that
+ * runs on fd closes it. Returns 1 if one will. */
+static int fd_ops_cancel(fio_loop *loop, int fd, int close_after) {
+  if (!loop || !loop->started || loop->closed) return 0;
+  int deferred = 0;
+  for (fio_op *op = loop->inflight; op; op = op->next) {
+    if (op->fd != fd && op->fd2 != fd) continue;
+    fio_op_cancel(loop, op); /* a blocked read ends (EBADF, Canceled) */
+    if (close_after && op->fd == fd) {
+      op->owns |= FIO_OWN_FD_LAST;
+      deferred = 1;
+    }
+  }
+  return deferred;
+}
+
+int fio_close_after_ops(fio_loop *loop, int fd) {
+  return fd_ops_cancel(loop, fd, 1);
+}
+
+void fio_cancel_fd_ops(fio_loop *loop, int fd) { fd_ops_cancel(loop, fd, 0); }
+
+/* --- completing: the one door ----------------------------------------------- */
+
+static void unlink_inflight(fio_loop *loop, fio_op *op) {
+  if (op->state != FIO_OPS_INFLIGHT) return;
+  op->state = FIO_OPS_DONE;
+  if (op->prev) op->prev->next = op->next;
+  else loop->inflight = op->next;
+  if (op->next) op->next->prev = op->prev;
+  op->prev = op->next = NULL;
+  loop->ninflight--;
+}
+
+static void complete(fio_loop *loop, fio_op *op, int res) {
+  /* A blocking call interrupted for a cancel (io-wq or a pool thread) may
+   * end with EINTR or the kernel's restart codes: it was canceled. */
+  if (op->cancel_sent && (res == -EINTR || res == -512 || res == -513 ||
+                          res == -514 || res == -516))
+    res = -ECANCELED;
+  op->res = res;
+  unlink_inflight(loop, op);
+  if (op->owns & FIO_OWN_FD_LAST) {
+    /* Its file was collected while it was in flight: close the fd now that
+     * no syscall can use it (or a reuse of its number) any more. */
+    int last = 1;
+    for (fio_op *o = loop->inflight; o; o = o->next)
+      if ((o->owns & FIO_OWN_FD_LAST) && o->fd == op->fd) last = 0;
+    if (last) close(op->fd);
+    op->owns &= (uint8_t)~FIO_OWN_FD_LAST;
+  }
+  if (op->waiter) {
+    /* (a deadline that canceled the op keeps saying so) */
+    fio_wake(op->waiter, op->waiter->wake == FIO_WAKE_TIMER ? FIO_WAKE_TIMER
+                                                           : FIO_WAKE_DONE);
+  } else {
+    fio_op_drop(op, res);
+  }
+}
+
+void fio_op_done(fio_loop *loop, fio_op *op, int res) {
+  op->res = res;
+  q_push(&loop->done_head, &loop->done_tail, op);
+}
+
+/* Complete what the loop thread found done, then what other threads posted
+ * (complete may free an op, an orphan: each leaves its queue first). */
+static void complete_queued(fio_loop *loop) {
+  while (loop->done_head) {
+    fio_op *op = loop->done_head;
+    loop->done_head = op->qnext;
+    if (!loop->done_head) loop->done_tail = NULL;
+    op->qnext = NULL;
+    complete(loop, op, op->res);
+  }
+  if (!atomic_load_explicit(&loop->posted, memory_order_acquire)) return;
+  pthread_mutex_lock(&loop->post_mu);
+  fio_op *op = loop->post_head;
+  loop->post_head = loop->post_tail = NULL;
+  atomic_store_explicit(&loop->posted, 0, memory_order_relaxed);
+  pthread_mutex_unlock(&loop->post_mu);
+  while (op) {
+    fio_op *next = op->qnext;
+    op->qnext = NULL;
+    complete(loop, op, op->res);
+    op = next;
+  }
+}
+
+/* --- the wake protocol --------------------------------------------------------- */
+
+/* Whatever the caller published before this (a post, a task) is seen by a
+ * loop that clears wake_sent after it: the two fences order each side's
+ * store before its load (store buffering), so one side sees the other.
+ * 0: an unseen wake is pending, the loop wakes anyway. */
+static int wake_claim(fio_loop *loop) {
+  atomic_thread_fence(memory_order_seq_cst);
+  return !atomic_exchange_explicit(&loop->wake_sent, 1, memory_order_relaxed);
+}
+
+void fio_loop_wake(fio_loop *loop) {
+  if (wake_claim(loop)) loop->be->wake(loop);
+}
+
+void fio_loop_wake_fd(fio_loop *loop) {
+  uint64_t one = 1;
+  ssize_t r;
+  do r = write(loop->wakefd, &one, sizeof one);
+  while (r < 0 && errno == EINTR);
+  /* EAGAIN: the counter is saturated, so a wake is pending anyway. */
+}
+
+int fio_loop_wakes_on(fio_loop *loop) {
+  if (!atomic_load_explicit(&loop->wake_sent, memory_order_relaxed)) return 0;
+  atomic_store_explicit(&loop->wake_sent, 0, memory_order_relaxed);
+  /* (pairs with wake_claim's fence: see there) */
+  atomic_thread_fence(memory_order_seq_cst);
+  return 1;
+}
+
+void fio_loop_drain_wakefd(fio_loop *loop) {
+  uint64_t n;
+  while (read(loop->wakefd, &n, sizeof n) < 0 && errno == EINTR) {
+  }
+}
+
+int fio_loop_has_posts(fio_loop *loop) {
+  return atomic_load_explicit(&loop->posted, memory_order_relaxed);
+}
+
+void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
+  op->res = res;
+  pthread_mutex_lock(&loop->post_mu);
+  q_push(&loop->post_head, &loop->post_tail, op);
+  atomic_store_explicit(&loop->posted, 1, memory_order_release);
+  pthread_mutex_unlock(&loop->post_mu);
+  fio_loop_wake(loop);
+}
+
+/* --- waiting ---------------------------------------------------------------- */
+
+/* The inline queue, when the loop is about to wait: would_sleep, the first
+ * op runs here; the others go to the backend. 1 if one ran. */
+static int run_inline(fio_loop *loop, int would_sleep) {
+  fio_op *op = loop->inline_head;
+  int ran = 0;
+  loop->inline_head = loop->inline_tail = NULL;
+  while (op) {
+    fio_op *next = op->qnext;
+    op->qnext = NULL;
+    if (would_sleep && !ran) {
+      ran = 1;
+      loop->inlined++;
+      fio_op_done(loop, op, fio_exec(op, NULL));
+    } else {
+      loop->be->submit(loop, op);
+    }
+    op = next;
+  }
+  return ran;
+}
+
+void fio_ops_wait(fio_loop *loop, int64_t timeout_ns) {
+  if (loop->done_head) timeout_ns = 0;
+  if (loop->inline_head && run_inline(loop, timeout_ns != 0)) timeout_ns = 0;
+  loop->be->wait(loop, timeout_ns);
+  complete_queued(loop);
+}
+
+void fio_ops_close(fio_loop *loop) {
+  for (fio_op *op = loop->inflight; op; op = op->next) {
+    if (op->waiter) op->waiter->op = NULL;
+    op->waiter = NULL;
+    fio_op_cancel(loop, op);
+  }
+  /* Give their completions a bounded time to arrive so their memory can be
+   * freed. What never arrives is left on purpose: the kernel or a pool
+   * thread may still write into it. */
+  uint64_t until = fio_now_ns() + 1000000000u;
+  while (loop->ninflight && fio_now_ns() < until) fio_ops_wait(loop, 10000000);
+  /* What is left is the backend's or the pool's from now on (dropped when
+   * it ends): off the list, which nothing walks again. */
+  for (fio_op *op = loop->inflight, *next; op; op = next) {
+    next = op->next;
+    op->prev = op->next = NULL;
+    op->state = FIO_OPS_DONE;
+  }
+  loop->inflight = NULL;
+  loop->ninflight = 0;
+  loop->be->close(loop);
+  complete_queued(loop); /* handed back by the close */
+}

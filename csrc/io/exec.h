@@ -1,0 +1,32 @@
+/* exec.h — operations run as the blocking system calls they stand for
+ * (exec.c): plain syscalls on the op's arguments, nothing else. */
+#ifndef FIBERIO_IO_EXEC_H
+#define FIBERIO_IO_EXEC_H
+
+#include <stdatomic.h>
+
+#include "core/op.h"
+
+/* Run op synchronously on the calling thread: returns res (>= 0) or -errno.
+ * Touches only op and the memory it owns; safe on any thread. A long
+ * operation (GETDENTS, COPY, a FIFO open) looks at *stop (stop may be NULL)
+ * between its steps and ends with -ECANCELED once it is set. */
+int fio_exec(fio_op *op, const atomic_int *stop);
+
+/* READFILE without waiting for ever, for the loop thread: the path is opened
+ * O_NONBLOCK, and only a regular file is read. -EAGAIN: not done; run the op
+ * with fio_exec (on the pool) instead. If the path was opened (a FIFO, a
+ * device, a large file), that fd is in op->fd2 (owned: FIO_OWN_FD2), and
+ * fio_exec reads it rather than open the path again: a FIFO writer this
+ * open let in must neither find no reader nor leave before a second open
+ * waits for it. Else as fio_exec. A regular file's read can take a disk's
+ * time, never for ever. */
+int fio_exec_readfile_nowait(fio_op *op);
+/* Regular files larger than this go to the pool too (open). */
+#define FIO_NOWAIT_READ_MAX (1u << 20)
+
+/* A readfile's op->buf (op->want bytes, not op->mem) doubled, contents
+ * kept: 0, or -ENOMEM (the buffer is as it was). Any thread. */
+int fio_op_buf_double(fio_op *op);
+
+#endif

@@ -1,0 +1,22 @@
+/* lib.h — what the Lua bindings (csrc/lib) share: the pieces of the module
+ * table each file fills, and the error result every failure returns. */
+#ifndef FIBERIO_LIB_H
+#define FIBERIO_LIB_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+/* Each fills the module table at -1 (upvalue 1 of its functions: the loop
+ * at -2... see module.c). */
+void fio_open_fiber(lua_State *L);
+void fio_open_time(lua_State *L);
+void fio_open_file(lua_State *L);
+void fio_open_fs(lua_State *L);
+void fio_open_sync(lua_State *L);
+void fio_open_parallel(lua_State *L);
+
+/* Push nil, "what: strerror(err)" (or strerror(err) alone when what is
+ * NULL), err; returns 3. */
+int fio_errresult(lua_State *L, const char *what, int err);
+
+#endif

@@ -1,0 +1,24 @@
+/* process.h — process-wide helpers: what fiberio leaves behind in the
+ * process (library pinning, signal handlers) and the signal that interrupts
+ * a blocking system call. Any thread. */
+#ifndef FIBERIO_UTIL_PROCESS_H
+#define FIBERIO_UTIL_PROCESS_H
+
+/* Keep the library this code is in mapped until the process exits, even
+ * after Lua dlcloses it with the last state: for code that leaves something
+ * behind in the process (pool threads, a signal handler, an atexit handler).
+ * Idempotent, thread-safe. */
+void fio_pin_library(void);
+
+/* Install handler (sigaction flags) on the first of the n candidate
+ * signals that nobody else handles, and pin this library (the handler is in
+ * it). Returns the signal, or 0 if every one is taken. Call once per use. */
+int fio_claim_signal(const int *cands, int n, void (*handler)(int), int flags);
+
+/* The signal that interrupts a blocking system call on a thread that
+ * unblocks it: a no-op handler without SA_RESTART, so the call fails with
+ * EINTR. SIGURG, or SIGRTMIN+3 if someone handles SIGURG; 0 if both are
+ * taken (then nothing is ever interrupted). Claimed on the first call. */
+int fio_interrupt_signal(void);
+
+#endif
