@@ -28,7 +28,7 @@ build = {
         "csrc/core.c", "csrc/loop.c", "csrc/fiber.c", "csrc/time.c",
         "csrc/file.c", "csrc/backend_uring.c", "csrc/exec.c",
         "csrc/pool.c", "csrc/backend_threads.c", "csrc/fs.c", "csrc/sync.c",
-        "csrc/parallel.c",
+        "csrc/parallel.c", "csrc/errno.c",
       },
       defines = { "_GNU_SOURCE" },
       libraries = { "uring", "pthread" },

@@ -441,6 +441,7 @@ void fio_open_file(lua_State *L);
 void fio_open_fs(lua_State *L);
 void fio_open_sync(lua_State *L);
 void fio_open_parallel(lua_State *L);
+void fio_open_errno(lua_State *L); /* sets field errno of the table at -1 */
 
 /* Worker threads drive their loop in two steps: run the fibers ready now
  * (from L); then wait for I/O, timers or a wake (only poll if nonblock). */
