@@ -23,6 +23,9 @@ build = {
   type = "builtin",
   modules = {
     ["fiberio"] = "lua/fiberio/init.lua",
+    ["fiberio.check"] = "lua/fiberio/check.lua",
+    ["fiberio.sync"] = "lua/fiberio/sync.lua",
+    ["fiberio.fs"] = "lua/fiberio/fs.lua",
     ["fiberio.core"] = {
       sources = {
         "csrc/core.c", "csrc/loop.c", "csrc/fiber.c", "csrc/time.c",
