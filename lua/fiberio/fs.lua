@@ -9,6 +9,7 @@ local check = require "fiberio.check"
 
 local mkdir, stat, readdir, select_ = core.mkdir, core.stat, core.readdir, core.select
 local async, request_cancel = core.async, core._request_cancel
+local errno = core.errno
 local argerror, checkopts = check.argerror, check.opts
 local unpack = table.unpack
 
@@ -16,18 +17,18 @@ local unpack = table.unpack
 local function mkdirp(path, perm)
   local ok, msg, err = mkdir(path, perm)
   if ok then return true end
-  if err == 17 then -- EEXIST: fine if it is a directory
+  if err == errno.EEXIST then -- fine if it is a directory
     local st = stat(path)
     if st and st.type == "directory" then return true end
     return nil, msg, err
   end
-  if err ~= 2 then return nil, msg, err end -- ENOENT: make the parent first
+  if err ~= errno.ENOENT then return nil, msg, err end -- make the parent first
   local parent = path:match("^(.*[^/])/+[^/]+/*$")
   if not parent or parent == path then return nil, msg, err end
   local pok, pmsg, perr = mkdirp(parent, perm)
   if not pok then return nil, pmsg, perr end
   ok, msg, err = mkdir(path, perm)
-  if ok or err == 17 then return true end
+  if ok or err == errno.EEXIST then return true end
   return nil, msg, err
 end
 
