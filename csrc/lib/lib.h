@@ -6,14 +6,16 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-/* Each fills the module table at -1 (upvalue 1 of its functions: the loop
- * at -2... see module.c). */
+/* Each fills the module table at -2; the loop userdata at -1 becomes
+ * upvalue 1 of its functions (module.c). */
 void fio_open_fiber(lua_State *L);
 void fio_open_time(lua_State *L);
 void fio_open_file(lua_State *L);
 void fio_open_fs(lua_State *L);
 void fio_open_sync(lua_State *L);
 void fio_open_parallel(lua_State *L);
+/* Sets field "errno" of the table at -1: errno names to numbers. */
+void fio_open_errno(lua_State *L);
 
 /* Push nil, "what: strerror(err)" (or strerror(err) alone when what is
  * NULL), err; returns 3. */

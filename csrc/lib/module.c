@@ -27,5 +27,6 @@ int luaopen_fiberio_core(lua_State *L) {
   lua_pushlightuserdata(L, lua_touserdata(L, -1));
   lua_setfield(L, LUA_REGISTRYINDEX, "fiberio.loopptr");
   lua_pop(L, 1);
+  fio_open_errno(L);
   return 1;
 }
