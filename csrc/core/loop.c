@@ -349,10 +349,10 @@ int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k) {
   }
   if (!w->pseudo) return lua_yieldk(L, 0, (lua_KContext)w, k);
   w->k = k;
-  if (w->tramp) return FIO_AGAIN; /* the trampoline below continues */
+  if (w->driving) return FIO_AGAIN; /* the trampoline below continues */
   fio_fiber *owner = w->owner, *saved = owner ? owner->blocked_in : NULL;
   lua_Hook hook0 = lua_gethook(loop->main_thread);
-  w->tramp = 1;
+  w->driving = 1;
   int r;
   do {
     if (owner) owner->blocked_in = w;
@@ -368,7 +368,7 @@ int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k) {
     if (host_interrupted(loop, hook0)) interrupt(loop, L, NULL);
     r = w->k(L, LUA_YIELD, (lua_KContext)w);
   } while (r == FIO_AGAIN);
-  w->tramp = 0;
+  w->driving = 0;
   /* What the main chunk waited for ended anyway: the interrupt is raised
    * now that the continuation has cleaned up. */
   if (!owner && loop->interrupted) fio_raise_canceled(L, loop, NULL);

@@ -33,6 +33,11 @@ typedef struct fio_fiber fio_fiber;
 typedef struct fio_op fio_op;
 typedef struct fio_run fio_run;
 typedef struct fio_backend fio_backend;
+/* A FIFO of ops linked through op->qnext (an op is on one at most; the
+ * functions are core/op.h's). */
+typedef struct fio_opq {
+  fio_op *head, *tail;
+} fio_opq;
 
 /* Fiber states. A pseudo-waiter uses only SUSPENDED and READY. */
 enum { FIO_NEW = 1, FIO_READY, FIO_RUNNING, FIO_SUSPENDED, FIO_DONE };
@@ -94,7 +99,7 @@ struct fio_fiber {
   uint8_t cancel_done;        /* Canceled was raised in it once */
   uint8_t observed;           /* its outcome was taken by someone */
   uint8_t reported;           /* its unobserved error was printed */
-  uint8_t tramp;              /* pseudo: its trampoline is running */
+  uint8_t driving;              /* pseudo: its trampoline drives the loop */
   lua_KFunction k;            /* pseudo: the continuation to call next */
 };
 
@@ -174,18 +179,17 @@ struct fio_loop {
   /* Ops held back to run on the loop thread when it would sleep (op.h),
    * and completions found on the loop thread, to complete after the wait
    * (linked through qnext). */
-  fio_op *inline_head, *inline_tail;
-  fio_op *done_head, *done_tail;
+  fio_opq inline_q, done_q;
   unsigned inline_codes;        /* FIO_OP_* bits the backend leaves to
                                  * that inline queue (set by its init) */
   uint64_t inlined;             /* ops run from it */
   /* Completions posted from other threads (pool threads). post_mu guards
-   * post_head/post_tail and is a leaf lock: nothing else is taken while it
+   * posted_q and is a leaf lock: nothing else is taken while it
    * is held. posted is set under it and cleared by the loop's drain, so
    * the loop can check for posts without the lock. wakefd (an eventfd) is
    * written after a post so that a backend's wait returns. */
   pthread_mutex_t post_mu;
-  fio_op *post_head, *post_tail;
+  fio_opq posted_q;
   atomic_int posted;
   int wakefd;
   /* Wakes are off: one was sent and the loop has not slept since, or the

@@ -65,35 +65,12 @@ void fio_buf_put(fio_loop *loop, char *buf, size_t size) {
     free(buf);
 }
 
-/* --- queues of ops (linked through qnext) --------------------------------- */
-
-static void q_push(fio_op **head, fio_op **tail, fio_op *op) {
-  op->qnext = NULL;
-  if (*tail) (*tail)->qnext = op;
-  else *head = op;
-  *tail = op;
-}
-
-/* Remove op from the queue; 1 if it was there. */
-static int q_remove(fio_op **head, fio_op **tail, fio_op *op) {
-  fio_op *prev = NULL;
-  for (fio_op *o = *head; o; prev = o, o = o->qnext) {
-    if (o != op) continue;
-    if (prev) prev->qnext = o->qnext;
-    else *head = o->qnext;
-    if (*tail == o) *tail = prev;
-    o->qnext = NULL;
-    return 1;
-  }
-  return 0;
-}
-
 /* --- submitting and canceling -------------------------------------------- */
 
 static void op_submit(fio_loop *loop, fio_op *op) {
   if (op->executor) op->executor->submit(loop, op);
   else if (op->may_inline && (loop->inline_codes & 1u << op->code))
-    q_push(&loop->inline_head, &loop->inline_tail, op);
+    fio_opq_push(&loop->inline_q, op);
   else loop->be->submit(loop, op);
 }
 
@@ -146,7 +123,7 @@ void fio_op_cancel(fio_loop *loop, fio_op *op) {
   if (op->cancel_sent) return;
   op->cancel_sent = 1;
   if (op->executor) op->executor->cancel(loop, op);
-  else if (q_remove(&loop->inline_head, &loop->inline_tail, op))
+  else if (fio_opq_remove(&loop->inline_q, op))
     fio_op_done(loop, op, -ECANCELED);
   else loop->be->cancel(loop, op);
 }
@@ -213,31 +190,21 @@ static void complete(fio_loop *loop, fio_op *op, int res) {
 
 void fio_op_done(fio_loop *loop, fio_op *op, int res) {
   op->res = res;
-  q_push(&loop->done_head, &loop->done_tail, op);
+  fio_opq_push(&loop->done_q, op);
 }
 
 /* Complete what the loop thread found done, then what other threads posted
  * (complete may free an op, an orphan: each leaves its queue first). */
 static void complete_queued(fio_loop *loop) {
-  while (loop->done_head) {
-    fio_op *op = loop->done_head;
-    loop->done_head = op->qnext;
-    if (!loop->done_head) loop->done_tail = NULL;
-    op->qnext = NULL;
-    complete(loop, op, op->res);
-  }
+  fio_op *op;
+  while ((op = fio_opq_pop(&loop->done_q))) complete(loop, op, op->res);
   if (!atomic_load_explicit(&loop->posted, memory_order_acquire)) return;
   pthread_mutex_lock(&loop->post_mu);
-  fio_op *op = loop->post_head;
-  loop->post_head = loop->post_tail = NULL;
+  fio_opq posted = loop->posted_q;
+  loop->posted_q = (fio_opq){NULL, NULL};
   atomic_store_explicit(&loop->posted, 0, memory_order_relaxed);
   pthread_mutex_unlock(&loop->post_mu);
-  while (op) {
-    fio_op *next = op->qnext;
-    op->qnext = NULL;
-    complete(loop, op, op->res);
-    op = next;
-  }
+  while ((op = fio_opq_pop(&posted))) complete(loop, op, op->res);
 }
 
 /* --- the wake protocol --------------------------------------------------------- */
@@ -284,7 +251,7 @@ int fio_loop_has_posts(fio_loop *loop) {
 void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
   op->res = res;
   pthread_mutex_lock(&loop->post_mu);
-  q_push(&loop->post_head, &loop->post_tail, op);
+  fio_opq_push(&loop->posted_q, op);
   atomic_store_explicit(&loop->posted, 1, memory_order_release);
   pthread_mutex_unlock(&loop->post_mu);
   fio_loop_wake(loop);
@@ -295,12 +262,11 @@ void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
 /* The inline queue, when the loop is about to wait: would_sleep, the first
  * op runs here; the others go to the backend. 1 if one ran. */
 static int run_inline(fio_loop *loop, int would_sleep) {
-  fio_op *op = loop->inline_head;
+  fio_opq queued = loop->inline_q;
+  fio_op *op;
   int ran = 0;
-  loop->inline_head = loop->inline_tail = NULL;
-  while (op) {
-    fio_op *next = op->qnext;
-    op->qnext = NULL;
+  loop->inline_q = (fio_opq){NULL, NULL};
+  while ((op = fio_opq_pop(&queued))) {
     if (would_sleep && !ran) {
       ran = 1;
       loop->inlined++;
@@ -308,14 +274,13 @@ static int run_inline(fio_loop *loop, int would_sleep) {
     } else {
       loop->be->submit(loop, op);
     }
-    op = next;
   }
   return ran;
 }
 
 void fio_ops_wait(fio_loop *loop, int64_t timeout_ns) {
-  if (loop->done_head) timeout_ns = 0;
-  if (loop->inline_head && run_inline(loop, timeout_ns != 0)) timeout_ns = 0;
+  if (loop->done_q.head) timeout_ns = 0;
+  if (loop->inline_q.head && run_inline(loop, timeout_ns != 0)) timeout_ns = 0;
   loop->be->wait(loop, timeout_ns);
   complete_queued(loop);
 }

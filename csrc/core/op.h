@@ -115,6 +115,38 @@ struct fio_op {
   _Alignas(16) unsigned char backend_area[FIO_OP_BACKEND_AREA];
 };
 
+/* fio_opq (core/loop.h): a FIFO of ops linked through qnext. */
+static inline void fio_opq_push(fio_opq *q, fio_op *op) {
+  op->qnext = NULL;
+  if (q->tail) q->tail->qnext = op;
+  else q->head = op;
+  q->tail = op;
+}
+
+/* The first op, taken off; NULL when empty. */
+static inline fio_op *fio_opq_pop(fio_opq *q) {
+  fio_op *op = q->head;
+  if (!op) return NULL;
+  q->head = op->qnext;
+  if (!q->head) q->tail = NULL;
+  op->qnext = NULL;
+  return op;
+}
+
+/* Take op off q; 1 if it was there. */
+static inline int fio_opq_remove(fio_opq *q, fio_op *op) {
+  fio_op *prev = NULL;
+  for (fio_op *o = q->head; o; prev = o, o = o->qnext) {
+    if (o != op) continue;
+    if (prev) prev->qnext = o->qnext;
+    else q->head = o->qnext;
+    if (q->tail == o) q->tail = prev;
+    o->qnext = NULL;
+    return 1;
+  }
+  return 0;
+}
+
 /* --- for the bindings -------------------------------------------------------- */
 
 /* A fresh op with cap bytes of memory (mem == buf). NULL on ENOMEM. */

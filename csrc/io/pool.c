@@ -42,11 +42,11 @@
  * client calls fio_pool_forget, after which no thread calls its jobs' done
  * as if it were there.
  *
- * Locks: P.mu only, and no call that can block runs under it: it is held to
+ * Locks: pool.mu only, and no call that can block runs under it: it is held to
  * move jobs between the queue and the running list, to start threads and to
  * send signals (pthread_kill). A job's done (which posts to a loop and wakes
  * it), the futex wake of a claimed idle thread and the start of the monitor
- * are made after P.mu is dropped; P.finishing keeps fio_pool_forget waiting
+ * are made after pool.mu is dropped; pool.finishing keeps fio_pool_forget waiting
  * for a done in progress. */
 #include <dlfcn.h>
 #include <errno.h>
@@ -73,8 +73,8 @@
 #define MONITOR_IDLE_TICKS 250        /* it leaves after this many idle */
 #define TAKE_SCAN 64                  /* fio_pool_take looks this far back */
 
-/* A job's pool fields are read and written under P.mu only, except stop:
- * set under P.mu, read by the running thread without it, between calls. */
+/* A job's pool fields are read and written under pool.mu only, except stop:
+ * set under pool.mu, read by the running thread without it, between calls. */
 enum { W_QUEUED = 1, W_RUNNING };
 typedef fio_job work;
 
@@ -103,14 +103,14 @@ static struct {
   int eager;                /* threads started without a stall first */
   int monitoring;           /* the monitor thread lives */
   uint64_t ndone;           /* works finished, ever (the monitor's clock) */
-  int interrupting, ikick;
+  int interrupting, interrupt_new;
   long idle_ms;
   int sig;                  /* the interrupt signal; 0: none could be had */
   /* Threads in a done of a job not forgotten, outside mu (see run_head): a
    * client is not gone before none is. Not per client: a fork in the middle
    * of one leaves the child's count to atfork_child, which knows none. */
   atomic_int finishing;
-} P = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* Where an idle worker sleeps: a futex word of its own, woken by the one
  * submission that claims it. A condition variable would do, but glibc's
@@ -118,18 +118,18 @@ static struct {
  * the mutex: on two CPUs, with four workers and the loop handing each other
  * small files, threads spent more time waking one another than reading.
  * Beds are static, never freed: a waker that stores into one just after
- * its sleeper went (a timeout racing the claim is settled under P.mu, but
+ * its sleeper went (a timeout racing the claim is settled under pool.mu, but
  * the store and the wake come after the unlock) finds valid memory, and the
- * sleeper takes a late wake as spurious: it looks at claimed under P.mu. */
+ * sleeper takes a late wake as spurious: it looks at claimed under pool.mu. */
 typedef struct bed {
   _Alignas(64) atomic_uint word; /* 1: woken (the futex word) */
-  int claimed;                   /* under P.mu: a submission took it */
+  int claimed;                   /* under pool.mu: a submission took it */
   int next;                      /* the idle or free list */
 } bed;
 static bed beds[POOL_MAX];
 
-static pthread_once_t P_once = PTHREAD_ONCE_INIT;
-static atomic_int P_started; /* pool_init has run (set last, release) */
+static pthread_once_t pool_once_flag = PTHREAD_ONCE_INIT;
+static atomic_int pool_started; /* pool_init has run (set last, release) */
 
 /* --- set-up ---------------------------------------------------------------- */
 
@@ -138,29 +138,29 @@ static void init_sync(void) {
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&P.icond, &ca);
+  pthread_cond_init(&pool.icond, &ca);
   pthread_condattr_destroy(&ca);
-  P.idle = -1;
-  P.free = -1;
+  pool.idle = -1;
+  pool.free = -1;
   for (int i = POOL_MAX - 1; i >= 0; i--) {
-    beds[i].next = P.free;
-    P.free = i;
+    beds[i].next = pool.free;
+    pool.free = i;
   }
 }
 
-/* fork: hold P.mu across it so the child gets a consistent pool. The
+/* fork: hold pool.mu across it so the child gets a consistent pool. The
  * child has none of the parent's pool threads: it starts with no threads
  * (new ones start on the next submission and run what is queued) and
  * forgets the running jobs, whose calls ran in the parent. */
-static void atfork_prepare(void) { pthread_mutex_lock(&P.mu); }
-static void atfork_parent(void) { pthread_mutex_unlock(&P.mu); }
+static void atfork_prepare(void) { pthread_mutex_lock(&pool.mu); }
+static void atfork_parent(void) { pthread_mutex_unlock(&pool.mu); }
 static void atfork_child(void) {
-  P.running = NULL; /* leaked: their threads do not exist here */
-  P.nthreads = P.nidle = P.nwaking = 0;
-  P.interrupting = P.ikick = P.monitoring = 0;
-  atomic_store(&P.finishing, 0); /* (their threads do not exist here) */
+  pool.running = NULL; /* leaked: their threads do not exist here */
+  pool.nthreads = pool.nidle = pool.nwaking = 0;
+  pool.interrupting = pool.interrupt_new = pool.monitoring = 0;
+  atomic_store(&pool.finishing, 0); /* (their threads do not exist here) */
   init_sync();
-  pthread_mutex_unlock(&P.mu);
+  pthread_mutex_unlock(&pool.mu);
 }
 
 static void pool_init(void) {
@@ -168,18 +168,18 @@ static void pool_init(void) {
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   long dflt = ncpu > 2 ? 2 * ncpu : 4;
   if (dflt > POOL_MAX) dflt = POOL_MAX;
-  P.limit = cfg->pool_size ? cfg->pool_size : (int)dflt;
-  P.eager = cfg->pool_eager ? cfg->pool_eager : (ncpu > 1 ? (int)ncpu - 1 : 1);
-  if (P.eager > P.limit) P.eager = P.limit;
-  P.idle_ms = cfg->pool_idle_ms ? cfg->pool_idle_ms : IDLE_MS;
+  pool.limit = cfg->pool_size ? cfg->pool_size : (int)dflt;
+  pool.eager = cfg->pool_eager ? cfg->pool_eager : (ncpu > 1 ? (int)ncpu - 1 : 1);
+  if (pool.eager > pool.limit) pool.eager = pool.limit;
+  pool.idle_ms = cfg->pool_idle_ms ? cfg->pool_idle_ms : IDLE_MS;
   init_sync();
-  P.sig = fio_interrupt_signal();
+  pool.sig = fio_interrupt_signal();
   fio_pin_library(); /* threads run this library's code */
   pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-  atomic_store_explicit(&P_started, 1, memory_order_release);
+  atomic_store_explicit(&pool_started, 1, memory_order_release);
 }
 
-static void pool_once(void) { pthread_once(&P_once, pool_init); }
+static void pool_once(void) { pthread_once(&pool_once_flag, pool_init); }
 
 /* --- threads --------------------------------------------------------------- */
 
@@ -212,32 +212,32 @@ static int spawn(void *(*fn)(void *)) {
 
 static void q_remove(work *w) {
   if (w->prev) w->prev->next = w->next;
-  else P.qhead = w->next;
+  else pool.qhead = w->next;
   if (w->next) w->next->prev = w->prev;
-  else P.qtail = w->prev;
+  else pool.qtail = w->prev;
   w->prev = w->next = NULL;
-  P.qlen--;
+  pool.qlen--;
   atomic_fetch_sub_explicit(&w->client->queued, 1, memory_order_relaxed);
 }
 
 static void running_remove(work *w) {
   if (w->prev) w->prev->next = w->next;
-  else P.running = w->next;
+  else pool.running = w->next;
   if (w->next) w->next->prev = w->prev;
   w->prev = w->next = NULL;
 }
 
-/* Run the work at the head of the queue. P.mu held on entry and on return,
+/* Run the work at the head of the queue. pool.mu held on entry and on return,
  * released while the syscall runs. */
 static void run_head(void) {
-  work *w = P.qhead;
+  work *w = pool.qhead;
   q_remove(w);
   w->state = W_RUNNING;
   w->tid = pthread_self();
-  w->next = P.running;
-  if (P.running) P.running->prev = w;
-  P.running = w;
-  pthread_mutex_unlock(&P.mu);
+  w->next = pool.running;
+  if (pool.running) pool.running->prev = w;
+  pool.running = w;
+  pthread_mutex_unlock(&pool.mu);
 
   int res;
   for (;;) {
@@ -249,20 +249,20 @@ static void run_head(void) {
     if (res != -EINTR) break; /* a stray signal without a cancel: retry */
   }
 
-  pthread_mutex_lock(&P.mu);
+  pthread_mutex_lock(&pool.mu);
   running_remove(w);
-  P.ndone++;
+  pool.ndone++;
   w->state = 0;
   int forgotten = w->forgotten;
   /* The done (a post and, when one is due, a wake: a syscall) is made
-   * without P.mu, which every other worker and the loop want meanwhile;
-   * P.finishing keeps fio_pool_forget from returning (and the client from
+   * without pool.mu, which every other worker and the loop want meanwhile;
+   * pool.finishing keeps fio_pool_forget from returning (and the client from
    * going) until it is made. */
-  if (!forgotten) atomic_fetch_add_explicit(&P.finishing, 1, memory_order_relaxed);
-  pthread_mutex_unlock(&P.mu);
+  if (!forgotten) atomic_fetch_add_explicit(&pool.finishing, 1, memory_order_relaxed);
+  pthread_mutex_unlock(&pool.mu);
   w->done(w, res, forgotten);
-  if (!forgotten) atomic_fetch_sub_explicit(&P.finishing, 1, memory_order_release);
-  pthread_mutex_lock(&P.mu);
+  if (!forgotten) atomic_fetch_sub_explicit(&pool.finishing, 1, memory_order_release);
+  pthread_mutex_lock(&pool.mu);
 }
 
 /* Sleep in b until woken or until (CLOCK_MONOTONIC); 1 if the time ran out
@@ -278,14 +278,14 @@ static int sleep_in(bed *b, const struct timespec *until) {
 }
 
 /* Take an idle worker off the idle list for the work just queued: -1 if
- * none. P.mu held; wake it with wake_bed after the unlock. */
+ * none. pool.mu held; wake it with wake_bed after the unlock. */
 static int claim_idle(void) {
-  int i = P.idle;
+  int i = pool.idle;
   if (i < 0) return -1;
-  P.idle = beds[i].next;
+  pool.idle = beds[i].next;
   beds[i].claimed = 1;
-  P.nidle--;
-  P.nwaking++;
+  pool.nidle--;
+  pool.nwaking++;
   return i;
 }
 
@@ -294,12 +294,12 @@ static void wake_bed(int i) {
   syscall(SYS_futex, &beds[i].word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-/* Take bed i off the idle list (its sleeper timed out unclaimed). P.mu. */
+/* Take bed i off the idle list (its sleeper timed out unclaimed). pool.mu. */
 static void idle_remove(int i) {
-  for (int *p = &P.idle; *p >= 0; p = &beds[*p].next)
+  for (int *p = &pool.idle; *p >= 0; p = &beds[*p].next)
     if (*p == i) {
       *p = beds[i].next;
-      P.nidle--;
+      pool.nidle--;
       return;
     }
 }
@@ -307,36 +307,36 @@ static void idle_remove(int i) {
 static void *worker(void *arg) {
   (void)arg;
   pthread_setname_np(pthread_self(), "fiberio-pool"); /* for ps, gdb, specs */
-  if (P.sig) {
+  if (pool.sig) {
     sigset_t s;
     sigemptyset(&s);
-    sigaddset(&s, P.sig);
+    sigaddset(&s, pool.sig);
     pthread_sigmask(SIG_UNBLOCK, &s, NULL);
   }
-  pthread_mutex_lock(&P.mu);
-  P.nwaking--; /* (counted as waking since its start: see grow) */
-  int i = P.free;
-  P.free = beds[i].next;
+  pthread_mutex_lock(&pool.mu);
+  pool.nwaking--; /* (counted as waking since its start: see grow) */
+  int i = pool.free;
+  pool.free = beds[i].next;
   bed *me = &beds[i];
   for (;;) {
-    if (P.qhead) {
+    if (pool.qhead) {
       run_head();
       continue;
     }
     struct timespec until;
-    deadline_in(&until, P.idle_ms);
+    deadline_in(&until, pool.idle_ms);
     me->claimed = 0;
     atomic_store_explicit(&me->word, 0, memory_order_relaxed);
-    me->next = P.idle;
-    P.idle = i;
-    P.nidle++;
+    me->next = pool.idle;
+    pool.idle = i;
+    pool.nidle++;
     int timedout;
     for (;;) {
-      pthread_mutex_unlock(&P.mu);
+      pthread_mutex_unlock(&pool.mu);
       timedout = sleep_in(me, &until);
-      pthread_mutex_lock(&P.mu);
+      pthread_mutex_lock(&pool.mu);
       if (me->claimed) {
-        P.nwaking--;
+        pool.nwaking--;
         break;
       }
       if (timedout) {
@@ -346,55 +346,55 @@ static void *worker(void *arg) {
       /* a late wake from an earlier claim: sleep on */
       atomic_store_explicit(&me->word, 0, memory_order_relaxed);
     }
-    if (!me->claimed && !P.qhead) break; /* idle long enough: shrink */
+    if (!me->claimed && !pool.qhead) break; /* idle long enough: shrink */
   }
-  me->next = P.free;
-  P.free = i;
-  P.nthreads--;
-  pthread_mutex_unlock(&P.mu);
+  me->next = pool.free;
+  pool.free = i;
+  pool.nthreads--;
+  pthread_mutex_unlock(&pool.mu);
   return NULL;
 }
 
 /* Re-send the interrupt signal to every running work with a cancel until
- * none is left. The work (so its thread) stays alive while we hold P.mu. */
+ * none is left. The work (so its thread) stays alive while we hold pool.mu. */
 static void *interrupter(void *arg) {
   (void)arg;
   pthread_setname_np(pthread_self(), "fiberio-intr");
   long ms = 1;
-  pthread_mutex_lock(&P.mu);
+  pthread_mutex_lock(&pool.mu);
   for (;;) {
     int any = 0;
-    for (work *w = P.running; w; w = w->next)
+    for (work *w = pool.running; w; w = w->next)
       if (atomic_load_explicit(&w->stop, memory_order_relaxed)) {
-        pthread_kill(w->tid, P.sig);
+        pthread_kill(w->tid, pool.sig);
         any = 1;
       }
     if (!any) break;
     struct timespec until;
     deadline_in(&until, ms);
-    P.ikick = 0;
-    while (!P.ikick &&
-           pthread_cond_timedwait(&P.icond, &P.mu, &until) != ETIMEDOUT) {
+    pool.interrupt_new = 0;
+    while (!pool.interrupt_new &&
+           pthread_cond_timedwait(&pool.icond, &pool.mu, &until) != ETIMEDOUT) {
     }
-    ms = P.ikick ? 1 : (ms * 2 > INTERRUPT_MAX_MS ? INTERRUPT_MAX_MS : ms * 2);
+    ms = pool.interrupt_new ? 1 : (ms * 2 > INTERRUPT_MAX_MS ? INTERRUPT_MAX_MS : ms * 2);
   }
-  P.interrupting = 0;
-  pthread_mutex_unlock(&P.mu);
+  pool.interrupting = 0;
+  pthread_mutex_unlock(&pool.mu);
   return NULL;
 }
 
 /* Start workers for queued work that no idle or waking thread will take,
- * while fewer than upto live. P.mu held. Returns the error of a failed
+ * while fewer than upto live. pool.mu held. Returns the error of a failed
  * start, or 0. A thread just started counts as waking until it looks at the
  * queue. */
 static int grow(int upto) {
-  size_t have = (size_t)P.nidle + (size_t)P.nwaking;
-  int need = (int)(P.qlen > have ? P.qlen - have : 0);
-  for (int started = 0; started < need && P.nthreads < upto; started++) {
+  size_t have = (size_t)pool.nidle + (size_t)pool.nwaking;
+  int need = (int)(pool.qlen > have ? pool.qlen - have : 0);
+  for (int started = 0; started < need && pool.nthreads < upto; started++) {
     int r = spawn(worker);
     if (r) return r;
-    P.nthreads++;
-    P.nwaking++;
+    pool.nthreads++;
+    pool.nwaking++;
   }
   return 0;
 }
@@ -406,20 +406,20 @@ static void *monitor(void *arg) {
   (void)arg;
   pthread_setname_np(pthread_self(), "fiberio-mon");
   int quiet = 0;
-  pthread_mutex_lock(&P.mu);
-  uint64_t seen = P.ndone;
-  while (quiet < MONITOR_IDLE_TICKS && P.nthreads < P.limit) {
-    pthread_mutex_unlock(&P.mu);
+  pthread_mutex_lock(&pool.mu);
+  uint64_t seen = pool.ndone;
+  while (quiet < MONITOR_IDLE_TICKS && pool.nthreads < pool.limit) {
+    pthread_mutex_unlock(&pool.mu);
     struct timespec d = {0, STALL_MS * 1000000L};
     nanosleep(&d, NULL);
-    pthread_mutex_lock(&P.mu);
-    quiet = P.qhead ? 0 : quiet + 1;
-    if (P.qhead && P.ndone == seen && !P.nidle && !P.nwaking)
-      (void)grow(P.nthreads + 1); /* a failed start: try again next time */
-    seen = P.ndone;
+    pthread_mutex_lock(&pool.mu);
+    quiet = pool.qhead ? 0 : quiet + 1;
+    if (pool.qhead && pool.ndone == seen && !pool.nidle && !pool.nwaking)
+      (void)grow(pool.nthreads + 1); /* a failed start: try again next time */
+    seen = pool.ndone;
   }
-  P.monitoring = 0;
-  pthread_mutex_unlock(&P.mu);
+  pool.monitoring = 0;
+  pthread_mutex_unlock(&pool.mu);
   return NULL;
 }
 
@@ -430,35 +430,35 @@ void fio_pool_submit(fio_job *w) {
   atomic_store_explicit(&w->stop, 0, memory_order_relaxed); /* a reused job */
   w->forgotten = 0;
   w->next = NULL;
-  pthread_mutex_lock(&P.mu);
+  pthread_mutex_lock(&pool.mu);
   w->state = W_QUEUED;
-  w->prev = P.qtail;
-  if (P.qtail) P.qtail->next = w;
-  else P.qhead = w;
-  P.qtail = w;
-  P.qlen++;
+  w->prev = pool.qtail;
+  if (pool.qtail) pool.qtail->next = w;
+  else pool.qhead = w;
+  pool.qtail = w;
+  pool.qlen++;
   atomic_fetch_add_explicit(&w->client->queued, 1, memory_order_relaxed);
   int b = -1, watch = 0, inline_run = 0;
-  if (P.qlen > (size_t)P.nwaking) { /* no thread is being woken for it */
+  if (pool.qlen > (size_t)pool.nwaking) { /* no thread is being woken for it */
     b = claim_idle();
-    if (b < 0 && P.nthreads < P.eager && grow(P.eager) && P.nthreads == 0) {
+    if (b < 0 && pool.nthreads < pool.eager && grow(pool.eager) && pool.nthreads == 0) {
       /* No thread exists and none can start: run it here instead. */
       q_remove(w);
       w->state = 0;
       inline_run = 1;
     }
     /* It waits: past the eager threads, the monitor decides on more. */
-    watch = !inline_run && b < 0 && P.qlen > (size_t)P.nwaking &&
-            !P.monitoring && P.nthreads >= P.eager && P.nthreads < P.limit;
-    if (watch) P.monitoring = 1;
+    watch = !inline_run && b < 0 && pool.qlen > (size_t)pool.nwaking &&
+            !pool.monitoring && pool.nthreads >= pool.eager && pool.nthreads < pool.limit;
+    if (watch) pool.monitoring = 1;
   }
-  pthread_mutex_unlock(&P.mu);
-  /* (after the unlock: the woken thread does not wait for P.mu then) */
+  pthread_mutex_unlock(&pool.mu);
+  /* (after the unlock: the woken thread does not wait for pool.mu then) */
   if (b >= 0) wake_bed(b);
   if (watch && spawn(monitor)) {
-    pthread_mutex_lock(&P.mu);
-    P.monitoring = 0; /* the next submission that waits tries again */
-    pthread_mutex_unlock(&P.mu);
+    pthread_mutex_lock(&pool.mu);
+    pool.monitoring = 0; /* the next submission that waits tries again */
+    pthread_mutex_unlock(&pool.mu);
   }
   if (!inline_run) return;
   /* Out of threads: as Zig's pool, run the call inline. */
@@ -471,39 +471,39 @@ void fio_pool_submit(fio_job *w) {
 void fio_pool_cancel(fio_job *w) {
   pool_once();
   int dropped = 0;
-  pthread_mutex_lock(&P.mu);
+  pthread_mutex_lock(&pool.mu);
   if (w->state && !w->must_run) {
     if (w->state == W_QUEUED) {
       q_remove(w);
       w->state = 0;
-      dropped = 1; /* done below, without P.mu */
+      dropped = 1; /* done below, without pool.mu */
     } else if (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
       atomic_store_explicit(&w->stop, 1, memory_order_release);
-      if (P.sig) {
-        pthread_kill(w->tid, P.sig);
-        if (P.interrupting) {
-          P.ikick = 1;
-          pthread_cond_signal(&P.icond);
+      if (pool.sig) {
+        pthread_kill(w->tid, pool.sig);
+        if (pool.interrupting) {
+          pool.interrupt_new = 1;
+          pthread_cond_signal(&pool.icond);
         } else if (spawn(interrupter) == 0) {
-          P.interrupting = 1;
+          pool.interrupting = 1;
         }
       }
     }
   }
-  pthread_mutex_unlock(&P.mu);
+  pthread_mutex_unlock(&pool.mu);
   if (dropped) w->done(w, -ECANCELED, 0);
 }
 
 fio_job *fio_pool_take(fio_pool_client *client, int (*want)(const fio_job *)) {
-  if (!atomic_load_explicit(&P_started, memory_order_acquire)) return NULL;
+  if (!atomic_load_explicit(&pool_started, memory_order_acquire)) return NULL;
   if (!atomic_load_explicit(&client->queued, memory_order_relaxed))
     return NULL; /* (nothing of this client's waits: no lock taken) */
   work *got = NULL;
-  pthread_mutex_lock(&P.mu);
+  pthread_mutex_lock(&pool.mu);
   /* Not the job a thread is being woken for: it would wake to nothing. */
-  if (P.qlen > (size_t)P.nwaking) {
+  if (pool.qlen > (size_t)pool.nwaking) {
     int n = 0;
-    for (work *w = P.qtail; w && n < TAKE_SCAN; w = w->prev, n++)
+    for (work *w = pool.qtail; w && n < TAKE_SCAN; w = w->prev, n++)
       if (w->client == client && want(w)) {
         q_remove(w);
         w->state = 0;
@@ -511,15 +511,15 @@ fio_job *fio_pool_take(fio_pool_client *client, int (*want)(const fio_job *)) {
         break;
       }
   }
-  pthread_mutex_unlock(&P.mu);
+  pthread_mutex_unlock(&pool.mu);
   return got;
 }
 
 void fio_pool_forget(fio_pool_client *client) {
-  if (!atomic_load_explicit(&P_started, memory_order_acquire)) return;
+  if (!atomic_load_explicit(&pool_started, memory_order_acquire)) return;
   work *dropped = NULL;
-  pthread_mutex_lock(&P.mu);
-  for (work *w = P.qhead, *next; w; w = next) {
+  pthread_mutex_lock(&pool.mu);
+  for (work *w = pool.qhead, *next; w; w = next) {
     next = w->next;
     if (w->client != client) continue;
     q_remove(w);
@@ -527,11 +527,11 @@ void fio_pool_forget(fio_pool_client *client) {
     w->next = dropped;
     dropped = w;
   }
-  for (work *w = P.running; w; w = w->next)
+  for (work *w = pool.running; w; w = w->next)
     if (w->client == client) w->forgotten = 1;
-  pthread_mutex_unlock(&P.mu);
+  pthread_mutex_unlock(&pool.mu);
   /* Never ran: canceled, but a must_run job (a close) still runs, here.
-   * Outside P.mu: close(2) can block. */
+   * Outside pool.mu: close(2) can block. */
   while (dropped) {
     work *w = dropped;
     dropped = w->next;
@@ -543,19 +543,19 @@ void fio_pool_forget(fio_pool_client *client) {
     }
     w->done(w, res, 0);
   }
-  while (atomic_load_explicit(&P.finishing, memory_order_acquire))
+  while (atomic_load_explicit(&pool.finishing, memory_order_acquire))
     sched_yield(); /* a done being made (see run_head): a syscall's time */
 }
 
 void fio_pool_stats_get(fio_pool_stats *st) {
   pool_once();
-  pthread_mutex_lock(&P.mu);
-  st->limit = P.limit;
-  st->threads = P.nthreads;
-  st->idle = P.nidle;
-  st->queued = (int)P.qlen;
+  pthread_mutex_lock(&pool.mu);
+  st->limit = pool.limit;
+  st->threads = pool.nthreads;
+  st->idle = pool.nidle;
+  st->queued = (int)pool.qlen;
   int n = 0;
-  for (work *w = P.running; w; w = w->next) n++;
+  for (work *w = pool.running; w; w = w->next) n++;
   st->running = n;
-  pthread_mutex_unlock(&P.mu);
+  pthread_mutex_unlock(&pool.mu);
 }

@@ -63,7 +63,7 @@ enum { K_NOWAIT = 1, /* preadv2/pwritev2 with RWF_NOWAIT */
 
 /* The ops waiting on one fd, FIFO per direction (linked through qnext). */
 typedef struct fdrec {
-  fio_op *rhead, *rtail, *whead, *wtail;
+  fio_opq readers, writers;
   uint32_t mask; /* events registered in the epoll set; 0: not in it */
   uint8_t rkind, wkind;
 } fdrec;
@@ -91,27 +91,6 @@ typedef struct threads {
 
 /* --- lists ------------------------------------------------------------------- */
 
-static void push_op(fio_op **head, fio_op **tail, fio_op *op) {
-  op->qnext = NULL;
-  if (*tail) (*tail)->qnext = op;
-  else *head = op;
-  *tail = op;
-}
-
-/* Remove op from the list; 1 if it was there. */
-static int unlink_op(fio_op **head, fio_op **tail, fio_op *op) {
-  fio_op *prev = NULL;
-  for (fio_op *o = *head; o; prev = o, o = o->qnext) {
-    if (o != op) continue;
-    if (prev) prev->qnext = o->qnext;
-    else *head = o->qnext;
-    if (*tail == o) *tail = prev;
-    o->qnext = NULL;
-    return 1;
-  }
-  return 0;
-}
-
 static fdrec *rec_get(threads *t, int fd) {
   if ((size_t)fd >= t->nfds) {
     size_t n = t->nfds ? t->nfds : 64;
@@ -128,7 +107,7 @@ static fdrec *rec_get(threads *t, int fd) {
 /* Make fd's registration match its waiters. 0, or -errno from epoll_ctl
  * (EPERM: fd cannot be polled). */
 static int rec_sync(threads *t, int fd, fdrec *r) {
-  uint32_t want = (r->rhead ? EPOLLIN : 0) | (r->whead ? EPOLLOUT : 0);
+  uint32_t want = (r->readers.head ? EPOLLIN : 0) | (r->writers.head ? EPOLLOUT : 0);
   if (want == r->mask) return 0;
   struct epoll_event ev;
   memset(&ev, 0, sizeof ev);
@@ -203,17 +182,16 @@ static void park(fio_loop *loop, threads *t, fio_op *op, int kind) {
   }
   int wr = op->code == FIO_OP_WRITE;
   if (wr) {
-    push_op(&r->whead, &r->wtail, op);
+    fio_opq_push(&r->writers, op);
     r->wkind = (uint8_t)kind;
   } else {
-    push_op(&r->rhead, &r->rtail, op);
+    fio_opq_push(&r->readers, op);
     r->rkind = (uint8_t)kind;
   }
   if (rec_sync(t, op->fd, r) < 0) {
     /* Not pollable (epoll says EPERM): a blocking call on the pool is all
      * that is left. */
-    if (wr) unlink_op(&r->whead, &r->wtail, op);
-    else unlink_op(&r->rhead, &r->rtail, op);
+    fio_opq_remove(wr ? &r->writers : &r->readers, op);
     rec_sync(t, op->fd, r);
     to_pool(loop, op);
   }
@@ -226,7 +204,7 @@ static void submit_polled(fio_loop *loop, threads *t, fio_op *op,
   t->polled++;
   fdrec *r = (size_t)op->fd < t->nfds ? &t->fds[op->fd] : NULL;
   int wr = op->code == FIO_OP_WRITE;
-  if (r && (wr ? r->whead : r->rhead)) {
+  if (r && (wr ? r->writers.head : r->readers.head)) {
     /* Others wait on this fd in this direction: queue behind them rather
      * than take data (or room) that is theirs. */
     park(loop, t, op, wr ? r->wkind : r->rkind);
@@ -239,25 +217,17 @@ static void submit_polled(fio_loop *loop, threads *t, fio_op *op,
 }
 
 /* Serve the waiters of one list in order while the fd has data or room. */
-static void serve(fio_loop *loop, threads *t, fio_op **head, fio_op **tail,
-                  int kind) {
-  while (*head) {
-    fio_op *op = *head;
+static void serve(fio_loop *loop, fio_opq *q, int kind) {
+  while (q->head) {
     if (kind == K_POOL) {
       /* One per readiness report: the next waits until the fd says ready
        * again, so two calls do not race for the same bytes. */
-      *head = op->qnext;
-      if (!*head) *tail = NULL;
-      op->qnext = NULL;
-      ready_to_pool(loop, op);
+      ready_to_pool(loop, fio_opq_pop(q));
       return;
     }
-    int res = try_op(op, kind);
+    int res = try_op(q->head, kind);
     if (res == -EAGAIN) return;
-    *head = op->qnext;
-    if (!*head) *tail = NULL;
-    op->qnext = NULL;
-    fio_op_done(loop, op, res);
+    fio_op_done(loop, fio_opq_pop(q), res);
   }
 }
 
@@ -265,9 +235,9 @@ static void on_ready(fio_loop *loop, threads *t, int fd, uint32_t events) {
   if ((size_t)fd >= t->nfds) return;
   fdrec *r = &t->fds[fd];
   if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-    serve(loop, t, &r->rhead, &r->rtail, r->rkind);
+    serve(loop, &r->readers, r->rkind);
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-    serve(loop, t, &r->whead, &r->wtail, r->wkind);
+    serve(loop, &r->writers, r->wkind);
   rec_sync(t, fd, r);
 }
 
@@ -343,8 +313,7 @@ static void threads_cancel(fio_loop *loop, fio_op *op) {
   threads *t = loop->backend_state;
   if (op->fd >= 0 && (size_t)op->fd < t->nfds) {
     fdrec *r = &t->fds[op->fd];
-    if (unlink_op(&r->rhead, &r->rtail, op) ||
-        unlink_op(&r->whead, &r->wtail, op)) {
+    if (fio_opq_remove(&r->readers, op) || fio_opq_remove(&r->writers, op)) {
       rec_sync(t, op->fd, r); /* before the binding closes the fd */
       fio_op_done(loop, op, -ECANCELED);
       return;

@@ -76,8 +76,7 @@ typedef struct uring {
   int *rf_free, rf_nfree;  /* free slots of the registered file table */
   int *rf_closing, rf_nclosing; /* slots whose close is not yet queued */
   int rf_nslots;           /* 0: no table, readfile runs on the pool */
-  fio_op *rf_head, *rf_tail; /* chains whose next step is not yet queued
-                            * (linked through qnext) */
+  fio_opq rf_waiting;      /* chains whose next step is not yet queued */
   uint64_t rf_done;        /* readfiles done on the ring */
 } uring;
 
@@ -526,12 +525,7 @@ static void rf_end(fio_loop *loop, uring *u, fio_op *op, int res) {
 }
 
 /* Leave op's next step to rf_flush. */
-static void rf_next(uring *u, fio_op *op) {
-  op->qnext = NULL;
-  if (u->rf_tail) u->rf_tail->qnext = op;
-  else u->rf_head = op;
-  u->rf_tail = op;
-}
+static void rf_next(uring *u, fio_op *op) { fio_opq_push(&u->rf_waiting, op); }
 
 /* A step's last CQE is in: end op, or leave its next step to rf_flush. */
 static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
@@ -605,11 +599,8 @@ static void rf_cqe(fio_loop *loop, uring *u, fio_op *op, int sub, int res) {
  * if it ended an op (its waiter is ready: the wait must not block). */
 static int rf_flush(fio_loop *loop, uring *u) {
   int ended = 0;
-  while (u->rf_head) {
-    fio_op *op = u->rf_head;
-    u->rf_head = op->qnext;
-    if (!u->rf_head) u->rf_tail = NULL;
-    op->qnext = NULL;
+  fio_op *op;
+  while ((op = fio_opq_pop(&u->rf_waiting))) {
     if (op->cancel_sent) {
       rf_end(loop, u, op, -ECANCELED);
       ended = 1;
@@ -654,7 +645,7 @@ static void uring_cancel(fio_loop *loop, fio_op *op) {
 static void uring_wait(fio_loop *loop, int64_t timeout_ns) {
   uring *u = loop->backend_state;
   int r;
-  if ((u->rf_head || u->rf_nclosing) && rf_flush(loop, u)) timeout_ns = 0;
+  if ((u->rf_waiting.head || u->rf_nclosing) && rf_flush(loop, u)) timeout_ns = 0;
   if (timeout_ns != 0 && fio_loop_wakes_on(loop)) timeout_ns = 0;
   /* A signal must end the wait, so that the loop sees a Ctrl-C (the host's
    * interrupt hook) at once: liburing's waits with a timeout loop over

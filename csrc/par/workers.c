@@ -47,7 +47,7 @@ struct worker {
   _Atomic(lua_State *) nested;
   int nrunning;
   int idle;                 /* waiting in its loop for work */
-  int kicked;               /* idle, and woken for a task: not again */
+  int woken;                /* idle, and woken for a task: not again */
   worker *next;
 };
 
@@ -115,7 +115,7 @@ static void task_post(task *t, int res) {
  * makes the VM trap on every instruction (half the speed). A task
  * computing inside a coroutine it resumed is reached there: the handler
  * hooks worker->nested too (see nested_resume). */
-static int sig_cancel; /* SIGRTMIN+5, or +6 if taken; 0: none (no poke) */
+static int sig_cancel; /* SIGRTMIN+5, or +6 if taken; 0: none (no signal_worker) */
 static _Thread_local worker *tls_worker;
 
 static void cancel_hook(lua_State *L, lua_Debug *ar);
@@ -268,7 +268,7 @@ static void install_cancel_signal(void) {
 }
 
 /* (pool->mu held) Interrupt w's computing fiber, if any. */
-static void poke(worker *w) {
+static void signal_worker(worker *w) {
   if (w->loop) fio_loop_wake(w->loop);
   if (sig_cancel) pthread_kill(w->thread, sig_cancel); /* (joined at shutdown) */
 }
@@ -406,7 +406,7 @@ static void *worker_main(void *arg) {
   worker *w = arg;
   fio_workers *p = w->pool;
   sigset_t all;
-  tls_worker = w; /* before sig_cancel is unblocked (kick blocked it) */
+  tls_worker = w; /* before sig_cancel is unblocked (wake_for_queue blocked it) */
   fio_uring_attach_wq = p->wq_fd; /* for the ring worker_state starts */
   sigfillset(&all);
   if (sig_cancel) sigdelset(&all, sig_cancel);
@@ -433,7 +433,7 @@ static void *worker_main(void *arg) {
       start_task(L, w, t);
     } else if (w->nrunning == 0) {
       if (p->shutdown) break;
-      /* Idle: wait in the loop, where kick's wake (a MSG_RING on io_uring,
+      /* Idle: wait in the loop, where wake_for_queue's wake (a MSG_RING on io_uring,
        * the eventfd on threads) ends the wait; fibers the finished tasks
        * left behind (fio.async never awaited) go on meanwhile. */
       w->idle = 1;
@@ -441,7 +441,7 @@ static void *worker_main(void *arg) {
       fio_loop_wait(loop, 0);
       fio_loop_run_ready(loop, L);
       pthread_mutex_lock(&p->mu);
-      w->idle = w->kicked = 0;
+      w->idle = w->woken = 0;
       continue;
     }
     /* Cancels the callers asked for (and all of them at shutdown). */
@@ -478,13 +478,13 @@ static void *worker_main(void *arg) {
 }
 
 /* (pool->mu held) Make sure some worker will see the queue. */
-static void kick(fio_workers *p) {
+static void wake_for_queue(fio_workers *p) {
   /* One idle worker per queued task, each woken once. */
   int n = p->qlen;
   for (worker *w = p->workers; w && n > 0; w = w->next) {
     if (!w->idle) continue;
-    if (!w->kicked) {
-      w->kicked = 1;
+    if (!w->woken) {
+      w->woken = 1;
       fio_loop_wake(w->loop);
     }
     n--;
@@ -534,7 +534,7 @@ static void workers_submit(fio_loop *loop, fio_op *op) {
     if (p->qtail) p->qtail->next = t;
     else p->qhead = t;
     p->qtail = t;
-    kick(p);
+    wake_for_queue(p);
   }
   pthread_mutex_unlock(&p->mu);
 }
@@ -549,7 +549,7 @@ static void workers_cancel(fio_loop *loop, fio_op *op) {
     task_post(t, -ECANCELED); /* it never runs */
   } else if (t->state == TS_RUNNING) {
     atomic_store(&t->cancel, 1);
-    poke(t->w);
+    signal_worker(t->w);
   }
   pthread_mutex_unlock(&p->mu);
 }
@@ -570,7 +570,7 @@ static void workers_shutdown(fio_loop *loop, void *data) {
   }
   for (worker *w = p->workers; w; w = w->next) {
     for (task *r = w->running; r; r = r->next) atomic_store(&r->cancel, 1);
-    poke(w); /* wakes idle workers too */
+    signal_worker(w); /* wakes idle workers too */
   }
   pthread_mutex_unlock(&p->mu);
   for (worker *w = p->workers, *next; w; w = next) {
