@@ -25,43 +25,30 @@ static void end_hook(lua_State *L, lua_Debug *ar);
 /* --- ready queue ---------------------------------------------------------- */
 
 static void rq_push(fio_loop *loop, fio_fiber *f) {
-  f->qnext = NULL;
-  f->qprev = loop->rq_tail;
-  if (loop->rq_tail) loop->rq_tail->qnext = f;
-  else loop->rq_head = f;
-  loop->rq_tail = f;
-  loop->rq_len++;
+  fio_dlist_push(&loop->ready, &f->ready_node);
   f->queued = 1;
 }
 
 static void rq_remove(fio_loop *loop, fio_fiber *f) {
   if (!f->queued) return;
-  if (f->qprev) f->qprev->qnext = f->qnext;
-  else loop->rq_head = f->qnext;
-  if (f->qnext) f->qnext->qprev = f->qprev;
-  else loop->rq_tail = f->qprev;
-  f->qprev = f->qnext = NULL;
+  fio_dlist_remove(&loop->ready, &f->ready_node);
   f->queued = 0;
-  loop->rq_len--;
+}
+
+static fio_fiber *rq_first(fio_loop *loop) {
+  return fio_entry(loop->ready.head, fio_fiber, ready_node);
 }
 
 /* --- the fibers that have not ended --------------------------------------- */
 
+/* (newest first: the order cancel_all cancels them in) */
 static void live_add(fio_loop *loop, fio_fiber *f) {
-  f->lprev = NULL;
-  f->lnext = loop->live;
-  if (loop->live) loop->live->lprev = f;
-  loop->live = f;
-  loop->nlive++;
+  fio_dlist_push_head(&loop->live, &f->live_node);
 }
 
 static void live_remove(fio_loop *loop, fio_fiber *f) {
-  if (!f->lprev && loop->live != f) return; /* not on the list */
-  if (f->lprev) f->lprev->lnext = f->lnext;
-  else loop->live = f->lnext;
-  if (f->lnext) f->lnext->lprev = f->lprev;
-  f->lprev = f->lnext = NULL;
-  loop->nlive--;
+  if (fio_dlist_has(&loop->live, &f->live_node))
+    fio_dlist_remove(&loop->live, &f->live_node);
 }
 
 /* --- timers: a binary min-heap of (deadline, seq, waiter) ----------------- */
@@ -161,22 +148,14 @@ static fio_fiber *timer_pop_due(fio_loop *loop, uint64_t now) {
 void fio_link_add(fio_fiber *w, fio_link *l, fio_list *list) {
   l->waiter = w;
   l->list = list;
-  l->next = NULL;
-  l->prev = list->tail;
-  if (list->tail) list->tail->next = l;
-  else list->head = l;
-  list->tail = l;
+  fio_dlist_push(&list->links, &l->node);
 }
 
 static void link_remove(fio_link *l) {
   fio_list *list = l->list;
   if (!list) return;
-  if (l->prev) l->prev->next = l->next;
-  else list->head = l->next;
-  if (l->next) l->next->prev = l->prev;
-  else list->tail = l->prev;
+  fio_dlist_remove(&list->links, &l->node);
   l->list = NULL;
-  l->prev = l->next = NULL;
 }
 
 static void unlink_all(fio_fiber *w) {
@@ -199,7 +178,7 @@ void fio_wake(fio_fiber *w, int reason) {
 }
 
 fio_fiber *fio_list_wake_first(fio_list *list, int reason) {
-  fio_link *l = list->head;
+  fio_link *l = fio_list_first(list);
   if (!l) return NULL;
   fio_fiber *w = l->waiter;
   fio_wake(w, reason);
@@ -208,7 +187,7 @@ fio_fiber *fio_list_wake_first(fio_list *list, int reason) {
 }
 
 void fio_list_wake_all(fio_list *list, int reason) {
-  while (list->head) fio_list_wake_first(list, reason);
+  while (list->links.head) fio_list_wake_first(list, reason);
 }
 
 /* A cancel reaches waiter w (a suspended fiber, or the pseudo a running
@@ -321,9 +300,9 @@ static int host_interrupted(fio_loop *loop, lua_Hook before) {
  * requested before. */
 static size_t cancel_all(fio_loop *loop, lua_State *L) {
   size_t n = 0;
-  fio_fiber *f = loop->live, *next;
+  fio_fiber *f = fio_entry(loop->live.head, fio_fiber, live_node), *next;
   for (; f; f = next) {
-    next = f->lnext;
+    next = fio_entry(f->live_node.next, fio_fiber, live_node);
     if (!f->cancel_req && !f->cancel_done) n++;
     fio_request_cancel(loop, L, f);
   }
@@ -499,7 +478,7 @@ static void finish(fio_loop *loop, lua_State *from, fio_fiber *f, int status,
   f->state = FIO_DONE;
   live_remove(loop, f);
   if (f->end == FIO_END_ERROR && !f->run && loop->ending &&
-      loop->end_errs != LUA_NOREF && !f->awaiters.head) {
+      loop->end_errs != LUA_NOREF && !f->awaiters.links.head) {
     /* The script is ending: an error nobody can take any more is raised or
      * printed by end_of_main_chunk. */
     lua_rawgeti(from, LUA_REGISTRYINDEX, loop->end_errs);
@@ -507,7 +486,8 @@ static void finish(fio_loop *loop, lua_State *from, fio_fiber *f, int status,
     lua_rawseti(from, -2, (lua_Integer)lua_rawlen(from, -2) + 1);
     lua_pop(from, 1);
   }
-  for (fio_link *l = f->awaiters.head; l; l = l->next) l->waiter->woke_by = f;
+  for (fio_dnode *n = f->awaiters.links.head; n; n = n->next)
+    fio_container_of(n, fio_link, node)->waiter->woke_by = f;
   fio_list_wake_all(&f->awaiters, FIO_WAKE_DONE);
   fio_run *run = f->run;
   if (run) {
@@ -622,7 +602,7 @@ static void fire_timers(fio_loop *loop) {
 /* How long a wait may block: 0 if a fiber is ready, until the next timer,
  * or -1 (forever). */
 static int64_t wait_timeout(fio_loop *loop) {
-  if (loop->rq_len) return 0;
+  if (loop->ready.len) return 0;
   if (!loop->heap_len) return -1;
   uint64_t now = fio_now_ns(), d = loop->heap[0].deadline;
   return d > now ? (int64_t)(d - now) : 0;
@@ -634,20 +614,20 @@ static void turn(fio_loop *loop, lua_State *from, fio_fiber *w,
   /* w NULL: a yield, which only polls */
   int64_t timeout =
       !w || w->state != FIO_SUSPENDED ? 0 : wait_timeout(loop);
-  if (timeout < 0 && loop->ninflight == 0) {
+  if (timeout < 0 && loop->inflight.len == 0) {
     fio_wake(w, FIO_WAKE_DEADLOCK); /* nothing can ever wake w */
     return;
   }
   /* (a Ctrl-C that came while fibers ran: the caller acts on it now) */
   if (timeout != 0 && host_interrupted(loop, hook0)) timeout = 0;
-  if (timeout != 0 || loop->ninflight) fio_ops_wait(loop, timeout);
+  if (timeout != 0 || loop->inflight.len) fio_ops_wait(loop, timeout);
   fire_timers(loop);
 }
 
 void fio_loop_run_ready(fio_loop *loop, lua_State *L) {
-  size_t n = loop->rq_len;
-  while (n-- > 0 && loop->rq_head) {
-    fio_fiber *f = loop->rq_head;
+  size_t n = loop->ready.len;
+  fio_fiber *f;
+  while (n-- > 0 && (f = rq_first(loop))) {
     rq_remove(loop, f);
     if (f->state == FIO_DONE) continue;
     resume(loop, L, f);
@@ -670,13 +650,14 @@ static size_t run_to_end(fio_loop *loop, lua_State *L) {
   size_t canceled = 0;
   lua_Hook hook0 = lua_gethook(loop->main_thread);
   int stuck = 0, collected = 0;
-  while (loop->nlive) {
+  while (loop->live.len) {
     fio_loop_run_ready(loop, L);
-    if (!loop->nlive) break;
+    if (!loop->live.len) break;
     int64_t timeout = wait_timeout(loop);
-    if (timeout < 0 && !loop->ninflight) {
+    if (timeout < 0 && !loop->inflight.len) {
       if (stuck) { /* a cancel did not end them: give up on them */
-        while (loop->live) fio_fiber_detach(loop->live);
+        while (loop->live.head)
+          fio_fiber_detach(fio_container_of(loop->live.head, fio_fiber, live_node));
         break;
       }
       stuck = 1;
@@ -697,7 +678,7 @@ static size_t run_to_end(fio_loop *loop, lua_State *L) {
     }
     fio_ops_wait(loop, timeout);
     fire_timers(loop);
-    if (loop->rq_len) collected = 0;
+    if (loop->ready.len) collected = 0;
     else if (collected == 1 && timeout == 200000000) {
       collected = 2;
       lua_gc(L, LUA_GCCOLLECT);
@@ -780,7 +761,7 @@ static void end_hook(lua_State *L, lua_Debug *ar) {
     lua_pop(L, 1);
   }
   /* A coroutine that inherited the hook, or nothing pending any more. */
-  if (!loop || L != loop->main_thread || !loop->nlive) {
+  if (!loop || L != loop->main_thread || !loop->live.len) {
     lua_sethook(L, NULL, 0, 0);
     return;
   }
@@ -817,10 +798,10 @@ static fio_loop *exit_loops;
 static void report_at_exit(void) {
   pthread_mutex_lock(&exit_mu);
   for (fio_loop *loop = exit_loops; loop; loop = loop->exit_next)
-    if (loop->nlive)
+    if (loop->live.len)
       fprintf(stderr, "fiberio: %zu fiber%s never finished (the process "
                       "exited without closing the Lua state)\n",
-              loop->nlive, loop->nlive == 1 ? "" : "s");
+              loop->live.len, loop->live.len == 1 ? "" : "s");
   pthread_mutex_unlock(&exit_mu);
 }
 
@@ -857,18 +838,21 @@ static void exit_unlist(fio_loop *loop) {
   pthread_mutex_unlock(&exit_mu);
 }
 
-/* The parts above the core that keep state in this loop (fio.parallel's
- * workers: each task is stopped, even one computing, and its worker
- * joined), closed once; what they posted back is completed here. */
+/* The parts above the core that keep state in this loop and close it with
+ * the loop (fio.parallel's workers, in the loop that made them: each task
+ * is stopped, even one computing, and its worker joined), closed once;
+ * what they posted back is completed here. A part registered without a
+ * close (the workers' pool, in a worker's own loop) stays: the loop's ops
+ * may still need it until they are canceled. */
 static void close_exts(fio_loop *loop) {
   int any = 0;
   for (int i = 0; i < FIO_LOOP_EXT_MAX; i++) {
     fio_loop_ext *e = &loop->ext[i];
-    if (!e->key) continue;
+    if (!e->key || !e->close) continue;
     void (*close_fn)(fio_loop *, void *) = e->close;
     void *data = e->data;
     memset(e, 0, sizeof *e);
-    if (close_fn) close_fn(loop, data);
+    close_fn(loop, data);
     any = 1;
   }
   if (any && loop->started) fio_ops_wait(loop, 0);
@@ -893,7 +877,7 @@ int fio_loop_ext_set(fio_loop *loop, const void *key, void *data,
 void fio_loop_close_fibers(fio_loop *loop, lua_State *L) {
   /* (a worker's fibers were canceled by the shutdown of its pool, which
    * stops a task's computing fiber with a hook this could not) */
-  if (loop->ending || !loop->started || loop->closed || !loop->nlive ||
+  if (loop->ending || !loop->started || loop->closed || !loop->live.len ||
       loop->hosted)
     return;
   loop->ending = 1; /* (no array of errors: each is printed when collected) */
@@ -917,7 +901,7 @@ static int loop_gc(lua_State *L) {
   if (hooked_loop == loop) hooked_loop = NULL;
   close_exts(loop);
   loop->closed = 1;
-  while (loop->rq_head) rq_remove(loop, loop->rq_head);
+  while (loop->ready.head) rq_remove(loop, rq_first(loop));
   for (size_t i = 0; i < loop->heap_len; i++) loop->heap[i].w->heap_idx = 0;
   loop->heap_len = 0;
   free(loop->heap);
@@ -1005,5 +989,5 @@ void fio_fiber_detach(fio_fiber *f) {
     f->op = NULL;
   }
   unlink_all(f);
-  while (f->awaiters.head) link_remove(f->awaiters.head);
+  while (f->awaiters.links.head) link_remove(fio_list_first(&f->awaiters));
 }

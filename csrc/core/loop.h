@@ -23,6 +23,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "util/list.h"
+
 #define FIO_FUTURE "fiberio.Future"
 #define FIO_CANCELED "fiberio.Canceled"
 #define FIO_LOOP "fiberio.Loop"
@@ -33,11 +35,6 @@ typedef struct fio_fiber fio_fiber;
 typedef struct fio_op fio_op;
 typedef struct fio_run fio_run;
 typedef struct fio_backend fio_backend;
-/* A FIFO of ops linked through op->qnext (an op is on one at most; the
- * functions are core/op.h's). */
-typedef struct fio_opq {
-  fio_op *head, *tail;
-} fio_opq;
 
 /* Fiber states. A pseudo-waiter uses only SUSPENDED and READY. */
 enum { FIO_NEW = 1, FIO_READY, FIO_RUNNING, FIO_SUSPENDED, FIO_DONE };
@@ -66,19 +63,23 @@ enum {
  * FIFO wait queue (a busy file, later semaphores and queues). */
 typedef struct fio_link fio_link;
 typedef struct fio_list {
-  fio_link *head, *tail;
+  fio_dlist links; /* of fio_link, through node; FIFO */
 } fio_list;
 struct fio_link {
   fio_fiber *waiter;
   fio_list *list; /* NULL: not linked */
-  fio_link *prev, *next;
+  fio_dnode node;
 };
+/* The first waiter's link on list, or NULL. */
+static inline fio_link *fio_list_first(fio_list *list) {
+  return fio_entry(list->links.head, fio_link, node);
+}
 
 struct fio_fiber {
   fio_loop *loop;
   lua_State *co;              /* the fiber's Lua thread; NULL for a pseudo */
-  fio_fiber *qprev, *qnext;   /* ready queue */
-  fio_fiber *lprev, *lnext;   /* the loop's fibers that have not ended */
+  fio_dnode ready_node;       /* on the ready queue (queued) */
+  fio_dnode live_node;        /* on the loop's fibers that have not ended */
   fio_list awaiters;          /* who waits for this fiber to end */
   fio_link *links;            /* what this waiter is linked to, nlinks long */
   fio_link self_link;         /* the one link await and join need */
@@ -151,10 +152,8 @@ struct fio_loop {
    * task). */
   volatile sig_atomic_t resume_hook_due;
   void (*resume_hook)(lua_State *co);
-  fio_fiber *rq_head, *rq_tail;
-  size_t rq_len;
-  fio_fiber *live;              /* fibers not ended (spawned, not DONE) */
-  size_t nlive;
+  fio_dlist ready;              /* fibers to resume, in order */
+  fio_dlist live;               /* fibers not ended (spawned, not DONE) */
   /* The host asked the main thread to stop (lua.c's SIGINT handler sets a
    * hook on it): every fiber was canceled, and the main chunk's wait raises
    * "interrupted!" as plain Lua would. */
@@ -174,12 +173,11 @@ struct fio_loop {
   size_t heap_len, heap_cap;
   uint64_t timer_seq;
   /* operations (core/op.c) */
-  fio_op *inflight;             /* submitted, not completed */
-  size_t ninflight;
+  fio_dlist inflight;           /* ops submitted, not completed */
   /* Ops held back to run on the loop thread when it would sleep (op.h),
    * and completions found on the loop thread, to complete after the wait
    * (linked through qnext). */
-  fio_opq inline_q, done_q;
+  fio_dlist inline_q, done_q;
   unsigned inline_codes;        /* FIO_OP_* bits the backend leaves to
                                  * that inline queue (set by its init) */
   uint64_t inlined;             /* ops run from it */
@@ -189,7 +187,7 @@ struct fio_loop {
    * the loop can check for posts without the lock. wakefd (an eventfd) is
    * written after a post so that a backend's wait returns. */
   pthread_mutex_t post_mu;
-  fio_opq posted_q;
+  fio_dlist posted_q;
   atomic_int posted;
   int wakefd;
   /* Wakes are off: one was sent and the loop has not slept since, or the

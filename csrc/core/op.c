@@ -50,6 +50,8 @@ void fio_op_free(fio_op *op) {
 
 void fio_op_drop(fio_op *op, int res) {
   if ((op->owns & FIO_OWN_RESULT) && res >= 0) close(res);
+  /* (the one op left with it when its loop closed: fio_ops_close) */
+  if ((op->owns & FIO_OWN_FD_LAST) && op->fd >= 0) close(op->fd);
   fio_op_free(op);
 }
 
@@ -70,7 +72,7 @@ void fio_buf_put(fio_loop *loop, char *buf, size_t size) {
 static void op_submit(fio_loop *loop, fio_op *op) {
   if (op->executor) op->executor->submit(loop, op);
   else if (op->may_inline && (loop->inline_codes & 1u << op->code))
-    fio_opq_push(&loop->inline_q, op);
+    fio_dlist_push(&loop->inline_q, &op->queue_node);
   else loop->be->submit(loop, op);
 }
 
@@ -82,11 +84,7 @@ int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
   op->cancel_sent = 0;
   op->owns &= (uint8_t)~FIO_OWN_FD_LAST;
   op->state = FIO_OPS_INFLIGHT;
-  op->prev = NULL;
-  op->next = loop->inflight;
-  if (op->next) op->next->prev = op;
-  loop->inflight = op;
-  loop->ninflight++;
+  fio_dlist_push_head(&loop->inflight, &op->inflight_node);
   w->op = op;
   w->wait = FIO_W_OP;
   op_submit(loop, op);
@@ -119,12 +117,22 @@ int fio_op_again(lua_State *L, fio_fiber *w, fio_op *op, lua_KFunction k,
   return fio_op_wait(w->loop, L, w, op, k);
 }
 
+/* (a scan: the queue holds the few ops submitted since the loop last
+ * waited) */
+static int on_inline_queue(fio_loop *loop, fio_op *op) {
+  for (fio_dnode *n = loop->inline_q.head; n; n = n->next)
+    if (n == &op->queue_node) return 1;
+  return 0;
+}
+
 void fio_op_cancel(fio_loop *loop, fio_op *op) {
   if (op->cancel_sent) return;
   op->cancel_sent = 1;
   if (op->executor) op->executor->cancel(loop, op);
-  else if (fio_opq_remove(&loop->inline_q, op))
+  else if (on_inline_queue(loop, op)) {
+    fio_dlist_remove(&loop->inline_q, &op->queue_node);
     fio_op_done(loop, op, -ECANCELED);
+  }
   else loop->be->cancel(loop, op);
 }
 
@@ -133,7 +141,8 @@ void fio_op_cancel(fio_loop *loop, fio_op *op) {
 static int fd_ops_cancel(fio_loop *loop, int fd, int close_after) {
   if (!loop || !loop->started || loop->closed) return 0;
   int deferred = 0;
-  for (fio_op *op = loop->inflight; op; op = op->next) {
+  for (fio_dnode *n = loop->inflight.head; n; n = n->next) {
+    fio_op *op = fio_container_of(n, fio_op, inflight_node);
     if (op->fd != fd && op->fd2 != fd) continue;
     fio_op_cancel(loop, op); /* a blocked read ends (EBADF, Canceled) */
     if (close_after && op->fd == fd) {
@@ -155,11 +164,7 @@ void fio_cancel_fd_ops(fio_loop *loop, int fd) { fd_ops_cancel(loop, fd, 0); }
 static void unlink_inflight(fio_loop *loop, fio_op *op) {
   if (op->state != FIO_OPS_INFLIGHT) return;
   op->state = FIO_OPS_DONE;
-  if (op->prev) op->prev->next = op->next;
-  else loop->inflight = op->next;
-  if (op->next) op->next->prev = op->prev;
-  op->prev = op->next = NULL;
-  loop->ninflight--;
+  fio_dlist_remove(&loop->inflight, &op->inflight_node);
 }
 
 static void complete(fio_loop *loop, fio_op *op, int res) {
@@ -174,8 +179,10 @@ static void complete(fio_loop *loop, fio_op *op, int res) {
     /* Its file was collected while it was in flight: close the fd now that
      * no syscall can use it (or a reuse of its number) any more. */
     int last = 1;
-    for (fio_op *o = loop->inflight; o; o = o->next)
+    for (fio_dnode *n = loop->inflight.head; n; n = n->next) {
+      fio_op *o = fio_container_of(n, fio_op, inflight_node);
       if ((o->owns & FIO_OWN_FD_LAST) && o->fd == op->fd) last = 0;
+    }
     if (last) close(op->fd);
     op->owns &= (uint8_t)~FIO_OWN_FD_LAST;
   }
@@ -190,21 +197,21 @@ static void complete(fio_loop *loop, fio_op *op, int res) {
 
 void fio_op_done(fio_loop *loop, fio_op *op, int res) {
   op->res = res;
-  fio_opq_push(&loop->done_q, op);
+  fio_dlist_push(&loop->done_q, &op->queue_node);
 }
 
 /* Complete what the loop thread found done, then what other threads posted
  * (complete may free an op, an orphan: each leaves its queue first). */
 static void complete_queued(fio_loop *loop) {
   fio_op *op;
-  while ((op = fio_opq_pop(&loop->done_q))) complete(loop, op, op->res);
+  while ((op = fio_op_of(fio_dlist_pop(&loop->done_q)))) complete(loop, op, op->res);
   if (!atomic_load_explicit(&loop->posted, memory_order_acquire)) return;
   pthread_mutex_lock(&loop->post_mu);
-  fio_opq posted = loop->posted_q;
-  loop->posted_q = (fio_opq){NULL, NULL};
+  fio_dlist posted = loop->posted_q;
+  loop->posted_q = (fio_dlist){NULL, NULL, 0};
   atomic_store_explicit(&loop->posted, 0, memory_order_relaxed);
   pthread_mutex_unlock(&loop->post_mu);
-  while ((op = fio_opq_pop(&posted))) complete(loop, op, op->res);
+  while ((op = fio_op_of(fio_dlist_pop(&posted)))) complete(loop, op, op->res);
 }
 
 /* --- the wake protocol --------------------------------------------------------- */
@@ -251,7 +258,7 @@ int fio_loop_has_posts(fio_loop *loop) {
 void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
   op->res = res;
   pthread_mutex_lock(&loop->post_mu);
-  fio_opq_push(&loop->posted_q, op);
+  fio_dlist_push(&loop->posted_q, &op->queue_node);
   atomic_store_explicit(&loop->posted, 1, memory_order_release);
   pthread_mutex_unlock(&loop->post_mu);
   fio_loop_wake(loop);
@@ -262,11 +269,11 @@ void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
 /* The inline queue, when the loop is about to wait: would_sleep, the first
  * op runs here; the others go to the backend. 1 if one ran. */
 static int run_inline(fio_loop *loop, int would_sleep) {
-  fio_opq queued = loop->inline_q;
+  fio_dlist queued = loop->inline_q;
   fio_op *op;
   int ran = 0;
-  loop->inline_q = (fio_opq){NULL, NULL};
-  while ((op = fio_opq_pop(&queued))) {
+  loop->inline_q = (fio_dlist){NULL, NULL, 0};
+  while ((op = fio_op_of(fio_dlist_pop(&queued)))) {
     if (would_sleep && !ran) {
       ran = 1;
       loop->inlined++;
@@ -286,7 +293,8 @@ void fio_ops_wait(fio_loop *loop, int64_t timeout_ns) {
 }
 
 void fio_ops_close(fio_loop *loop) {
-  for (fio_op *op = loop->inflight; op; op = op->next) {
+  for (fio_dnode *n = loop->inflight.head; n; n = n->next) {
+    fio_op *op = fio_container_of(n, fio_op, inflight_node);
     if (op->waiter) op->waiter->op = NULL;
     op->waiter = NULL;
     fio_op_cancel(loop, op);
@@ -295,16 +303,23 @@ void fio_ops_close(fio_loop *loop) {
    * freed. What never arrives is left on purpose: the kernel or a pool
    * thread may still write into it. */
   uint64_t until = fio_now_ns() + 1000000000u;
-  while (loop->ninflight && fio_now_ns() < until) fio_ops_wait(loop, 10000000);
-  /* What is left is the backend's or the pool's from now on (dropped when
-   * it ends): off the list, which nothing walks again. */
-  for (fio_op *op = loop->inflight, *next; op; op = next) {
-    next = op->next;
-    op->prev = op->next = NULL;
+  while (loop->inflight.len && fio_now_ns() < until) fio_ops_wait(loop, 10000000);
+  /* What is left is the backend's or the pool's from now on (the pool
+   * drops an op when its call returns; what is in the kernel is left to
+   * it): off the list, which nothing walks again. Of the ops left on a
+   * collected file's fd, one keeps the close of it (the last on the list):
+   * none can count the others any more. */
+  fio_dnode *n;
+  while ((n = fio_dlist_pop(&loop->inflight))) {
+    fio_op *op = fio_container_of(n, fio_op, inflight_node);
+    for (fio_dnode *m = loop->inflight.head; m && (op->owns & FIO_OWN_FD_LAST);
+         m = m->next) {
+      fio_op *o = fio_container_of(m, fio_op, inflight_node);
+      if ((o->owns & FIO_OWN_FD_LAST) && o->fd == op->fd)
+        op->owns &= (uint8_t)~FIO_OWN_FD_LAST;
+    }
     op->state = FIO_OPS_DONE;
   }
-  loop->inflight = NULL;
-  loop->ninflight = 0;
   loop->be->close(loop);
   complete_queued(loop); /* handed back by the close */
 }

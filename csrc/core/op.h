@@ -58,7 +58,8 @@ enum {
   FIO_OP_MKDTEMP,  /* mkdtemp(path, in mem): res = 0 */
   FIO_OP_TRUNCATE, /* truncate(path, off) */
   FIO_OP_COPY,     /* copy fd to fd2 from their offsets to EOF: res = 0 */
-  FIO_OP_TASK,     /* a fio.parallel task: its executor's, not a backend's */
+  FIO_OP_TASK,     /* an op whose executor runs it (op->executor), never a
+                    * backend */
   FIO_OP_READFILE, /* the whole file path into buf (want bytes, lent by the
                     * loop; grown or replaced): got = bytes */
   FIO_OP_LAST
@@ -90,9 +91,9 @@ struct fio_op {
   fio_fiber *waiter;      /* woken on completion; NULL: orphaned */
   fio_loop *loop;         /* the loop it completes on */
   const fio_executor *executor; /* NULL: the loop's backend runs it */
-  fio_op *prev, *next;    /* the loop's in-flight list */
-  fio_op *qnext;          /* the one queue it is on: the loop's inline,
-                           * done or posted queue, or one of its runner's */
+  fio_dnode inflight_node; /* on the loop's in-flight list */
+  fio_dnode queue_node;   /* on one queue at most: the loop's inline, done
+                           * or posted queue, or one of its runner's */
   char *mem;              /* memory the op owns, freed with it */
   char *buf;              /* where the kernel reads or writes */
   uint64_t off;           /* file offset, or (uint64_t)-1: current */
@@ -112,40 +113,18 @@ struct fio_op {
                            * long (a read or write of a regular file), so the
                            * loop may run it on its own thread when it would
                            * otherwise sleep */
+  uint8_t fifo_waits;     /* OPENAT: a FIFO's open waits for the other end,
+                           * as open(2) does (fio.open); else it may fail
+                           * (ENXIO) or succeed at once, as a nonblocking
+                           * open does */
+  uint32_t res_mode;      /* OPENAT: the opened file's st_mode, when its
+                           * runner looked (0: not known) */
   _Alignas(16) unsigned char backend_area[FIO_OP_BACKEND_AREA];
 };
 
-/* fio_opq (core/loop.h): a FIFO of ops linked through qnext. */
-static inline void fio_opq_push(fio_opq *q, fio_op *op) {
-  op->qnext = NULL;
-  if (q->tail) q->tail->qnext = op;
-  else q->head = op;
-  q->tail = op;
-}
-
-/* The first op, taken off; NULL when empty. */
-static inline fio_op *fio_opq_pop(fio_opq *q) {
-  fio_op *op = q->head;
-  if (!op) return NULL;
-  q->head = op->qnext;
-  if (!q->head) q->tail = NULL;
-  op->qnext = NULL;
-  return op;
-}
-
-/* Take op off q; 1 if it was there. */
-static inline int fio_opq_remove(fio_opq *q, fio_op *op) {
-  fio_op *prev = NULL;
-  for (fio_op *o = q->head; o; prev = o, o = o->qnext) {
-    if (o != op) continue;
-    if (prev) prev->qnext = o->qnext;
-    else q->head = o->qnext;
-    if (q->tail == o) q->tail = prev;
-    o->qnext = NULL;
-    return 1;
-  }
-  return 0;
-}
+/* The op on a queue node (NULL for NULL): an op is on one queue at most,
+ * through queue_node; the queues are util/list.h's fio_dlist. */
+#define fio_op_of(node) fio_entry(node, fio_op, queue_node)
 
 /* --- for the bindings -------------------------------------------------------- */
 

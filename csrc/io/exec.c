@@ -253,7 +253,7 @@ static int fifo_writer_came(int fd) {
 #define sigev_notify_thread_id _sigev_un._tid
 #endif
 
-/* OPENAT of a FIFO for reading, op->fd2 the reader the ring's open made
+/* OPENAT (fifo_waits) of a FIFO for reading, op->fd2 the reader the ring's open made
  * (uring.c: it opened O_NONBLOCK, so a writer could come at once): as
  * open(2), return once a writer has opened. One that came (and maybe wrote
  * and left) since fd2 was opened shows on fd2, and fd2 is the result. But
@@ -328,8 +328,8 @@ static int exec_op(fio_op *op) {
   case FIO_OP_CLOSE:
     return close(op->fd) < 0 && errno != EINTR ? -errno : 0;
   case FIO_OP_OPENAT:
-    /* (fd2: the FIFO reader open_k keeps, file.c; only a FIFO's) */
-    if (op->fd2 >= 0) return fifo_open_read(op);
+    /* (fd2: the FIFO reader the ring opened, uring.c; only a FIFO's) */
+    if (op->fifo_waits && op->fd2 >= 0) return fifo_open_read(op);
     r = openat(AT_FDCWD, op->path, op->flags, (mode_t)op->mode);
     return r < 0 ? -errno : (int)r;
   case FIO_OP_STATX:

@@ -7,7 +7,7 @@
  * Growth. A submission that finds no idle thread starts one at once while
  * fewer than `eager` live (FIBERIO_POOL_EAGER; by default one less than the
  * CPUs, at least 1: the loop thread is busy too, and runs readfiles itself
- * when it would sleep, see backend_threads.c). More threads than CPUs do
+ * when it would sleep, see threads.c). More threads than CPUs do
  * not make short syscalls faster: they take turns on the CPUs, and one
  * preempted while it holds the mutex stalls the rest (on two CPUs, four
  * threads and the loop reading small files took 40 ms where one thread and
@@ -76,27 +76,27 @@
 /* A job's pool fields are read and written under pool.mu only, except stop:
  * set under pool.mu, read by the running thread without it, between calls. */
 enum { W_QUEUED = 1, W_RUNNING };
-typedef fio_job work;
+
+static fio_job *job_of(fio_dnode *n) { return fio_entry(n, fio_job, node); }
 
 /* The pool. Invariants, all under mu:
- *  - qhead..qtail holds exactly the QUEUED work, qlen of them, in FIFO order;
- *    running holds exactly the RUNNING work; each work is in one of the two;
+ *  - queue holds exactly the QUEUED jobs, in FIFO order; running holds
+ *    exactly the RUNNING jobs; each job is on one of the two (its node);
  *  - w->state is W_QUEUED or W_RUNNING for every job w in either list, and
  *    set to 0 under mu before its done is called;
  *  - nthreads counts live workers (started, not yet returned); nidle those
  *    asleep in a bed on the idle list, no submission having claimed them;
  *    nwaking those claimed (or just started) that have not yet looked at
- *    the queue: they will each take a work; nidle + nwaking <= nthreads;
+ *    the queue: they will each take a job; nidle + nwaking <= nthreads;
  *  - a live worker has a bed of its own (beds[]); the others are on the
  *    free list;
  *  - interrupting is 1 while the interrupter thread lives; it re-sends the
- *    signal to every running work with cancel set, and leaves when none. */
+ *    signal to every running job with stop set, and leaves when none. */
 static struct {
   pthread_mutex_t mu;
   pthread_cond_t icond;     /* a new cancel for the interrupter */
-  work *qhead, *qtail;
-  size_t qlen;
-  work *running;
+  fio_dlist queue;          /* jobs not started */
+  fio_dlist running;        /* jobs in a thread's run */
   int nthreads, nidle, nwaking;
   int idle, free;           /* bed lists (indices into beds, -1: empty) */
   int limit;                /* FIBERIO_POOL_SIZE, or the default */
@@ -155,7 +155,8 @@ static void init_sync(void) {
 static void atfork_prepare(void) { pthread_mutex_lock(&pool.mu); }
 static void atfork_parent(void) { pthread_mutex_unlock(&pool.mu); }
 static void atfork_child(void) {
-  pool.running = NULL; /* leaked: their threads do not exist here */
+  pool.running = (fio_dlist){NULL, NULL, 0}; /* (their threads do not
+                                              * exist here: leaked) */
   pool.nthreads = pool.nidle = pool.nwaking = 0;
   pool.interrupting = pool.interrupt_new = pool.monitoring = 0;
   atomic_store(&pool.finishing, 0); /* (their threads do not exist here) */
@@ -210,33 +211,23 @@ static int spawn(void *(*fn)(void *)) {
   return r;
 }
 
-static void q_remove(work *w) {
-  if (w->prev) w->prev->next = w->next;
-  else pool.qhead = w->next;
-  if (w->next) w->next->prev = w->prev;
-  else pool.qtail = w->prev;
-  w->prev = w->next = NULL;
-  pool.qlen--;
+static void q_remove(fio_job *w) {
+  fio_dlist_remove(&pool.queue, &w->node);
   atomic_fetch_sub_explicit(&w->client->queued, 1, memory_order_relaxed);
 }
 
-static void running_remove(work *w) {
-  if (w->prev) w->prev->next = w->next;
-  else pool.running = w->next;
-  if (w->next) w->next->prev = w->prev;
-  w->prev = w->next = NULL;
+static void running_remove(fio_job *w) {
+  fio_dlist_remove(&pool.running, &w->node);
 }
 
 /* Run the work at the head of the queue. pool.mu held on entry and on return,
  * released while the syscall runs. */
 static void run_head(void) {
-  work *w = pool.qhead;
+  fio_job *w = job_of(pool.queue.head);
   q_remove(w);
   w->state = W_RUNNING;
   w->tid = pthread_self();
-  w->next = pool.running;
-  if (pool.running) pool.running->prev = w;
-  pool.running = w;
+  fio_dlist_push(&pool.running, &w->node);
   pthread_mutex_unlock(&pool.mu);
 
   int res;
@@ -319,7 +310,7 @@ static void *worker(void *arg) {
   pool.free = beds[i].next;
   bed *me = &beds[i];
   for (;;) {
-    if (pool.qhead) {
+    if (pool.queue.head) {
       run_head();
       continue;
     }
@@ -346,7 +337,7 @@ static void *worker(void *arg) {
       /* a late wake from an earlier claim: sleep on */
       atomic_store_explicit(&me->word, 0, memory_order_relaxed);
     }
-    if (!me->claimed && !pool.qhead) break; /* idle long enough: shrink */
+    if (!me->claimed && !pool.queue.head) break; /* idle long enough: shrink */
   }
   me->next = pool.free;
   pool.free = i;
@@ -364,8 +355,9 @@ static void *interrupter(void *arg) {
   pthread_mutex_lock(&pool.mu);
   for (;;) {
     int any = 0;
-    for (work *w = pool.running; w; w = w->next)
-      if (atomic_load_explicit(&w->stop, memory_order_relaxed)) {
+    for (fio_dnode *n = pool.running.head; n; n = n->next)
+      if (atomic_load_explicit(&job_of(n)->stop, memory_order_relaxed)) {
+        fio_job *w = job_of(n);
         pthread_kill(w->tid, pool.sig);
         any = 1;
       }
@@ -389,7 +381,7 @@ static void *interrupter(void *arg) {
  * queue. */
 static int grow(int upto) {
   size_t have = (size_t)pool.nidle + (size_t)pool.nwaking;
-  int need = (int)(pool.qlen > have ? pool.qlen - have : 0);
+  int need = (int)(pool.queue.len > have ? pool.queue.len - have : 0);
   for (int started = 0; started < need && pool.nthreads < upto; started++) {
     int r = spawn(worker);
     if (r) return r;
@@ -413,8 +405,8 @@ static void *monitor(void *arg) {
     struct timespec d = {0, STALL_MS * 1000000L};
     nanosleep(&d, NULL);
     pthread_mutex_lock(&pool.mu);
-    quiet = pool.qhead ? 0 : quiet + 1;
-    if (pool.qhead && pool.ndone == seen && !pool.nidle && !pool.nwaking)
+    quiet = pool.queue.head ? 0 : quiet + 1;
+    if (pool.queue.head && pool.ndone == seen && !pool.nidle && !pool.nwaking)
       (void)grow(pool.nthreads + 1); /* a failed start: try again next time */
     seen = pool.ndone;
   }
@@ -429,17 +421,12 @@ void fio_pool_submit(fio_job *w) {
   pool_once();
   atomic_store_explicit(&w->stop, 0, memory_order_relaxed); /* a reused job */
   w->forgotten = 0;
-  w->next = NULL;
   pthread_mutex_lock(&pool.mu);
   w->state = W_QUEUED;
-  w->prev = pool.qtail;
-  if (pool.qtail) pool.qtail->next = w;
-  else pool.qhead = w;
-  pool.qtail = w;
-  pool.qlen++;
+  fio_dlist_push(&pool.queue, &w->node);
   atomic_fetch_add_explicit(&w->client->queued, 1, memory_order_relaxed);
   int b = -1, watch = 0, inline_run = 0;
-  if (pool.qlen > (size_t)pool.nwaking) { /* no thread is being woken for it */
+  if (pool.queue.len > (size_t)pool.nwaking) { /* no thread is being woken for it */
     b = claim_idle();
     if (b < 0 && pool.nthreads < pool.eager && grow(pool.eager) && pool.nthreads == 0) {
       /* No thread exists and none can start: run it here instead. */
@@ -448,7 +435,7 @@ void fio_pool_submit(fio_job *w) {
       inline_run = 1;
     }
     /* It waits: past the eager threads, the monitor decides on more. */
-    watch = !inline_run && b < 0 && pool.qlen > (size_t)pool.nwaking &&
+    watch = !inline_run && b < 0 && pool.queue.len > (size_t)pool.nwaking &&
             !pool.monitoring && pool.nthreads >= pool.eager && pool.nthreads < pool.limit;
     if (watch) pool.monitoring = 1;
   }
@@ -498,18 +485,20 @@ fio_job *fio_pool_take(fio_pool_client *client, int (*want)(const fio_job *)) {
   if (!atomic_load_explicit(&pool_started, memory_order_acquire)) return NULL;
   if (!atomic_load_explicit(&client->queued, memory_order_relaxed))
     return NULL; /* (nothing of this client's waits: no lock taken) */
-  work *got = NULL;
+  fio_job *got = NULL;
   pthread_mutex_lock(&pool.mu);
   /* Not the job a thread is being woken for: it would wake to nothing. */
-  if (pool.qlen > (size_t)pool.nwaking) {
+  if (pool.queue.len > (size_t)pool.nwaking) {
     int n = 0;
-    for (work *w = pool.qtail; w && n < TAKE_SCAN; w = w->prev, n++)
+    for (fio_dnode *nd = pool.queue.tail; nd && n < TAKE_SCAN; nd = nd->prev, n++) {
+      fio_job *w = job_of(nd);
       if (w->client == client && want(w)) {
         q_remove(w);
         w->state = 0;
         got = w;
         break;
       }
+    }
   }
   pthread_mutex_unlock(&pool.mu);
   return got;
@@ -517,25 +506,23 @@ fio_job *fio_pool_take(fio_pool_client *client, int (*want)(const fio_job *)) {
 
 void fio_pool_forget(fio_pool_client *client) {
   if (!atomic_load_explicit(&pool_started, memory_order_acquire)) return;
-  work *dropped = NULL;
+  fio_dlist dropped = {NULL, NULL, 0};
   pthread_mutex_lock(&pool.mu);
-  for (work *w = pool.qhead, *next; w; w = next) {
-    next = w->next;
+  for (fio_dnode *n = pool.queue.head, *next; n; n = next) {
+    next = n->next;
+    fio_job *w = job_of(n);
     if (w->client != client) continue;
     q_remove(w);
     w->state = 0;
-    w->next = dropped;
-    dropped = w;
+    fio_dlist_push(&dropped, &w->node);
   }
-  for (work *w = pool.running; w; w = w->next)
-    if (w->client == client) w->forgotten = 1;
+  for (fio_dnode *n = pool.running.head; n; n = n->next)
+    if (job_of(n)->client == client) job_of(n)->forgotten = 1;
   pthread_mutex_unlock(&pool.mu);
   /* Never ran: canceled, but a must_run job (a close) still runs, here.
    * Outside pool.mu: close(2) can block. */
-  while (dropped) {
-    work *w = dropped;
-    dropped = w->next;
-    w->next = NULL;
+  fio_job *w;
+  while ((w = job_of(fio_dlist_pop(&dropped)))) {
     int res = -ECANCELED;
     if (w->must_run) {
       do res = w->run(w, &w->stop);
@@ -553,9 +540,7 @@ void fio_pool_stats_get(fio_pool_stats *st) {
   st->limit = pool.limit;
   st->threads = pool.nthreads;
   st->idle = pool.nidle;
-  st->queued = (int)pool.qlen;
-  int n = 0;
-  for (work *w = pool.running; w; w = w->next) n++;
-  st->running = n;
+  st->queued = (int)pool.queue.len;
+  st->running = (int)pool.running.len;
   pthread_mutex_unlock(&pool.mu);
 }

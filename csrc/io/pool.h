@@ -20,6 +20,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "util/list.h"
+
 typedef struct fio_job fio_job;
 
 /* Who submits jobs: the pool counts its queued ones (a lock-free hint for
@@ -42,7 +44,8 @@ struct fio_job {
   unsigned char must_run;   /* a cancel never skips it (a close: skipping
                              * it would leak the fd) */
   /* The pool's, from fio_pool_submit until done is called. */
-  fio_job *prev, *next;     /* run queue (queued) or running list */
+  fio_dnode node;           /* on the run queue (queued) or the running
+                             * list */
   pthread_t tid;            /* running: the thread that runs it */
   atomic_int stop;          /* a cancel was asked while it ran */
   unsigned char state;      /* 0: not on the pool; queued; running */

@@ -1,4 +1,4 @@
-/* backend_threads.c — the `threads` backend, for kernels or containers
+/* threads.c — the `threads` backend, for kernels or containers
  * without io_uring: blocking syscalls on the process-wide pool (pool.c),
  * readiness of pipes, sockets and the like on the loop's own thread.
  *
@@ -30,7 +30,7 @@
  * the wait, never inside submit or cancel).
  *
  * Bookkeeping without per-op memory: an op on the loop-thread path is on
- * exactly one list, its fd's read or write list, linked through op->qnext;
+ * exactly one list, its fd's read or write list (through op->queue_node);
  * its pool job (at the start of op->backend_area) is then not on the pool,
  * so fio_pool_cancel ignores it.
  *
@@ -63,7 +63,7 @@ enum { K_NOWAIT = 1, /* preadv2/pwritev2 with RWF_NOWAIT */
 
 /* The ops waiting on one fd, FIFO per direction (linked through qnext). */
 typedef struct fdrec {
-  fio_opq readers, writers;
+  fio_dlist readers, writers;
   uint32_t mask; /* events registered in the epoll set; 0: not in it */
   uint8_t rkind, wkind;
 } fdrec;
@@ -90,6 +90,13 @@ typedef struct threads {
 } threads;
 
 /* --- lists ------------------------------------------------------------------- */
+
+/* Whether op waits on q (a scan: the ops waiting on one fd). */
+static int on_list(const fio_dlist *q, fio_op *op) {
+  for (const fio_dnode *n = q->head; n; n = n->next)
+    if (n == &op->queue_node) return 1;
+  return 0;
+}
 
 static fdrec *rec_get(threads *t, int fd) {
   if ((size_t)fd >= t->nfds) {
@@ -182,16 +189,16 @@ static void park(fio_loop *loop, threads *t, fio_op *op, int kind) {
   }
   int wr = op->code == FIO_OP_WRITE;
   if (wr) {
-    fio_opq_push(&r->writers, op);
+    fio_dlist_push(&r->writers, &op->queue_node);
     r->wkind = (uint8_t)kind;
   } else {
-    fio_opq_push(&r->readers, op);
+    fio_dlist_push(&r->readers, &op->queue_node);
     r->rkind = (uint8_t)kind;
   }
   if (rec_sync(t, op->fd, r) < 0) {
     /* Not pollable (epoll says EPERM): a blocking call on the pool is all
      * that is left. */
-    fio_opq_remove(wr ? &r->writers : &r->readers, op);
+    fio_dlist_remove(wr ? &r->writers : &r->readers, &op->queue_node);
     rec_sync(t, op->fd, r);
     to_pool(loop, op);
   }
@@ -217,17 +224,17 @@ static void submit_polled(fio_loop *loop, threads *t, fio_op *op,
 }
 
 /* Serve the waiters of one list in order while the fd has data or room. */
-static void serve(fio_loop *loop, fio_opq *q, int kind) {
+static void serve(fio_loop *loop, fio_dlist *q, int kind) {
   while (q->head) {
     if (kind == K_POOL) {
       /* One per readiness report: the next waits until the fd says ready
        * again, so two calls do not race for the same bytes. */
-      ready_to_pool(loop, fio_opq_pop(q));
+      ready_to_pool(loop, fio_op_of(fio_dlist_pop(q)));
       return;
     }
-    int res = try_op(q->head, kind);
+    int res = try_op(fio_op_of(q->head), kind);
     if (res == -EAGAIN) return;
-    fio_op_done(loop, fio_opq_pop(q), res);
+    fio_op_done(loop, fio_op_of(fio_dlist_pop(q)), res);
   }
 }
 
@@ -313,7 +320,11 @@ static void threads_cancel(fio_loop *loop, fio_op *op) {
   threads *t = loop->backend_state;
   if (op->fd >= 0 && (size_t)op->fd < t->nfds) {
     fdrec *r = &t->fds[op->fd];
-    if (fio_opq_remove(&r->readers, op) || fio_opq_remove(&r->writers, op)) {
+    fio_dlist *q = on_list(&r->readers, op)   ? &r->readers
+                   : on_list(&r->writers, op) ? &r->writers
+                                              : NULL;
+    if (q) {
+      fio_dlist_remove(q, &op->queue_node);
       rec_sync(t, op->fd, r); /* before the binding closes the fd */
       fio_op_done(loop, op, -ECANCELED);
       return;

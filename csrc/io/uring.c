@@ -1,4 +1,4 @@
-/* backend_uring.c — the io_uring backend: one ring per loop (so per thread).
+/* uring.c — the io_uring backend: one ring per loop (so per thread).
  *
  * Set-up tries SINGLE_ISSUER|DEFER_TASKRUN|COOP_TASKRUN and drops one flag at
  * a time on EINVAL; opcodes are probed once. SQEs are prepared as operations
@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -76,7 +77,7 @@ typedef struct uring {
   int *rf_free, rf_nfree;  /* free slots of the registered file table */
   int *rf_closing, rf_nclosing; /* slots whose close is not yet queued */
   int rf_nslots;           /* 0: no table, readfile runs on the pool */
-  fio_opq rf_waiting;      /* chains whose next step is not yet queued */
+  fio_dlist rf_waiting;    /* chains whose next step is not yet queued */
   uint64_t rf_done;        /* readfiles done on the ring */
 } uring;
 
@@ -219,18 +220,22 @@ static int uring_init(fio_loop *loop) {
 static void to_pool(fio_loop *loop, fio_op *op);
 static void rf_cqe(fio_loop *loop, uring *u, fio_op *op, int sub, int res);
 
-/* An open the ring made (res) that must be made again, blocking, on the
- * pool. The ring tries an open without blocking first: a FIFO then opens
- * at once for reading, or fails with ENXIO for writing, where open(2) waits
- * for the other end. The first reader stays open until the second is
- * (op->fd2, owned: closed with op, or taken by exec.c's fifo_open_read): a
- * writer it let in must not find the FIFO without a reader meanwhile. */
+/* Whether an open the ring made (res) of an op with fifo_waits must be
+ * made again, blocking, on the pool. The ring tries an open without
+ * blocking first: a FIFO then opens at once for reading, or fails with
+ * ENXIO for writing, where open(2) waits for the other end. The first
+ * reader stays open until the second is (op->fd2, owned: closed with op,
+ * or taken by exec.c's fifo_open_read): a writer it let in must not find
+ * the FIFO without a reader meanwhile. A read-only open's file type is
+ * left in op->res_mode (the binding would look too). */
 static int fifo_reopen(fio_op *op, int res) {
   struct stat sb;
+  if (!op->fifo_waits) return 0;
   if (res == -ENXIO) return 1;
-  if (res < 0 || (op->flags & O_ACCMODE) != O_RDONLY || fstat(res, &sb) < 0 ||
-      !S_ISFIFO(sb.st_mode))
+  if (res < 0 || (op->flags & O_ACCMODE) != O_RDONLY || fstat(res, &sb) < 0)
     return 0;
+  op->res_mode = sb.st_mode;
+  if (!S_ISFIFO(sb.st_mode)) return 0;
   op->fd2 = res;
   op->owns |= FIO_OWN_FD2;
   return 1;
@@ -525,7 +530,9 @@ static void rf_end(fio_loop *loop, uring *u, fio_op *op, int res) {
 }
 
 /* Leave op's next step to rf_flush. */
-static void rf_next(uring *u, fio_op *op) { fio_opq_push(&u->rf_waiting, op); }
+static void rf_next(uring *u, fio_op *op) {
+  fio_dlist_push(&u->rf_waiting, &op->queue_node);
+}
 
 /* A step's last CQE is in: end op, or leave its next step to rf_flush. */
 static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
@@ -600,7 +607,7 @@ static void rf_cqe(fio_loop *loop, uring *u, fio_op *op, int sub, int res) {
 static int rf_flush(fio_loop *loop, uring *u) {
   int ended = 0;
   fio_op *op;
-  while ((op = fio_opq_pop(&u->rf_waiting))) {
+  while ((op = fio_op_of(fio_dlist_pop(&u->rf_waiting)))) {
     if (op->cancel_sent) {
       rf_end(loop, u, op, -ECANCELED);
       ended = 1;

@@ -1248,6 +1248,7 @@ static int open_k(lua_State *L, int status, lua_KContext ctx) {
   int islines = lua_toboolean(L, lua_upvalueindex(2));
   w->op = NULL;
   int flags = op->flags;
+  unsigned op_mode = op->res_mode; /* (the backend's look, if it made one) */
   fio_op_free(op);
   if (res < 0) {
     if (islines)
@@ -1257,6 +1258,7 @@ static int open_k(lua_State *L, int status, lua_KContext ctx) {
   }
   fio_file *f = lua_touserdata(L, -1);
   f->fd = res;
+  if (op_mode) f->disk = S_ISREG(op_mode) || S_ISBLK(op_mode); /* (disk()) */
   f->canread = (flags & O_ACCMODE) != O_WRONLY;
   f->canwrite = (flags & O_ACCMODE) != O_RDONLY;
   /* as fopen's "a" (not "a+": it reads from the start) */
@@ -1294,6 +1296,7 @@ static int start_open(lua_State *L, const char *path, int flags,
   op->flags = flags;
   op->mode = (uint32_t)perm;
   op->owns = FIO_OWN_RESULT;
+  op->fifo_waits = 1; /* as io.open */
   return fio_op_wait(loop, L, w, op, open_k);
 }
 

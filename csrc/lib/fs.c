@@ -524,7 +524,7 @@ static void readfile_dtor(fio_op *op) {
 }
 
 /* fio.readfile(path) -> the whole content. On io_uring: linked openat and
- * reads on a fixed-file slot (backend_uring.c); without it: one pool job
+ * reads on a fixed-file slot (io/uring.c); without it: one pool job
  * does all. Either way, one op, reading into a buffer the loop lends. */
 static int l_readfile(lua_State *L) {
   size_t n;

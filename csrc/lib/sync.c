@@ -96,7 +96,7 @@ static int q_wait(lua_State *L) {
  * when nobody waits. */
 static int q_wake(lua_State *L) {
   waitq *q = checkq(L);
-  fio_link *l = q->list.head;
+  fio_link *l = fio_list_first(&q->list);
   if (!l) return 0;
   lua_getiuservalue(L, 1, 1);
   lua_rawgetp(L, -1, l);

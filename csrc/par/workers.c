@@ -40,12 +40,11 @@ struct worker {
   pthread_t thread;
   fio_workers *pool;
   fio_loop *loop;           /* set by the worker once its state is up */
-  task *running;            /* its tasks (fibers) */
+  fio_dlist running;        /* its tasks (fibers) */
   /* the coroutine a task's code resumed and that runs now, innermost
    * (coroutine.resume and wrap, in worker states, keep it; the signal
    * handler reads it) */
   _Atomic(lua_State *) nested;
-  int nrunning;
   int idle;                 /* waiting in its loop for work */
   int woken;                /* idle, and woken for a task: not again */
   worker *next;
@@ -53,10 +52,9 @@ struct worker {
 
 struct fio_workers {
   pthread_mutex_t mu;
-  task *qhead, *qtail;      /* tasks not started */
+  fio_dlist queue;          /* tasks not started */
   worker *workers;
   int nworkers, max, starting;
-  int qlen;                 /* tasks in the queue */
   int shutdown;
   atomic_int stopping;      /* = shutdown, for the hook (no lock there) */
   char *path, *cpath;       /* the caller's package paths */
@@ -68,21 +66,14 @@ struct fio_workers {
 /* The key of a loop's pool (fio_loop_ext). */
 static const char ext_key = 0;
 
+static task *task_of(fio_dnode *n) { return fio_entry(n, task, node); }
+
 static void q_remove(fio_workers *p, task *t) {
-  p->qlen--;
-  if (t->prev) t->prev->next = t->next;
-  else p->qhead = t->next;
-  if (t->next) t->next->prev = t->prev;
-  else p->qtail = t->prev;
-  t->prev = t->next = NULL;
+  fio_dlist_remove(&p->queue, &t->node);
 }
 
 static void run_remove(worker *w, task *t) {
-  if (t->prev) t->prev->next = t->next;
-  else w->running = t->next;
-  if (t->next) t->next->prev = t->prev;
-  t->prev = t->next = NULL;
-  w->nrunning--;
+  fio_dlist_remove(&w->running, &t->node);
 }
 
 void fio_task_free(fio_op *op) {
@@ -149,7 +140,8 @@ static void cancel_check(lua_State *L) {
   if (!f || (f->co != L && L != atomic_load_explicit(&w->nested, memory_order_relaxed)))
     return;
   int mine = atomic_load(&w->pool->stopping);
-  for (task *t = w->running; t; t = t->next) {
+  for (fio_dnode *n = w->running.head; n; n = n->next) {
+    task *t = task_of(n);
     if (!task_canceled(w, t)) continue;
     if (t->fiber == f) mine = 1;
     else if (t->fiber->state != FIO_DONE && !t->fiber->cancel_done)
@@ -332,11 +324,7 @@ static int task_body(lua_State *L) {
 static void start_task(lua_State *L, worker *w, task *t) {
   t->state = TS_RUNNING;
   t->w = w;
-  t->next = w->running;
-  t->prev = NULL;
-  if (w->running) w->running->prev = t;
-  w->running = t;
-  w->nrunning++;
+  fio_dlist_push_head(&w->running, &t->node);
   lua_pushlightuserdata(L, w->loop);
   lua_pushlightuserdata(L, t);
   lua_pushcclosure(L, task_body, 2);
@@ -388,8 +376,8 @@ static fio_loop *worker_state(lua_State *L, fio_workers *p) {
 
 /* Fail every queued task (no worker can run them). (pool->mu held) */
 static void fail_queue(fio_workers *p, const char *why) {
-  while (p->qhead) {
-    task *t = p->qhead;
+  while (p->queue.head) {
+    task *t = task_of(p->queue.head);
     q_remove(p, t);
     lua_State *E = luaL_newstate();
     if (E) {
@@ -427,11 +415,11 @@ static void *worker_main(void *arg) {
   loop->resume_hook = arm_cancel_hook;
   for (;;) {
     /* Take one task per turn: the rest stay for idle workers. */
-    task *t = p->qhead;
+    task *t = task_of(p->queue.head);
     if (t && !p->shutdown) {
       q_remove(p, t);
       start_task(L, w, t);
-    } else if (w->nrunning == 0) {
+    } else if (w->running.len == 0) {
       if (p->shutdown) break;
       /* Idle: wait in the loop, where wake_for_queue's wake (a MSG_RING on io_uring,
        * the eventfd on threads) ends the wait; fibers the finished tasks
@@ -445,7 +433,8 @@ static void *worker_main(void *arg) {
       continue;
     }
     /* Cancels the callers asked for (and all of them at shutdown). */
-    for (task *r = w->running; r; r = r->next)
+    for (fio_dnode *n = w->running.head; n; n = n->next) {
+      task *r = task_of(n);
       if ((atomic_load(&r->cancel) || p->shutdown) && !r->cancel_sent) {
         r->cancel_sent = 1;
         atomic_store(&r->cancel, 1);
@@ -453,21 +442,23 @@ static void *worker_main(void *arg) {
         /* if it runs again before it suspends, it computes: reach it */
         if (r->fiber->state != FIO_DONE) arm_cancel_hook(r->fiber->co);
       }
+    }
     pthread_mutex_unlock(&p->mu);
     fio_loop_run_ready(loop, L);
     pthread_mutex_lock(&p->mu);
     /* Tasks whose fibers have ended go back to their callers. */
-    for (task *r = w->running, *next; r; r = next) {
-      next = r->next;
+    for (fio_dnode *n = w->running.head, *next; n; n = next) {
+      next = n->next;
+      task *r = task_of(n);
       if (r->fiber->state == FIO_DONE) {
         run_remove(w, r);
         luaL_unref(L, LUA_REGISTRYINDEX, r->fref);
         task_post(r, r->result == TR_CANCELED ? -ECANCELED : 0);
       }
     }
-    if (w->nrunning == 0) continue; /* idle: take a task, or sleep */
+    if (w->running.len == 0) continue; /* idle: take a task, or sleep */
     /* (at shutdown: the cancels are sent; wait for the tasks to end) */
-    int more = p->qhead != NULL && !p->shutdown;
+    int more = p->queue.head != NULL && !p->shutdown;
     pthread_mutex_unlock(&p->mu);
     fio_loop_wait(loop, more);
     pthread_mutex_lock(&p->mu);
@@ -480,7 +471,7 @@ static void *worker_main(void *arg) {
 /* (pool->mu held) Make sure some worker will see the queue. */
 static void wake_for_queue(fio_workers *p) {
   /* One idle worker per queued task, each woken once. */
-  int n = p->qlen;
+  int n = (int)p->queue.len;
   for (worker *w = p->workers; w && n > 0; w = w->next) {
     if (!w->idle) continue;
     if (!w->woken) {
@@ -523,17 +514,16 @@ static void workers_submit(fio_loop *loop, fio_op *op) {
   fio_workers *p = fio_loop_ext_get(loop, &ext_key);
   task *t = (task *)op->mem;
   t->caller = loop;
+  if (!p) { /* (its loop has closed its pool: as after a shutdown) */
+    task_post(t, -ECANCELED);
+    return;
+  }
   pthread_mutex_lock(&p->mu);
   if (p->shutdown) {
     task_post(t, -ECANCELED);
   } else {
     t->state = TS_QUEUED;
-    p->qlen++;
-    t->prev = p->qtail;
-    t->next = NULL;
-    if (p->qtail) p->qtail->next = t;
-    else p->qhead = t;
-    p->qtail = t;
+    fio_dlist_push(&p->queue, &t->node);
     wake_for_queue(p);
   }
   pthread_mutex_unlock(&p->mu);
@@ -542,6 +532,7 @@ static void workers_submit(fio_loop *loop, fio_op *op) {
 static void workers_cancel(fio_loop *loop, fio_op *op) {
   fio_workers *p = fio_loop_ext_get(loop, &ext_key);
   task *t = (task *)op->mem;
+  if (!p) return; /* (shut down: every task was posted back already) */
   pthread_mutex_lock(&p->mu);
   if (t->state == TS_QUEUED) {
     q_remove(p, t);
@@ -562,14 +553,15 @@ static void workers_shutdown(fio_loop *loop, void *data) {
   pthread_mutex_lock(&p->mu);
   p->shutdown = 1;
   atomic_store(&p->stopping, 1);
-  while (p->qhead) {
-    task *t = p->qhead;
+  while (p->queue.head) {
+    task *t = task_of(p->queue.head);
     q_remove(p, t);
     t->result = TR_CANCELED;
     task_post(t, -ECANCELED);
   }
   for (worker *w = p->workers; w; w = w->next) {
-    for (task *r = w->running; r; r = r->next) atomic_store(&r->cancel, 1);
+    for (fio_dnode *n = w->running.head; n; n = n->next)
+      atomic_store(&task_of(n)->cancel, 1);
     signal_worker(w); /* wakes idle workers too */
   }
   pthread_mutex_unlock(&p->mu);
@@ -602,12 +594,14 @@ void fio_workers_ensure(lua_State *L, fio_loop *loop) {
   p->cpath = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
   lua_pop(L, 3);
   snprintf(p->backend, sizeof p->backend, "%s", loop->be->name);
+  int full = 0;
   if (!p->path || !p->cpath ||
-      fio_loop_ext_set(loop, &ext_key, p, workers_shutdown) < 0) {
+      (full = fio_loop_ext_set(loop, &ext_key, p, workers_shutdown) < 0)) {
     free(p->path);
     free(p->cpath);
     pthread_mutex_destroy(&p->mu);
     free(p);
-    luaL_error(L, "not enough memory");
+    luaL_error(L, full ? "fio.parallel: the loop has no room for its workers"
+                       : "not enough memory");
   }
 }

@@ -20,7 +20,7 @@ enum { TR_OK, TR_ERROR, TR_CANCELED };
 /* One task: made by the caller's binding, owned by its op (op->mem, freed
  * by the op's dtor, fio_task_free). */
 typedef struct task {
-  struct task *prev, *next; /* the queue, or its worker's running list */
+  fio_dnode node;           /* on the queue, or its worker's running list */
   fio_op *op;               /* the caller's op (owns this task) */
   fio_loop *caller;
   char *fn;                 /* string.dump of the function */
