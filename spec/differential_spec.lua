@@ -23,28 +23,8 @@ local MODES = { "r+", "w+", "a+" }
 local STEPS = 400
 local TRACE = os.getenv("FIBERIO_DIFF_TRACE") == "1"
 
-local shq = helper.shquote
-
-local function put(path, s)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(s))
-  assert(f:close())
-end
-
-local function get(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function mktempdir()
-  local p = assert(io.popen("mktemp -d /tmp/fiberio-diff-XXXXXX"))
-  local d = p:read("l")
-  p:close()
-  assert(d and d ~= "", "mktemp -d failed")
-  return d
-end
+-- Fixtures are made and read with io and os, not with the code under test.
+local put, get = helper.put, helper.get
 
 -- --- random steps ------------------------------------------------------------
 
@@ -298,7 +278,7 @@ local CONTEXTS = {
 }
 
 local function differential(seed, mode, steps, context)
-  local dir = mktempdir()
+  local dir = helper.mktempdir("diff")
   local ok, err = pcall(function()
     math.randomseed(seed)
     local parts = {}
@@ -339,7 +319,7 @@ local function differential(seed, mode, steps, context)
       end
       a, b = { tostring(ih), io.type(ih) }, { tostring(fh), fio.type(fh) }
       if not same(a, b) then mismatch(#plan, "the closed file's name and type", a, b) end
-      local sa, sb = get(pio), get(pfio)
+      local sa, sb = assert(get(pio)), assert(get(pfio))
       if sa ~= sb then
         local at = 1
         while sa:sub(at, at) == sb:sub(at, at) do at = at + 1 end
@@ -348,7 +328,7 @@ local function differential(seed, mode, steps, context)
       end
     end)
   end)
-  os.execute("rm -rf " .. shq(dir))
+  helper.rmtree(dir)
   if not ok then error(err, 0) end
 end
 

@@ -5,27 +5,18 @@
 -- and FIBERIO_BACKEND (the specs are pending when that backend cannot start
 -- in this build, as the tools could only say so).
 
-local q = require("helper").shquote
+local helper = require "helper"
+local q = helper.shquote
 
-local examples = require("helper").examples_dir()
+local examples = helper.examples_dir()
 
 -- The environment of a tool's run. Under a sanitizer (make check) the tools
 -- run with its LD_PRELOAD, but the standard tools they are compared with do not
--- (sh below drops it: a leak report in mktemp or cp must not count).
-local ENV = require("helper").lua_env()
-
-local function slurp(path) return require("helper").get(path) or "" end
+-- (helper.sh drops it: a leak report in mktemp or cp must not count).
+local ENV = helper.lua_env()
 
 -- Run a shell command: its stdout, stderr and exit code.
-local function sh(cmd)
-  local errfile = os.tmpname()
-  local p = assert(io.popen("(exec env -u LD_PRELOAD sh -c " .. q(cmd) .. ") 2>" .. q(errfile)))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  local err = slurp(errfile)
-  os.remove(errfile)
-  return out, err, code
-end
+local sh = helper.sh
 
 -- Run examples/<tool>.lua with arguments (each one quoted).
 local function run(tool, ...)
@@ -127,15 +118,13 @@ end
 lazy_setup(function()
   local _, perr = sh(ENV .. "lua5.4 -e " .. q('require("fiberio").run(function() end)'))
   unavailable = perr:match("fiberio: (backend '[^']*' is not available)")
-  local out, err, code = sh("mktemp -d /tmp/fiberio-examples-XXXXXX")
-  assert(code == 0, err)
-  tmp = out:gsub("\n$", "")
+  tmp = helper.mktempdir("examples")
   tree = tmp .. "/tree"
   build_tree(tree)
 end)
 
 lazy_teardown(function()
-  if tmp then sh("chmod -R u+rwx " .. q(tmp) .. "; rm -rf " .. q(tmp)) end
+  if tmp then helper.rmtree(tmp) end
 end)
 
 describe("examples/cptree.lua", function()
@@ -209,7 +198,7 @@ describe("examples/cptree.lua", function()
   it_("copies a single file or link given as SRC", function()
     local _, _, code = run("cptree", tree .. "/a/script.sh", tmp .. "/one.sh")
     assert.equal(0, code)
-    assert.equal(slurp(tree .. "/a/script.sh"), slurp(tmp .. "/one.sh"))
+    assert.equal(helper.get(tree .. "/a/script.sh"), helper.get(tmp .. "/one.sh"))
     assert.equal("755\n", (sh("stat -c %a " .. q(tmp .. "/one.sh"))))
     _, _, code = run("cptree", tree .. "/a/link to deep", tmp .. "/one.link")
     assert.equal(0, code)
@@ -225,7 +214,7 @@ describe("examples/cptree.lua", function()
     assert.equal("", out)
     assert.equal(0, code)
     assert.equal("cptree: warning: " .. src .. "/d/pipe: skipping fifo\n", err)
-    assert.equal("data\n", slurp(tmp .. "/withfifo.copy/d/f"))
+    assert.equal("data\n", helper.get(tmp .. "/withfifo.copy/d/f"))
     assert.equal(1, select(3, sh("test -e " .. q(tmp .. "/withfifo.copy/d/pipe"))))
   end)
 

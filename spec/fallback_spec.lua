@@ -7,23 +7,7 @@ local fio = helper.fio
 local noring = os.getenv("FIBERIO_NORING")
 
 local shquote = helper.shquote
-
--- Run code in a child lua5.4 with extra environment and an optional wrapper
--- (noring). Returns output and exit code.
-local function child(code, env, wrapper)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  f:write(code)
-  f:close()
-  local prefix = "LUA_PATH=" .. shquote(os.getenv("LUA_PATH") or package.path) ..
-                 " LUA_CPATH=" .. shquote(os.getenv("LUA_CPATH") or package.cpath) .. " "
-  for k, v in pairs(env or {}) do prefix = prefix .. k .. "=" .. shquote(v) .. " " end
-  local p = assert(io.popen(prefix .. (wrapper or "") .. " lua5.4 " .. shquote(file) .. " 2>&1"))
-  local out = p:read("a")
-  local _, _, rc = p:close()
-  os.remove(file)
-  return out, rc
-end
+local child = helper.child
 
 -- A script that uses timers, pipes, files and paths and prints what it saw.
 local WORKLOAD = [[
@@ -52,7 +36,7 @@ describe("io_uring refused by seccomp", function()
   end
   for _, errno in ipairs { "EPERM", "ENOSYS", "ENOMEM" } do
     it("io_uring_setup failing with " .. errno .. " falls back to the threads backend, silently", function()
-      local out, rc = child(WORKLOAD, { FIBERIO_BACKEND = "auto" }, noring .. " -e " .. errno)
+      local out, rc = child(WORKLOAD, { env = { FIBERIO_BACKEND = "auto" }, wrapper = shquote(noring) .. " -e " .. errno })
       assert.equal(0, rc, out)
       assert.equal("threads\thello one,two 8\n", out)
     end)
@@ -62,7 +46,7 @@ describe("io_uring refused by seccomp", function()
     local out, rc = child([[
       local fio = require "fiberio"
       print(pcall(fio.sleep, 0))
-    ]], { FIBERIO_BACKEND = "io_uring" }, noring)
+    ]], { env = { FIBERIO_BACKEND = "io_uring" }, wrapper = shquote(noring) })
     assert.equal(0, rc, out)
     assert.matches("false\tfiberio: cannot start the io_uring backend: Operation not permitted", out, 1, true)
   end)
@@ -79,14 +63,14 @@ describe("the ladder on a working ring", function()
       local fio = require "fiberio"
       fio.sleep(0)
       print(fio._info().ring_flags)
-    ]], { FIBERIO_TEST_REFUSE_FLAGS = "defer_taskrun" })
+    ]], { env = { FIBERIO_TEST_REFUSE_FLAGS = "defer_taskrun" } })
     assert.equal(0, rc, out)
     assert.equal("single_issuer coop_taskrun \n", out)
     out, rc = child([[
       local fio = require "fiberio"
       fio.sleep(0)
       print(fio._info().ring_flags)
-    ]], { FIBERIO_TEST_REFUSE_FLAGS = "defer_taskrun,single_issuer,coop_taskrun" })
+    ]], { env = { FIBERIO_TEST_REFUSE_FLAGS = "defer_taskrun,single_issuer,coop_taskrun" } })
     assert.equal(0, rc, out)
     assert.equal("\n", out)
   end)
@@ -97,13 +81,13 @@ describe("the ladder on a working ring", function()
     local out, rc = child([[
       local fio = require "fiberio"
       print(fio.parallel(function() return require("fiberio")._info().ring_flags end):await())
-    ]], { FIBERIO_TEST_REFUSE_FLAGS = "defer_taskrun" })
+    ]], { env = { FIBERIO_TEST_REFUSE_FLAGS = "defer_taskrun" } })
     assert.equal(0, rc, out)
     assert.equal("single_issuer coop_taskrun attach_wq \n", out)
   end)
 
   it("the whole workload works with every ring flag refused", function()
-    local out, rc = child(WORKLOAD, { FIBERIO_TEST_REFUSE_FLAGS = "defer_taskrun,single_issuer,coop_taskrun" })
+    local out, rc = child(WORKLOAD, { env = { FIBERIO_TEST_REFUSE_FLAGS = "defer_taskrun,single_issuer,coop_taskrun" } })
     assert.equal(0, rc, out)
     assert.equal("io_uring\thello one,two 8\n", out)
   end)
@@ -113,7 +97,7 @@ describe("the ladder on a working ring", function()
       print(fio._info().pooled)
     ]]
     local function pooled(env)
-      local out, rc = child(code, env)
+      local out, rc = child(code, { env = env })
       assert.equal(0, rc, out)
       local n = out:match("^io_uring\thello one,two 8\n(%d+)\n$")
       assert(n, out)
@@ -136,7 +120,7 @@ describe("the ladder on a working ring", function()
       local unlinks = fio._info().pooled - before - links
       assert(fio.unlink(d .. "/a")) assert(fio.rmdir(d))
       print(links, unlinks)
-    ]], { FIBERIO_NO_RING_OPS = "unlinkat" })
+    ]], { env = { FIBERIO_NO_RING_OPS = "unlinkat" } })
     assert.equal(0, rc, out)
     assert.equal("0\t10\n", out)
   end)
@@ -154,7 +138,7 @@ describe("the ladder on a working ring", function()
     -- (a MSG_RING without a ring of one's own: Linux 6.13)
     local msg_ring = helper.kernel_at_least(6, 13)
     assert.equal("io_uring\thello one,two 8\n" .. (msg_ring and "true\tfalse" or "false\ttrue") .. "\n", out)
-    out, rc = child(code, { FIBERIO_TEST_NO_MSG_RING = "1" })
+    out, rc = child(code, { env = { FIBERIO_TEST_NO_MSG_RING = "1" } })
     assert.equal(0, rc, out)
     assert.equal("io_uring\thello one,two 8\nfalse\ttrue\n", out)
   end)
@@ -197,14 +181,14 @@ describe("the ladder on a working ring", function()
     local out, rc = child(READFILES)
     assert.equal(0, rc, out)
     assert.equal("true\t" .. slots .. "\t6\t0\t0\n", out)
-    out, rc = child(READFILES, { FIBERIO_TEST_RF_SLOTS = "0" })
+    out, rc = child(READFILES, { env = { FIBERIO_TEST_RF_SLOTS = "0" } })
     assert.equal(0, rc, out)
     assert.equal("true\t0\t0\t6\t0\n", out)
     -- six readfiles started in one turn, two slots: four go to the pool
-    out, rc = child(READFILES, { FIBERIO_TEST_RF_SLOTS = "2" })
+    out, rc = child(READFILES, { env = { FIBERIO_TEST_RF_SLOTS = "2" } })
     assert.equal(0, rc, out)
     assert.equal("true\t2\t2\t4\t0\n", out)
-    out, rc = child(READFILES, { FIBERIO_TEST_RING_EINVAL = "openat" })
+    out, rc = child(READFILES, { env = { FIBERIO_TEST_RING_EINVAL = "openat" } })
     assert.equal(0, rc, out)
     assert.equal("true\t" .. slots .. "\t0\t0\t6\n", out)
   end)
@@ -215,7 +199,7 @@ describe("the ladder on a working ring", function()
       local st = fio.stat("/")
       local missing, msg, errno = fio.stat("/nonexistent-fiberio")
       print(st.type, missing, msg, errno, fio._info().reruns)
-    ]], { FIBERIO_TEST_RING_EINVAL = "statx" })
+    ]], { env = { FIBERIO_TEST_RING_EINVAL = "statx" } })
     assert.equal(0, rc, out)
     assert.equal("directory\tnil\t/nonexistent-fiberio: No such file or directory\t2\t2\n", out)
   end)

@@ -6,21 +6,17 @@
 local helper = require "helper"
 local fio = helper.fio
 if helper.backend_gate(describe, it, pending) then return end
-local q = helper.shquote
 
 -- Run code in a child lua5.4 (this process's backend and module paths)
 -- with the redirections redir; its stdout goes to a file whatever fd 1 is
 -- (the code writes its report to REPORT, a path). Returns the report and
 -- the exit code.
 local function run(code, redir)
-  local file, report = os.tmpname(), os.tmpname()
-  helper.put(file, ("local REPORT = %q\n"):format(report) .. code)
-  local cmd = "env " .. helper.lua_env() .. "lua5.4 " .. q(file) .. " " .. redir
-  local ok, how, rc = os.execute(cmd)
+  local report = os.tmpname()
+  local _, rc = helper.child(("local REPORT = %q\n"):format(report) .. code, { redirect = redir })
   local out = helper.get(report) or ""
-  os.remove(file)
   os.remove(report)
-  return out, how == "exit" and rc or 128 + rc
+  return out, rc
 end
 
 -- What the child reports: the backend, what fds 0 to 2 are (readlink of

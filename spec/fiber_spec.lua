@@ -565,7 +565,7 @@ describe("out of memory for timers", function()
       end
       fio.sleep(0.2)
       print(slept, #errs, errs[1])
-    ]], { LD_PRELOAD = lib, FAIL_ALLOC_SIZE = 24576 })
+    ]], { env = { LD_PRELOAD = lib, FAIL_ALLOC_SIZE = 24576 } })
     assert.equal(0, rc, out)
     local slept, nerr, msg = out:match("^(%d+)\t(%d+)\t(.-)\n$")
     assert(slept, out)

@@ -92,52 +92,9 @@ local function same_as_io(dir, content, mode, fn)
   return i, f
 end
 
--- Run code in a child lua5.4 (same module paths, same FIBERIO_* variables)
--- under `timeout`; opts.prefix is shell run before it, opts.stdin a file.
--- Returns the output (stdout and stderr) and the exit code.
-local function child(code, opts)
-  opts = opts or {}
-  local file = os.tmpname()
-  put(file, "io.stdout:setvbuf('no')\n" .. code)
-  local cmd = (opts.prefix or "")
-    .. "LUA_PATH=" .. shq(os.getenv("LUA_PATH") or package.path)
-    .. " LUA_CPATH=" .. shq(os.getenv("LUA_CPATH") or package.cpath)
-    .. " timeout -s KILL " .. (opts.timeout or helper.bound(20))
-    .. " lua5.4 " .. shq(file)
-    .. (opts.stdin and (" < " .. shq(opts.stdin)) or "")
-    .. " 2>&1"
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  local _, _, rc = p:close()
-  os.remove(file)
-  return out, rc
-end
-
-local function child_ok(code, opts)
-  local out, rc = child(code, opts)
-  if rc == 137 or rc == 124 then
-    error("the child was killed by its timeout (a blocked loop?); output so far:\n" .. out, 2)
-  end
-  return out, rc
-end
-
--- Start the loop and whatever it creates lazily before counting fds.
-local function warm(dir)
-  local p = dir .. "/warm"
-  fio.run(function()
-    local f = assert(fio.open(p, "w+"))
-    f:write("x"):seek("set")
-    assert(f:read("a") == "x")
-    f:pwrite("y", 0)
-    f:stat()
-    f:sync()
-    f:close()
-    local s = fio.async(function() return fio.stat(p) end)
-    s:await()
-    assert(fio.unlink(p))
-  end)
-  helper.fullgc()
-end
+-- How the children run (helper.child): stdout unbuffered, so that a child
+-- killed by its timeout (a blocked loop?) shows what it printed before.
+local CHILD = { unbuffered = true, timeout = helper.bound(20) }
 
 -- Two paths in a directory chmod 000: an existing file and a new name,
 -- where io.open fails with EACCES; or nil and why not (the suite may run as
@@ -479,7 +436,7 @@ end)
 
 describe("File:read on a pipe", function()
   it("read('n') returns a number as soon as it has ended, without waiting for more input", function()
-    local out = child_ok([[
+    local out = helper.child([[
       local fio = require "fiberio"
       local r, w = fio.pipe()
       w:write("42\n")
@@ -488,7 +445,7 @@ describe("File:read on a pipe", function()
       print(fio.timeout(2, function() return r:read("n") end))
       w:close()
       print(r:read("n"))
-    ]])
+    ]], CHILD)
     assert.equal("42\n7\nnil\n", out)
   end)
 end)
@@ -717,7 +674,7 @@ describe("fio.lines", function()
 
   it("closes the file at EOF", function()
     put(dir .. "/f", "a\nb\n")
-    warm(dir)
+    helper.warm()
     local before = helper.open_fds()
     local it = fio.lines(dir .. "/f")
     assert.equal("a", it())
@@ -732,7 +689,7 @@ describe("fio.lines", function()
 
   it("closes the file when a for loop over it is left early (io.lines's to-be-closed value)", function()
     put(dir .. "/f", "a\nb\nc\n")
-    warm(dir)
+    helper.warm()
     local before = helper.open_fds()
     for l in fio.lines(dir .. "/f") do
       if l == "a" then break end
@@ -756,11 +713,11 @@ describe("fio.lines", function()
 
   it("without a path iterates over fio.stdin, as io.lines() over io.stdin", function()
     put(dir .. "/in", "x\ny\n\nz")
-    local out = child_ok([[
+    local out = helper.child([[
       local fio = require "fiberio"
       for l in fio.lines() do io.write("[", l, "]") end
       print(fio.type(fio.stdin))
-    ]], { stdin = dir .. "/in" })
+    ]], { unbuffered = true, timeout = helper.bound(20), redirect = "< " .. shq(dir .. "/in") })
     assert.equal("[x][y][][z]file\n", out)
   end)
 end)
@@ -1018,13 +975,13 @@ describe("File:pread and File:pwrite", function()
 
   it("on a pipe fail as pread(2) and pwrite(2) do: nil, 'Illegal seek', 29", function()
     -- In a child: were pread a plain read, it would wait on the empty pipe.
-    local out = child_ok([[
+    local out = helper.child([[
       local fio = require "fiberio"
       local r, w = fio.pipe()
       print(w:pwrite("x", 0))
       print(r:pread(1, 0))
       print(r:pread(1, 0))
-    ]])
+    ]], CHILD)
     assert.equal("nil\tIllegal seek\t29\n" .. "nil\tIllegal seek\t29\n" .. "nil\tIllegal seek\t29\n", out)
   end)
 
@@ -1168,36 +1125,36 @@ describe("fio.type and the standard files", function()
   end)
 
   it("fio.stdout and fio.stderr write to the process's stdout and stderr", function()
-    local out = child_ok([[
+    local out = helper.child([[
       local fio = require "fiberio"
       fio.stdout:write("out1 ", 2, "\n")
       fio.stdout:flush()
       fio.stderr:write("err\n")
       fio.stdout:write("out3\n")
-    ]])
+    ]], CHILD)
     assert.equal("out1 2\nerr\nout3\n", out)
   end)
 
   it("fio.stdin reads the process's stdin", function()
     local d = mktempdir()
     put(d .. "/in", "first line\n42 rest")
-    local out = child_ok([[
+    local out = helper.child([[
       local fio = require "fiberio"
       print(fio.stdin:read("l"), fio.stdin:read("n"), fio.stdin:read("a"))
-    ]], { stdin = d .. "/in" })
+    ]], { unbuffered = true, timeout = helper.bound(20), redirect = "< " .. shq(d .. "/in") })
     rmtree(d)
     assert.equal("first line\t42\t rest\n", out)
   end)
 
   it("buffered output to fio.stdout and to files is written out at os.exit, as io's is", function()
     local d = mktempdir()
-    local out = child_ok(([[
+    local out = helper.child(([[
       local fio = require "fiberio"
       fio.stdout:write("to stdout")
       local f = fio.open(%q, "w")
       f:write("to a file")
       os.exit(0)
-    ]]):format(d .. "/f"))
+    ]]):format(d .. "/f"), CHILD)
     local data = get(d .. "/f")
     rmtree(d)
     assert.equal("to stdout", out)
@@ -1468,7 +1425,7 @@ describe("reads that block: cancel and close", function()
 
   it("a fiber blocked reading a FIFO is canceled with nil, fio.Canceled, and the handle still reads after", function()
     os.execute("mkfifo " .. shq(dir .. "/fifo"))
-    local out = child_ok(([[
+    local out = helper.child(([[
       local fio = require "fiberio"
       fio.run(function()
         local r = assert(fio.open(%q, "r+"))
@@ -1489,13 +1446,13 @@ describe("reads that block: cancel and close", function()
         w:close()
         print("close", r:close())
       end)
-    ]]):format(dir .. "/fifo", dir .. "/fifo"))
+    ]]):format(dir .. "/fifo", dir .. "/fifo"), CHILD)
     assert.equal("done before cancel\tfalse\ncanceled\tnil\ttrue\ttrue\nread\tafter\nagain\txyz\nclose\ttrue\n", out)
   end)
 
   it("a read canceled from the main chunk on a FIFO opened with fio.open", function()
     os.execute("mkfifo " .. shq(dir .. "/fifo"))
-    local out = child_ok(([[
+    local out = helper.child(([[
       local fio = require "fiberio"
       local r = assert(fio.open(%q, "r+"))
       local reader = fio.async(function() return r:read("l") end)
@@ -1503,12 +1460,12 @@ describe("reads that block: cancel and close", function()
       local a, b = reader:cancel()
       print(a, rawequal(b, fio.Canceled))
       r:close()
-    ]]):format(dir .. "/fifo"))
+    ]]):format(dir .. "/fifo"), CHILD)
     assert.equal("nil\ttrue\n", out)
   end)
 
   it("closing a handle while another fiber reads a pipe ends that read with nil, msg, errno", function()
-    local out = child_ok([[
+    local out = helper.child([[
       local fio = require "fiberio"
       fio.run(function()
         local r, w = fio.pipe()
@@ -1521,13 +1478,13 @@ describe("reads that block: cancel and close", function()
         print("type", fio.type(r))
         w:close()
       end)
-    ]])
+    ]], CHILD)
     assert.equal("close\ttrue\nreader\tnil\tstring\tinteger\ttrue\ntype\tclosed file\n", out)
   end)
 
   it("closing a FIFO handle while another fiber reads it ends that read with nil, msg, errno", function()
     os.execute("mkfifo " .. shq(dir .. "/fifo"))
-    local out = child_ok(([[
+    local out = helper.child(([[
       local fio = require "fiberio"
       fio.run(function()
         local r = assert(fio.open(%q, "r+"))
@@ -1537,13 +1494,13 @@ describe("reads that block: cancel and close", function()
         local a, b, c = reader:await()
         print("reader", a, type(b), math.type(c))
       end)
-    ]]):format(dir .. "/fifo"))
+    ]]):format(dir .. "/fifo"), CHILD)
     assert.equal("close\ttrue\nreader\tnil\tstring\tinteger\n", out)
   end)
 
   it("opening a FIFO for reading waits for a writer, as io.open does", function()
     os.execute("mkfifo " .. shq(dir .. "/fifo"))
-    local out = child_ok(([[
+    local out = helper.child(([[
       local fio = require "fiberio"
       local p = %q
       -- With the path's lookup cached (a stat just before is common), a
@@ -1560,21 +1517,15 @@ describe("reads that block: cancel and close", function()
         print("read", f:read("a"))
         f:close()
       end)
-    ]]):format(dir .. "/fifo"))
+    ]]):format(dir .. "/fifo"), CHILD)
     assert.equal("waiting\ttrue\nread\tfrom the writer\n", out)
   end)
 
   it("an open of a FIFO that waits for a reader is canceled with nil, fio.Canceled, and leaves no fd", function()
     os.execute("mkfifo " .. shq(dir .. "/fifo"))
-    local out = child_ok(([[
+    local out = helper.child(([[
       local fio = require "fiberio"
-      local pid = assert(io.open("/proc/self/stat")):read("l"):match("^(%%d+)")
-      local function fds()
-        local n = 0
-        -- (in-process: counting through io.popen races with popen's own pipe)
-        for _ in require("lfs").dir("/proc/" .. pid .. "/fd") do n = n + 1 end
-        return n
-      end
+      local fds = require("helper").open_fds
       local p = %q
       fio.run(function() fio.stat(p) end)
       collectgarbage() collectgarbage()
@@ -1593,7 +1544,7 @@ describe("reads that block: cancel and close", function()
       end)
       collectgarbage() collectgarbage()
       print("fds", fds() - before)
-    ]]):format(dir .. "/fifo"))
+    ]]):format(dir .. "/fifo"), CHILD)
     assert.equal("waiting\ttrue\ncanceled\tnil\ttrue\tnil\nfds\t0\n", out)
   end)
 
@@ -1604,7 +1555,7 @@ describe("reads that block: cancel and close", function()
       return
     end
     os.execute("mkfifo " .. shq(dir .. "/a") .. " " .. shq(dir .. "/b"))
-    local out = child_ok(([[
+    local out = helper.child(([[
       local fio = require "fiberio"
       local a, b = %q, %q
       local big = os.tmpname()
@@ -1630,7 +1581,7 @@ describe("reads that block: cancel and close", function()
         ra:close()
       end)
       os.remove(big)
-    ]]):format(dir .. "/a", dir .. "/b"), { prefix = "FIBERIO_POOL_SIZE=1 ", timeout = helper.bound(10) })
+    ]]):format(dir .. "/a", dir .. "/b"), { unbuffered = true, timeout = helper.bound(10), env = { FIBERIO_POOL_SIZE = 1 } })
     assert.equal("came and went\n", out)
   end)
 end)
@@ -1641,7 +1592,7 @@ describe("fd hygiene", function()
   after_each(function() rmtree(dir) end)
 
   it("200 open/read/write/close rounds return the fd count to where it was", function()
-    warm(dir)
+    helper.warm()
     local before = helper.open_fds()
     for i = 1, 200 do
       local f = assert(fio.open(dir .. "/f" .. (i % 5), "w+"))
@@ -1653,7 +1604,7 @@ describe("fd hygiene", function()
   end)
 
   it("handles dropped without close release their fds when collected", function()
-    warm(dir)
+    helper.warm()
     local before = helper.open_fds()
     for i = 1, 200 do
       local f = assert(fio.open(dir .. "/f" .. (i % 5), "w+"))
@@ -1668,7 +1619,7 @@ describe("fd hygiene", function()
     -- (on io_uring the first, nonblocking open has a reader fd already when
     -- the blocking one is queued: the cancel must close it)
     os.execute("mkfifo " .. shq(dir .. "/fifo"))
-    warm(dir)
+    helper.warm()
     local before = helper.open_fds()
     local canceled = 0
     fio.run(function()
@@ -1687,7 +1638,7 @@ describe("fd hygiene", function()
 
   it("failed opens and fio.lines loops leave no fd behind", function()
     put(dir .. "/f", "a\nb\n")
-    warm(dir)
+    helper.warm()
     local before = helper.open_fds()
     for _ = 1, 100 do
       assert.is_nil(fio.open(dir .. "/missing"))
@@ -1698,7 +1649,7 @@ describe("fd hygiene", function()
   end)
 
   it("handles used by fibers whose futures were dropped leave no fd behind", function()
-    warm(dir)
+    helper.warm()
     local before = helper.open_fds()
     local done = 0
     for i = 1, 100 do
@@ -2072,7 +2023,7 @@ describe("canceled closes and canceled multi-step calls (issue 12)", function()
   after_each(function() rmtree(dir) end)
 
   it("a close canceled during its flush still closes the file (200 rounds, no fd left)", function()
-    warm(dir)
+    helper.warm()
     local before = helper.open_fds()
     local handles = {}
     fio.run(function()
@@ -2092,7 +2043,7 @@ describe("canceled closes and canceled multi-step calls (issue 12)", function()
   end)
 
   it("a close canceled while its flush waits on a full pipe ends and closes the fd", function()
-    warm(dir)
+    helper.warm()
     local before = helper.open_fds()
     local res, wtype
     fio.run(function()

@@ -14,9 +14,7 @@ local octal = helper.octal
 
 local shq = helper.shquote
 
-local function sh(cmd)
-  assert(os.execute(cmd), "command failed: " .. cmd)
-end
+local sh = helper.sh_ok
 
 -- The lines a shell command prints.
 local function lines_of(cmd)
@@ -29,9 +27,7 @@ end
 
 local put, get = helper.put, helper.get
 
-local function exists(path)
-  return os.execute("test -e " .. shq(path) .. " || test -L " .. shq(path)) == true
-end
+local exists = helper.exists
 
 local function perm_of(path)
   return tonumber(lines_of("stat -c %a " .. shq(path))[1], 8)
@@ -44,25 +40,9 @@ local function umask()
   return tonumber(lines_of("umask")[1], 8)
 end
 
--- Run code in a child lua5.4 under `timeout`; opts.prefix is shell run
--- before it. Returns the output (stdout and stderr) and the exit code.
-local function child(code, opts)
-  opts = opts or {}
-  local file = os.tmpname()
-  put(file, "io.stdout:setvbuf('no')\n" .. code)
-  local cmd = (opts.prefix or "")
-    .. "LUA_PATH=" .. shq(os.getenv("LUA_PATH") or package.path)
-    .. " LUA_CPATH=" .. shq(os.getenv("LUA_CPATH") or package.cpath)
-    .. (opts.env or "")
-    .. " timeout -s KILL " .. helper.bound(30)
-    .. " lua5.4 " .. shq(file) .. " 2>&1"
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  local _, _, rc = p:close()
-  os.remove(file)
-  if rc == 137 then error("the child was killed by its timeout; output so far:\n" .. out, 2) end
-  return out, rc
-end
+-- How the children run (helper.child): stdout unbuffered, so that a child
+-- killed by its timeout shows what it printed before.
+local CHILD = { unbuffered = true }
 
 -- A directory chmod 000 holding a file and a subdirectory, and whether its
 -- mode stops this process (not when running as root).
@@ -78,19 +58,6 @@ local function locked_dir(dir)
   end
   if err ~= 13 then return locked, "io.open fails there with errno " .. tostring(err) .. ", not EACCES" end
   return locked
-end
-
--- Start the loop and whatever it creates lazily before counting fds.
-local function warm(dir)
-  fio.run(function()
-    assert(fio.writefile(dir .. "/warm", "x"))
-    assert(fio.readfile(dir .. "/warm"))
-    assert(fio.copyfile(dir .. "/warm", dir .. "/warm2"))
-    for _ in fio.walk(dir) do end
-    assert(fio.unlink(dir .. "/warm"))
-    assert(fio.unlink(dir .. "/warm2"))
-  end)
-  helper.fullgc()
 end
 
 local ENOENT = "No such file or directory"
@@ -827,11 +794,11 @@ describe("fio.mkdtemp", function()
   end)
 
   it("without a template uses $TMPDIR", function()
-    local out = child([[
+    local out = helper.child([[
       local fio = require "fiberio"
       local d = assert(fio.mkdtemp())
       print(d:match("^(.*)/[^/]+$"))
-    ]], { env = " TMPDIR=" .. shq(dir) })
+    ]], { unbuffered = true, env = { TMPDIR = dir } })
     assert.equal(dir .. "\n", out)
   end)
 
@@ -912,7 +879,7 @@ describe("fio.readfile and fio.writefile", function()
     -- Ten rounds, the writer (fio.open) or the reader first: each open may
     -- first be tried without blocking, and neither side may meet a FIFO
     -- the other has left meanwhile (an early EOF, or EPIPE: SIGPIPE).
-    local out = child(([[
+    local out = helper.child(([[
       local fio = require "fiberio"
       local p = %q
       local function writer()
@@ -940,7 +907,7 @@ describe("fio.readfile and fio.writefile", function()
           return s or err
         end))
       end
-    ]]):format(dir .. "/p"))
+    ]]):format(dir .. "/p"), CHILD)
     assert.equal(("piece 1\npiece 2\npiece 3\npiece 4\n"):rep(10), out)
   end)
 
@@ -950,7 +917,7 @@ describe("fio.readfile and fio.writefile", function()
     -- FIBERIO_TEST_RF_SLOTS=2 (io_uring): the rounds use every slot of the
     -- ring's file table more than once, so one not given back shows as a
     -- readfile sent to the pool.
-    local out = child(([[
+    local out = helper.child(([[
       local fio = require "fiberio"
       local p, f = %q, %q
       local function try(what, setup)
@@ -970,7 +937,7 @@ describe("fio.readfile and fio.writefile", function()
         local s = fio.readfile(f)
         print(#s, s == io.open(f):read("a"), fio.backend() ~= "io_uring" or fio._info().pooled == pooled)
       end)
-    ]]):format(dir .. "/p", dir .. "/f"), { env = " FIBERIO_TEST_RF_SLOTS=2" })
+    ]]):format(dir .. "/p", dir .. "/f"), { unbuffered = true, env = { FIBERIO_TEST_RF_SLOTS = 2 } })
     assert.equal(("no writer\ttrue\tnil\ttrue\n"):rep(3) .. ("no data\ttrue\tnil\ttrue\n"):rep(3)
                  .. "70000\ttrue\ttrue\n", out)
   end)
@@ -995,7 +962,7 @@ describe("fio.readfile and fio.writefile", function()
 
   it("readfile canceled between the steps of a long read raises Canceled, and the loop goes on", function()
     put(dir .. "/big", numbered(4 * 1024 * 1024))
-    local out = child(([[
+    local out = helper.child(([[
       local fio = require "fiberio"
       local p = %q
       fio.run(function()
@@ -1007,7 +974,7 @@ describe("fio.readfile and fio.writefile", function()
         end
         print(#fio.readfile(p))
       end)
-    ]]):format(dir .. "/big"))
+    ]]):format(dir .. "/big"), CHILD)
     -- each round: canceled (true), or done before the cancel (its length)
     assert.matches("^[%w ]+\n$", out)
     local words = {}
@@ -1031,14 +998,14 @@ describe("fio.readfile and fio.writefile", function()
     -- kernel together: on a smaller ring it takes the pool instead of
     -- waiting for ever for room.
     for _, n in ipairs { 1, 2 } do
-      local out = child(([[
+      local out = helper.child(([[
         local fio = require "fiberio"
         fio.config { ring_entries = %d }
         fio.run(function()
           local s = fio.readfile(%q)
           print(#s, s == io.open(%q):read("a"))
         end)
-      ]]):format(n, dir .. "/f", dir .. "/f"))
+      ]]):format(n, dir .. "/f", dir .. "/f"), CHILD)
       assert.equal("100000\ttrue\n", out)
     end
   end)
@@ -1047,7 +1014,7 @@ describe("fio.readfile and fio.writefile", function()
     sh("mkfifo " .. shq(dir .. "/p"))
     -- The file is closed before readfile returns: a writer started next
     -- must not find the last reader still there and write into it.
-    local out = child(([[
+    local out = helper.child(([[
       local fio = require "fiberio"
       local p = %q
       fio.run(function()
@@ -1057,7 +1024,7 @@ describe("fio.readfile and fio.writefile", function()
         end
       end)
       print()
-    ]]):format(dir .. "/p"))
+    ]]):format(dir .. "/p"), CHILD)
     local want = {}
     for round = 1, 20 do want[round] = "round " .. round .. ";" end
     assert.equal(table.concat(want) .. "\n", out)
@@ -1260,10 +1227,10 @@ describe("fio.copyfile", function()
 
   it("a copy that fails part way (file size limit) returns nil, 'dst: File too large', 27 and removes dst", function()
     sh("head -c 4194304 /dev/urandom > " .. shq(dir .. "/src"))
-    local out = child(([[
+    local out = helper.child(([[
       local fio = require "fiberio"
       print(fio.copyfile(%q, %q))
-    ]]):format(dir .. "/src", dir .. "/dst"), { prefix = "trap '' XFSZ; ulimit -f 1024; " })
+    ]]):format(dir .. "/src", dir .. "/dst"), { unbuffered = true, prefix = "trap '' XFSZ; ulimit -f 1024; " })
     assert.equal(("nil\t%s/dst: File too large\t27\n"):format(dir), out)
     assert.is_false(exists(dir .. "/dst"))
     assert.equal(4194304, fio.stat(dir .. "/src").size)
@@ -1359,7 +1326,7 @@ describe("fio.copyfile", function()
     -- (the temporary is made with O_EXCL: a name taken is tried again)
     put(dir .. "/src", "new")
     put(dir .. "/dst", "old")
-    local out = child(([[
+    local out = helper.child(([[
       local fio = require "fiberio"
       local pid = io.open("/proc/self/stat"):read("l"):match("^%%d+")
       for i = 0, 9 do
@@ -1367,7 +1334,7 @@ describe("fio.copyfile", function()
         f:write("stale") f:close()
       end
       print(fio.copyfile(%q, %q))
-    ]]):format(dir, dir .. "/src", dir .. "/dst"))
+    ]]):format(dir, dir .. "/src", dir .. "/dst"), CHILD)
     assert.equal("true\n", out)
     assert.equal("new", get(dir .. "/dst"))
     assert.equal(12, #fio.readdir(dir))
@@ -1382,13 +1349,11 @@ describe("fio.copyfile", function()
       return nil, "setpriv cannot switch to the user nobody here"
     end
     local file = dir .. "/child.lua"
-    put(file, code)
-    sh("chmod 755 " .. shq(dir) .. " && chmod 644 " .. shq(file))
-    local p = assert(io.popen("setpriv --reuid=65534 --regid=65534 --clear-groups env "
-      .. helper.lua_env() .. "timeout -s KILL " .. helper.bound(30) .. " lua5.4 " .. shq(file) .. " 2>&1"))
-    local out = p:read("a")
-    local _, _, rc = p:close()
-    os.remove(file)
+    sh("chmod 755 " .. shq(dir))
+    local out, rc = helper.child(code, {
+      file = file, prefix = "chmod 644 " .. shq(file) .. " && ",
+      wrapper = "setpriv --reuid=65534 --regid=65534 --clear-groups",
+    })
     return out, rc
   end
 
@@ -1528,7 +1493,7 @@ describe("fio.walk", function()
 
   it("breaking out of the loop early is fine, and a new walk sees everything", function()
     build(dir)
-    warm(dir)
+    helper.warm()
     local before = helper.open_fds()
     for _ = 1, 20 do
       local n = 0
@@ -1703,7 +1668,7 @@ describe("fd hygiene of path calls", function()
   it("whole-file calls, readdir and walk, successful or failing, leave no fd behind", function()
     sh("mkdir -p " .. shq(dir .. "/t/a/b"))
     put(dir .. "/t/a/f", "x")
-    warm(dir)
+    helper.warm()
     local before = helper.open_fds()
     for i = 1, 50 do
       assert(fio.writefile(dir .. "/f", ("x"):rep(i)))

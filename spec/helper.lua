@@ -5,6 +5,12 @@ local fio = require "fiberio"
 
 local helper = { fio = fio }
 
+-- s quoted for sh: one word, whatever it holds.
+function helper.shquote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+local shquote = helper.shquote
+
 -- Generous upper bounds for "returns promptly" are scaled when the suite runs
 -- under a checker that slows everything down. The bounds only say "did not
 -- wait for the 10 s sleep": they are never speed assertions.
@@ -113,13 +119,24 @@ function helper.fullgc()
   collectgarbage("collect")
 end
 
+-- This process's id, a string.
+local pid
+function helper.pid()
+  if not pid then
+    local f = assert(io.open("/proc/self/stat"))
+    pid = f:read("l"):match("^(%d+)")
+    f:close()
+  end
+  return pid
+end
+
 -- Number of open file descriptors of this process; only differences between
 -- two calls mean something. lfs (which busted itself needs) lists
 -- /proc/self/fd in process. The fallback lists it from a child: popen's pipe
 -- has both ends open in this process for a moment after the child starts, so
--- take the smallest of a few counts.
+-- take the smallest of a few counts. (A child lua5.4 counts its own with
+-- require("helper").open_fds: LUA_PATH has spec/.)
 local has_lfs, lfs = pcall(require, "lfs")
-local pid
 function helper.open_fds()
   if has_lfs then
     local n = 0
@@ -128,14 +145,9 @@ function helper.open_fds()
     end
     return n
   end
-  if not pid then
-    local f = assert(io.open("/proc/self/stat"))
-    pid = f:read("l"):match("^(%d+)")
-    f:close()
-  end
   local best = math.huge
   for _ = 1, 3 do
-    local p = assert(io.popen("ls /proc/" .. pid .. "/fd"))
+    local p = assert(io.popen("ls /proc/" .. helper.pid() .. "/fd"))
     local n = 0
     for _ in p:lines() do n = n + 1 end
     p:close()
@@ -162,6 +174,13 @@ function helper.get(path)
   local s = f:read("a")
   f:close()
   return s
+end
+
+-- Whether path names anything, a dangling symlink included (its lstat
+-- succeeds): with lfs in process, or test(1) where lfs is missing.
+function helper.exists(path)
+  if has_lfs then return lfs.symlinkattributes(path, "mode") ~= nil end
+  return os.execute("test -e " .. shquote(path) .. " || test -L " .. shquote(path)) == true
 end
 
 -- The environment words (quoted, each followed by a space) for a Lua child
@@ -213,33 +232,131 @@ function helper.rmtree(d)
   os.execute("chmod -R u+rwx " .. helper.shquote(d) .. " 2>/dev/null; rm -rf " .. helper.shquote(d))
 end
 
--- s quoted for sh: one word, whatever it holds.
-function helper.shquote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-local shquote = helper.shquote
-
--- Run `code` in a child lua5.4 with this process's LUA_PATH and LUA_CPATH
--- (and FIBERIO_BACKEND, inherited) and the extra environment env (a table,
--- optional). Returns the child's stdout and stderr merged, and its exit
--- code.
-function helper.child(code, env_vars)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  f:write(code)
-  f:close()
-  local env = ""
-  local path = os.getenv("LUA_PATH") or package.path
-  local cpath = os.getenv("LUA_CPATH") or package.cpath
-  env = "LUA_PATH=" .. shquote(path) .. " LUA_CPATH=" .. shquote(cpath) .. " "
-  for k, v in pairs(env_vars or {}) do env = env .. k .. "=" .. shquote(tostring(v)) .. " " end
-  -- (killed after a generous bound, so a hang fails the spec: status 124)
-  local p = assert(io.popen(env .. "timeout -k 2 " .. math.floor(helper.bound(30)) .. " lua5.4 "
-                            .. shquote(file) .. " 2>&1"))
+-- Run the shell command line cmd with sh, without a sanitizer's LD_PRELOAD
+-- (the standard tools are not what the specs check, and a leak report of
+-- theirs must not count). Returns its stdout, its stderr and its exit code
+-- (128 + N when signal N ended it).
+function helper.sh(cmd)
+  local errfile = os.tmpname()
+  local p = assert(io.popen("(exec env -u LD_PRELOAD sh -c " .. shquote(cmd) .. ") 2>" .. shquote(errfile)))
   local out = p:read("a")
-  local _, _, code_ = p:close()
+  local _, how, n = p:close()
+  local err = helper.get(errfile) or ""
+  os.remove(errfile)
+  return out, err, how == "signal" and 128 + n or n
+end
+
+-- helper.sh(cmd) for a command that must succeed: its stdout, or an error
+-- (at the caller) with cmd, its exit code and its stderr.
+function helper.sh_ok(cmd)
+  local out, err, code = helper.sh(cmd)
+  if code ~= 0 then error(("command failed (exit %d): %s\n%s"):format(code, cmd, err), 2) end
+  return out
+end
+
+-- Environment words for env(1): NAME='value' and a space for each field of
+-- vars (a table, or nil), in name order.
+local function env_words(vars)
+  local names = {}
+  for k in pairs(vars or {}) do names[#names + 1] = k end
+  table.sort(names)
+  local t = {}
+  for i, k in ipairs(names) do t[i] = k .. "=" .. shquote(tostring(vars[k])) .. " " end
+  return table.concat(t)
+end
+
+-- Run `program file args` (program: "lua5.4" or build/host, args: shell
+-- words) as helper.child says, and remove file.
+local function run_lua(program, file, args, opts)
+  local limit = opts.timeout or helper.bound(30)
+  local cmd = (opts.prefix or "") ..
+    "env -u LD_PRELOAD timeout -s KILL " .. ("%g"):format(limit) .. " " ..
+    (opts.wrapper and opts.wrapper .. " " or "") ..
+    "env " .. helper.lua_env() .. env_words(opts.env) .. program .. " " .. shquote(file) .. " " .. args ..
+    " 2>&1 " .. (opts.redirect or "")
+  local t0 = fio.now()
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local _, how, n = p:close()
+  local dt = fio.now() - t0
   os.remove(file)
-  return out, code_
+  local rc = how == "signal" and 128 + n or n
+  if rc == 137 and dt >= limit then
+    error(("the child was killed by its timeout (%g s): a hang? Its output:\n%s"):format(limit, out), 3)
+  end
+  return out, rc, dt
+end
+
+local CHILD_OPTIONS = { env = true, wrapper = true, prefix = true, redirect = true, timeout = true,
+                       unbuffered = true, file = true }
+
+-- Run code in a child lua5.4 that loads this build: this process's
+-- environment (FIBERIO_BACKEND included) and module paths, and under a
+-- sanitizer its runtime (helper.lua_env). Every option may be left out:
+--   env        extra environment variables for lua5.4 (a table); they win
+--              over the inherited ones
+--   wrapper    shell words for a program that runs the rest of the line
+--              (build/noring -e EPERM, setpriv ..., perl -e ...)
+--   prefix     shell words before it in the same shell: commands
+--              ("ulimit -f 1024; ") or the start of a pipeline ("cmd | ")
+--   redirect   redirections after the 2>&1 that merges stderr into the
+--              output ("< file", "<&- >&-", "2> file" for stderr apart)
+--   timeout    seconds before it is killed, default helper.bound(30)
+--   unbuffered its stdout unbuffered, so that what it printed before a hang
+--              or a crash is kept (a first line io.stdout:setvbuf('no'):
+--              its chunk's line numbers are one more)
+--   file       where to write the chunk (default a new os.tmpname());
+--              removed afterwards
+-- sh, timeout and the wrapper run without a sanitizer's LD_PRELOAD.
+-- Returns its output (stdout and stderr merged, unless redirect says
+-- otherwise), its exit code (128 + N when signal N ended it) and the
+-- seconds it ran. A child killed by the timeout raises an error at the
+-- caller instead, with what it printed: a hang fails its spec. So does an
+-- option not listed here.
+function helper.child(code, opts)
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not CHILD_OPTIONS[k] then error("helper.child: no option " .. tostring(k), 2) end
+  end
+  local file = opts.file or os.tmpname()
+  helper.put(file, (opts.unbuffered and "io.stdout:setvbuf('no')\n" or "") .. code)
+  local out, rc, dt = run_lua("lua5.4", file, "", opts)
+  return out, rc, dt
+end
+
+-- Start the loop and whatever it creates lazily (the ring or the pool's
+-- threads, the wake-up fds) before counting fds: files, paths, a walk and
+-- pipes, a canceled read included, in a temporary directory of its own.
+function helper.warm()
+  local dir = helper.mktempdir("warm")
+  local p = dir .. "/warm"
+  fio.run(function()
+    local f = assert(fio.open(p, "w+"))
+    f:write("x"):seek("set")
+    assert(f:read("a") == "x")
+    f:pwrite("y", 0)
+    f:stat()
+    f:sync()
+    f:close()
+    local s = fio.async(function() return fio.stat(p) end)
+    s:await()
+    assert(fio.writefile(p, "x"))
+    assert(fio.readfile(p))
+    assert(fio.copyfile(p, p .. "2"))
+    for _ in fio.walk(dir) do end
+    assert(fio.unlink(p))
+    assert(fio.unlink(p .. "2"))
+    local r, w = fio.pipe()
+    helper.send(w, "x")
+    assert(r:read(1) == "x")
+    local reader = fio.async(function() return r:read(1) end)
+    fio.sleep(0.005)
+    fio.cancel(reader)
+    r:close()
+    w:close()
+  end)
+  helper.rmtree(dir)
+  helper.fullgc()
 end
 
 -- Why helper.host cannot run here (for pending()), or nil.
@@ -255,25 +372,15 @@ end
 -- Run `code` under tools/host.c (build/host: a C program that embeds Lua,
 -- runs the code in a new lua_State and closes it, per round) with args
 -- ("3": three rounds; "1 cpu": one, with the close's CPU and wall time) and
--- the extra environment env (a table), this process's module paths, and a
--- generous time bound. Returns the host's output (stdout and stderr).
+-- the extra environment env (a table), as helper.child runs lua5.4.
+-- Returns the host's output (stdout and stderr).
 function helper.host(code, args, env)
   local host = assert(os.getenv("FIBERIO_HOST"), "FIBERIO_HOST is not set")
   local file = os.tmpname()
   helper.put(file, code)
-  local vars = { "LUA_PATH=" .. shquote(package.path), "LUA_CPATH=" .. shquote(package.cpath) }
-  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. shquote(tostring(v)) end
-  local p = assert(io.popen("env " .. table.concat(vars, " ") .. " timeout "
-                            .. math.floor(helper.bound(30)) .. " " .. shquote(host) .. " "
-                            .. shquote(file) .. " " .. args .. " 2>&1"))
-  local out = p:read("a")
-  p:close()
-  os.remove(file)
-  return out
+  return (run_lua(shquote(host), file, args, { env = env }))
 end
 
--- The backend the suite was asked to test, or nil when FIBERIO_BACKEND is
--- unset.
 -- Whether the running kernel is major.minor or later (for io_uring features
 -- that specs expect only there), and its release string.
 function helper.kernel_at_least(major, minor)
@@ -283,6 +390,8 @@ function helper.kernel_at_least(major, minor)
   return a ~= nil and (a > major or (a == major and b >= minor)), rel:gsub("%s+$", "")
 end
 
+-- The backend the suite was asked to test, or nil when FIBERIO_BACKEND is
+-- unset.
 function helper.wanted_backend()
   local b = os.getenv("FIBERIO_BACKEND")
   if b == "" then return nil end

@@ -226,9 +226,12 @@ describe("Ctrl-C (SIGINT) with no signal code in the script", function()
   it("leaves no temporary file behind a copyfile it stops", function()
     local fifo = dir .. "/fifo"
     assert(os.execute("mkfifo " .. shquote(fifo)))
-    -- a writer that keeps the FIFO open and writes nothing for 3 s
+    -- a writer that keeps the FIFO open and writes nothing for 3 s (opened
+    -- read-write, which does not wait for a reader: a writer waiting to open
+    -- would hold the child's stdout, and so this spec, forever if the
+    -- SIGINT came before copyfile opened the FIFO)
     local out, rc, dt = run(([[
-      os.execute("exec sleep 3 > %s 2>/dev/null &")
+      os.execute("exec sleep 3 1<>%s 2>/dev/null &")
       assert(fio.copyfile(%q, %q))
     ]]):format(shquote(fifo), fifo, dir .. "/copy"))
     assert_interrupted(out, rc, dt)

@@ -12,103 +12,8 @@ local helper = require "helper"
 local fio = helper.fio
 if helper.backend_gate(describe, it, pending) then return end
 local pack = helper.pack
-
-local shq = helper.shquote
-
-local slurp = helper.get
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
--- Under the ThreadSanitizer preload, a shell does not start here (dash and
--- bash crash in TSan's setjmp interceptor), so io.popen and os.execute fail.
--- Children are then started without a shell, with luv's uv.spawn, when luv
--- is installed. Returns the reason when neither way works.
-local popen_ok = os.execute("true") == true
-local has_luv, uv = pcall(require, "luv")
-local function no_child()
-  if popen_ok or has_luv then return nil end
-  return "no shell starts here (FIBERIO_SANITIZE=" .. tostring(os.getenv("FIBERIO_SANITIZE"))
-    .. ") and luv is not installed to start a child without one"
-end
-
--- At the top of a spec that runs a child: `needs_child(pending)` makes it
--- pending, with the reason, where no child can start.
-local function needs_child(pending_)
-  local why = no_child()
-  if why then pending_(why) end
-end
-
--- argv without a shell: output (stdout and stderr) and exit code.
-local function spawn(argv)
-  local out = os.tmpname()
-  local fd = assert(uv.fs_open(out, "w", 420))
-  local env = {}
-  for _, k in ipairs { "LUA_PATH", "LUA_CPATH", "FIBERIO_BACKEND", "FIBERIO_SANITIZE", "LD_PRELOAD",
-    "TSAN_OPTIONS", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "PATH", "TMPDIR" } do
-    local v = os.getenv(k)
-    if v then env[#env + 1] = k .. "=" .. v end
-  end
-  if not os.getenv("LUA_PATH") then env[#env + 1] = "LUA_PATH=" .. package.path end
-  if not os.getenv("LUA_CPATH") then env[#env + 1] = "LUA_CPATH=" .. package.cpath end
-  local rc
-  local handle = assert(uv.spawn(argv[1], {
-    args = { table.unpack(argv, 2) }, env = env, stdio = { nil, fd, fd },
-  }, function(code, signal)
-    rc = signal ~= 0 and 128 + signal or code
-  end))
-  while rc == nil do uv.run("once") end
-  handle:close()
-  uv.run("nowait")
-  uv.fs_close(fd)
-  local s = slurp(out)
-  os.remove(out)
-  return s, rc
-end
-
--- Run code in a child lua5.4 (this process's LUA_PATH, LUA_CPATH and
--- FIBERIO_BACKEND) under `timeout`, so a child that hangs at exit fails its
--- spec instead of hanging the suite. Returns the output (stdout and stderr
--- merged), the exit code (124 or 137 when it was killed) and the wall time.
-local function child(code, limit)
-  local why = no_child()
-  if why then error(why, 0) end
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  f:write("io.stdout:setvbuf('no')\n", code)
-  f:close()
-  local secs = string.format("%.1f", limit)
-  local t0 = fio.now()
-  local out, rc
-  if popen_ok then
-    local p = assert(io.popen("LUA_PATH=" .. shq(os.getenv("LUA_PATH") or package.path)
-      .. " LUA_CPATH=" .. shq(os.getenv("LUA_CPATH") or package.cpath)
-      .. " timeout -s KILL " .. secs .. " lua5.4 " .. shq(file) .. " 2>&1"))
-    out = p:read("a")
-    local _, how, n = p:close()
-    rc = how == "signal" and 128 + n or n
-  else
-    out, rc = spawn { "/usr/bin/timeout", "-s", "KILL", secs, "lua5.4", file }
-  end
-  local dt = fio.now() - t0
-  os.remove(file)
-  return out, rc, dt
-end
-
-local function tmpdir()
-  return assert(fio.mkdtemp((os.getenv("TMPDIR") or "/tmp") .. "/fio-parallel.XXXXXX"))
-end
-
-local function rmtree(d)
-  for _, e in ipairs(fio.readdir(d) or {}) do
-    local p = d .. "/" .. e.name
-    if e.type == "directory" then rmtree(p) else fio.unlink(p) end
-  end
-  fio.rmdir(d)
-end
+local slurp, exists, child, rmtree = helper.get, helper.exists, helper.child, helper.rmtree
+local function tmpdir() return helper.mktempdir("parallel") end
 
 -- The whole machine's busy and total CPU time from /proc/stat (clock
 -- ticks, all CPUs), or nil: around a measurement, how busy the rest of the
@@ -721,7 +626,6 @@ describe("canceling a parallel task", function()
     -- The task starts a fiber that computes for 0.3 s, then computes
     -- itself; the cancel comes while the other fiber runs. In a child: a
     -- lost cancel never returns.
-    needs_child(pending)
     local out, rc = child([[
       local fio = require "fiberio"
       local f = fio.parallel(function()
@@ -732,7 +636,7 @@ describe("canceling a parallel task", function()
       end)
       fio.sleep(0.1)
       print(fio.timeout(3, function() return f:cancel() end))
-    ]], helper.bound(20))
+    ]], { unbuffered = true, timeout = helper.bound(20) })
     assert.equal(0, rc, out)
     assert.equal("nil\t" .. tostring(fio.Canceled) .. "\n", out)
   end)
@@ -743,7 +647,6 @@ describe("canceling a parallel task", function()
     -- process in five here with 300 tries (this spec can miss the bug; the
     -- one above cannot). A lost cancel never returns (the child's
     -- fio.timeout reports it).
-    needs_child(pending)
     for run = 1, 5 do
       local out, rc = child([[
         local fio = require "fiberio"
@@ -758,7 +661,7 @@ describe("canceling a parallel task", function()
           end
         end
         print("END")
-      ]], helper.bound(30))
+      ]], { unbuffered = true, timeout = helper.bound(30) })
       assert.equal(0, rc, "run " .. run .. ": " .. out)
       assert.equal("END\n", out, "run " .. run)
     end
@@ -783,7 +686,6 @@ describe("canceling a parallel task", function()
   end)
 
   it("of a task not started yet means it never runs (one worker, busy)", function()
-    needs_child(pending)
     local out, rc = child(([[
       local fio = require "fiberio"
       fio.config { threads = 1 }
@@ -808,7 +710,7 @@ describe("canceling a parallel task", function()
       print("next:", fio.parallel(write, dir .. "/next", "next ran"):await())
       fio.sleep(0.05)
       print("END")
-    ]]):format(dir), helper.bound(20))
+    ]]):format(dir), { unbuffered = true, timeout = helper.bound(20) })
     assert.equal(0, rc, out)
     assert.matches("queued done before cancel:\tfalse\n", out, 1, true)
     assert.matches("cancel queued:\tnil\t" .. tostring(fio.Canceled) .. "\n", out, 1, true)
@@ -843,7 +745,6 @@ describe("canceling a parallel task", function()
   end)
 
   it("reaches a task computing inside coroutine.resume: resume returns false, Canceled there", function()
-    needs_child(pending)
     local out, rc = child([[
       local fio = require "fiberio"
       local f = fio.parallel(function()
@@ -854,7 +755,7 @@ describe("canceling a parallel task", function()
       end)
       fio.sleep(0.05)
       print("cancel:", fio.timeout(2, function() return f:cancel() end))
-    ]], helper.bound(10))
+    ]], { unbuffered = true, timeout = helper.bound(10) })
     assert.equal(0, rc, out)
     assert.equal("cancel:\tresume returned\tfalse\ttrue\tdead\n", out)
   end)
@@ -890,7 +791,6 @@ describe("canceling a parallel task", function()
   end)
 
   it("reaches a task computing inside a coroutine it resumed", function()
-    needs_child(pending)
     -- In a child: if the cancel never lands, the worker never stops.
     local out, rc = child([[
       local fio = require "fiberio"
@@ -901,7 +801,7 @@ describe("canceling a parallel task", function()
       fio.sleep(0.05)
       print("cancel:", fio.timeout(2, function() return f:cancel() end))
       print("END")
-    ]], helper.bound(10))
+    ]], { unbuffered = true, timeout = helper.bound(10) })
     assert.equal(0, rc, out)
     assert.matches("cancel:\tnil\t" .. tostring(fio.Canceled) .. "\n", out, 1, true)
     assert.matches("END", out, 1, true)
@@ -914,7 +814,6 @@ describe("when the main state closes with parallel tasks still running", functio
     return ("fiberio: %d fiber%s had not finished when the Lua state was closed: canceled\n"):format(n, n == 1 and "" or "s")
   end
   it("workers are canceled and joined, and the process exits promptly", function()
-    needs_child(pending)
     local dir = tmpdir()
     local out, rc, dt = child(([[
       local fio = require "fiberio"
@@ -941,7 +840,7 @@ describe("when the main state closes with parallel tasks still running", functio
       fio.sleep(0.1)
       print("END")
       os.exit(0, true) -- the state closes with the tasks running
-    ]]):format(dir), helper.bound(10))
+    ]]):format(dir), { unbuffered = true, timeout = helper.bound(10) })
     local sleeper, reader = slurp(dir .. "/sleeper"), slurp(dir .. "/reader")
     rmtree(dir)
     assert.equal(0, rc, out)
@@ -952,7 +851,6 @@ describe("when the main state closes with parallel tasks still running", functio
   end)
 
   it("a task still queued never runs", function()
-    needs_child(pending)
     local dir = tmpdir()
     local out, rc, dt = child(([[
       local fio = require "fiberio"
@@ -965,7 +863,7 @@ describe("when the main state closes with parallel tasks still running", functio
       fio.sleep(0.05)
       print("END")
       os.exit(0, true) -- the state closes with the tasks running
-    ]]):format(dir), helper.bound(10))
+    ]]):format(dir), { unbuffered = true, timeout = helper.bound(10) })
     local busy, queued = exists(dir .. "/busy"), exists(dir .. "/queued")
     rmtree(dir)
     assert.equal(0, rc, out)
@@ -976,7 +874,6 @@ describe("when the main state closes with parallel tasks still running", functio
   end)
 
   it("a task computing in a loop that never suspends is stopped too", function()
-    needs_child(pending)
     local out, rc, dt = child([[
       local fio = require "fiberio"
       fio.parallel(function() while true do end end)
@@ -984,28 +881,26 @@ describe("when the main state closes with parallel tasks still running", functio
       fio.sleep(0.1)
       print("END")
       os.exit(0, true) -- the state closes with the tasks running
-    ]], helper.bound(10))
+    ]], { unbuffered = true, timeout = helper.bound(10) })
     assert.equal(0, rc, out)
     assert.equal("END\n" .. closed(2), out)
     assert.is_true(dt < helper.bound(2), "the child took " .. dt .. " s")
   end)
 
   it("a task computing inside a coroutine it resumed is stopped too", function()
-    needs_child(pending)
     local out, rc, dt = child([[
       local fio = require "fiberio"
       fio.parallel(function() coroutine.wrap(function() while true do end end)() end)
       fio.sleep(0.1)
       print("END")
       os.exit(0, true) -- the state closes with the tasks running
-    ]], helper.bound(10))
+    ]], { unbuffered = true, timeout = helper.bound(10) })
     assert.equal(0, rc, out)
     assert.equal("END\n" .. closed(1), out)
     assert.is_true(dt < helper.bound(2), "the child took " .. dt .. " s")
   end)
 
   it("a task whose own fiber computes forever is stopped too", function()
-    needs_child(pending)
     local out, rc, dt = child([[
       local fio = require "fiberio"
       fio.parallel(function()
@@ -1015,20 +910,19 @@ describe("when the main state closes with parallel tasks still running", functio
       fio.sleep(0.1)
       print("END")
       os.exit(0, true) -- the state closes with the tasks running
-    ]], helper.bound(10))
+    ]], { unbuffered = true, timeout = helper.bound(10) })
     assert.equal(0, rc, out)
     assert.equal("END\n" .. closed(1), out)
     assert.is_true(dt < helper.bound(2), "the child took " .. dt .. " s")
   end)
 
   it("a script whose tasks all finished exits at once", function()
-    needs_child(pending)
     local out, rc, dt = child([[
       local fio = require "fiberio"
       local s = 0
       for i = 1, 100 do s = s + fio.parallel(function(i) return i end, i):await() end
       print(s)
-    ]], helper.bound(10))
+    ]], { unbuffered = true, timeout = helper.bound(10) })
     assert.equal(0, rc, out)
     assert.equal("5050\n", out)
     assert.is_true(dt < helper.bound(2), "the child took " .. dt .. " s")
@@ -1081,18 +975,16 @@ describe("parallel tasks spread over the workers", function()
   ]]
 
   it("two tasks that never suspend run at the same time with threads = 2", function()
-    needs_child(pending)
     local dir = tmpdir()
-    local out, rc = child(SPREAD:format(2, dir .. "/flag"), helper.bound(10))
+    local out, rc = child(SPREAD:format(2, dir .. "/flag"), { unbuffered = true, timeout = helper.bound(10) })
     rmtree(dir)
     assert.equal(0, rc, out)
     assert.equal("saw the writer\twrote\n", out)
   end)
 
   it("fio.config{threads = 1} runs them on one worker, one after the other", function()
-    needs_child(pending)
     local dir = tmpdir()
-    local out, rc = child(SPREAD:format(1, dir .. "/flag"), helper.bound(10))
+    local out, rc = child(SPREAD:format(1, dir .. "/flag"), { unbuffered = true, timeout = helper.bound(10) })
     rmtree(dir)
     assert.equal(0, rc, out)
     assert.equal("alone\twrote\n", out)

@@ -8,22 +8,6 @@ local pack = helper.pack
 local send = helper.send
 local LONG = helper.LONG
 
--- Start the loop and every lazily created resource (ring, pool, wake-up fds)
--- before counting fds: one round trip and one canceled read.
-local function warm()
-  fio.run(function()
-    local r, w = fio.pipe()
-    send(w, "x")
-    assert(r:read(1) == "x")
-    local f = fio.async(function() return r:read(1) end)
-    fio.sleep(0.005)
-    fio.cancel(f)
-    r:close()
-    w:close()
-  end)
-  helper.fullgc()
-end
-
 describe("fio.pipe", function()
   it("returns a read end and a write end, two userdata", function()
     local r, w = fio.pipe()
@@ -364,7 +348,7 @@ end)
 
 describe("pipe fd hygiene", function()
   it("closing pipes returns the fd count to where it was", function()
-    warm()
+    helper.warm()
     local before = helper.open_fds()
     for _ = 1, 100 do
       local r, w = fio.pipe()
@@ -377,7 +361,7 @@ describe("pipe fd hygiene", function()
   end)
 
   it("pipes collected without close release their fds", function()
-    warm()
+    helper.warm()
     local before = helper.open_fds()
     for _ = 1, 100 do
       local r, w = fio.pipe()
@@ -389,7 +373,7 @@ describe("pipe fd hygiene", function()
   end)
 
   it("canceled blocked reads leave no fd behind", function()
-    warm()
+    helper.warm()
     local before = helper.open_fds()
     fio.run(function()
       local fs, pipes = {}, {}
@@ -412,7 +396,7 @@ describe("pipe fd hygiene", function()
   end)
 
   it("fibers whose futures were dropped leave no fd behind", function()
-    warm()
+    helper.warm()
     local before = helper.open_fds()
     local done = 0
     for _ = 1, 200 do

@@ -25,31 +25,9 @@ end
 
 local shquote = helper.shquote
 
--- Run code in a child lua5.4 on the threads backend with the extra
--- environment env (a table), killed after a generous bound so that a
--- deadlock fails the spec instead of hanging the suite. Returns the child's
--- output (stdout and stderr), its exit code (124: killed by the bound) and
--- the seconds it took.
-local function child(code, env)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  f:write(code)
-  f:close()
-  local vars = {
-    "FIBERIO_BACKEND=threads",
-    "LUA_PATH=" .. shquote(os.getenv("LUA_PATH") or package.path),
-    "LUA_CPATH=" .. shquote(os.getenv("LUA_CPATH") or package.cpath),
-  }
-  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. shquote(tostring(v)) end
-  local limit = math.floor(helper.bound(30))
-  local t0 = fio.now()
-  local p = assert(io.popen("env " .. table.concat(vars, " ") .. " timeout -k 5 " .. limit
-                            .. " lua5.4 " .. shquote(file) .. " 2>&1"))
-  local out = p:read("a")
-  local _, _, rc = p:close()
-  os.remove(file)
-  return out, rc, fio.now() - t0
-end
+-- Children run on the threads backend: every call gives them
+-- FIBERIO_BACKEND=threads with the rest of their environment.
+local child = helper.child
 
 -- Lua source for child processes: pool_threads(), the number of this
 -- process's threads named "fiberio-pool" (a sanitizer may add threads of its
@@ -191,7 +169,7 @@ describe("the pool", function()
       w:write("after")
       print("read", r:read(5))
       r:close(); w:close()
-    ]], { FIBERIO_THREADS_POLL = 0 })
+    ]], { env = { FIBERIO_BACKEND = "threads", FIBERIO_THREADS_POLL = 0 } })
     assert.equal(0, rc, out)
     assert.equal("blocked\tfalse\ncancel\tnil\tfiberio: canceled\nprompt\ttrue\nread\tafter\n", out)
   end)
@@ -216,7 +194,7 @@ describe("the pool", function()
       w2:write("data")
       print("r2", r2:read(4))
       for _, h in ipairs { r1, w1, r2, w2 } do h:close() end
-    ]], { FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_SIZE = 1 })
+    ]], { env = { FIBERIO_BACKEND = "threads", FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_SIZE = 1 } })
     assert.equal(0, rc, out)
     assert.equal("b\tnil\tfiberio: canceled\nprompt\ttrue\na still blocked\ttrue\n"
                  .. "a\tnil\tfiberio: canceled\nr2\tdata\n", out)
@@ -249,7 +227,7 @@ describe("the pool", function()
       most = math.max(most, pool_threads())
       print("ok", ok)
       print("pool threads", most >= 1 and most <= 2 or most)
-    ]], { FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_SIZE = 2 })
+    ]], { env = { FIBERIO_BACKEND = "threads", FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_SIZE = 2 } })
     assert.equal(0, rc, out)
     assert.equal("ok\t100\npool threads\ttrue\n", out)
   end)
@@ -278,7 +256,7 @@ describe("the pool", function()
         print("threads", pool_threads())
         for i = 1, 3 do pipes[i][1]:close(); pipes[i][2]:close() end
       end)
-    ]], { FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_EAGER = 1, FIBERIO_POOL_SIZE = 4 })
+    ]], { env = { FIBERIO_BACKEND = "threads", FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_EAGER = 1, FIBERIO_POOL_SIZE = 4 } })
     assert.equal(0, rc, out)
     assert.equal("01 02 03 \nthreads\t4\n", out)
   end)
@@ -308,7 +286,7 @@ describe("the pool", function()
         print(a, rawequal(b, fio.Canceled))
         r:close(); w:close()
       end)
-    ]]):format(dir), { FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_SIZE = 1 })
+    ]]):format(dir), { env = { FIBERIO_BACKEND = "threads", FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_SIZE = 1 } })
     helper.rmtree(dir)
     assert.equal(0, rc, out)
     assert.equal("20\t20\tfalse\nnil\ttrue\n", out)
@@ -353,7 +331,7 @@ describe("the pool", function()
         print("canceled", a, rawequal(b, fio.Canceled), fio.now() - t0 < %s)
         r:close(); w:close()
       end)
-    ]]):format(fifo, helper.bound(0.5)), { FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_SIZE = 1 })
+    ]]):format(fifo, helper.bound(0.5)), { env = { FIBERIO_BACKEND = "threads", FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_SIZE = 1 } })
     helper.rmtree(dir)
     assert.equal(0, rc, out)
     assert.equal("back to the pool\t2\ncame and went\nback to the pool\t2\n"
@@ -403,7 +381,7 @@ describe("the pool", function()
       local deadline = fio.now() + ]] .. helper.bound(5) .. [[
       while pool_threads() > 0 and fio.now() < deadline do fio.sleep(0.02) end
       print("left", pool_threads() == 0)
-    ]], { FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_IDLE_MS = 50 })
+    ]], { env = { FIBERIO_BACKEND = "threads", FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_IDLE_MS = 50 } })
     assert.equal(0, rc, out)
     assert.equal("started\ttrue\nleft\ttrue\n", out)
   end)
@@ -427,16 +405,17 @@ describe("closing a state with work in flight", function()
   ]]
 
   for _, case in ipairs {
-    { "readiness waits on the loop thread", {} },
-    { "syscalls blocked on pool threads", { FIBERIO_THREADS_POLL = 0 } },
-    { "syscalls blocked on a one-thread pool, the rest queued", { FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_SIZE = 1 } },
+    { "readiness waits on the loop thread", { FIBERIO_BACKEND = "threads" } },
+    { "syscalls blocked on pool threads", { FIBERIO_BACKEND = "threads", FIBERIO_THREADS_POLL = 0 } },
+    { "syscalls blocked on a one-thread pool, the rest queued",
+      { FIBERIO_BACKEND = "threads", FIBERIO_THREADS_POLL = 0, FIBERIO_POOL_SIZE = 1 } },
   } do
     -- (A main chunk that returns runs its fibers to their end, and these
     -- never end: it is the close of the state that must not wait.)
     local CANCELED = "fiberio: 21 fibers had not finished when the Lua state was closed: canceled\n"
     it("ends promptly when the main chunk raises, its fibers canceled (" .. case[1] .. ")", function()
       if not threads_backend() then return end
-      local out, rc, dt = child(SCRIPT:format("error('the end', 0)"), case[2])
+      local out, rc, dt = child(SCRIPT:format("error('the end', 0)"), { env = case[2] })
       assert.equal(1, rc, out)
       assert.matches("^closing\n[^\n]*lua5%.4: the end\n", out) -- (TSan runs /usr/bin/lua5.4)
       assert.equal(CANCELED, out:sub(-#CANCELED))
@@ -445,7 +424,7 @@ describe("closing a state with work in flight", function()
 
     it("exits 0 promptly on os.exit(0, true), its fibers canceled (" .. case[1] .. ")", function()
       if not threads_backend() then return end
-      local out, rc, dt = child(SCRIPT:format("os.exit(0, true)"), case[2])
+      local out, rc, dt = child(SCRIPT:format("os.exit(0, true)"), { env = case[2] })
       assert.equal(0, rc, out)
       assert.equal("closing\n" .. CANCELED, out)
       assert.is_true(dt < helper.bound(5), "took " .. dt)

@@ -15,11 +15,7 @@ local LONG = helper.LONG
 local q = helper.shquote
 
 -- This process's id (busted's lua5.4).
-local PID do
-  local f = assert(io.open("/proc/self/stat"))
-  PID = f:read("l"):match("^(%d+)")
-  f:close()
-end
+local PID = helper.pid()
 
 -- Send signal `name` to this process now, from a child shell, and wait for
 -- the shell; with `delay`, from a shell left in the background that sends it
@@ -33,30 +29,27 @@ end
 -- The environment of a Lua child that loads this build (helper.lua_env).
 -- Under TSan the `lua5.4` first on PATH preloads its runtime itself
 -- (tools/runspecs.sh). Shells and standard tools run without it.
-local ENV = require("helper").lua_env()
+local ENV = helper.lua_env()
 
--- Run a shell command: its stdout and exit code.
-local function sh(cmd)
-  local p = assert(io.popen("(exec env -u LD_PRELOAD sh -c " .. q(cmd) .. ")"))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return out, code
+-- Shell words that run the rest of the line as a tool is started from a
+-- terminal: SIGINT and SIGTERM at their default action, and unblocked (this
+-- process may have them blocked, and a child inherits that; perl undoes it
+-- before exec), or SIGINT blocked with block.
+local function as_from_terminal(block)
+  local mask = block and "sigprocmask(SIG_BLOCK, POSIX::SigSet->new(SIGINT));"
+                      or "sigprocmask(SIG_UNBLOCK, POSIX::SigSet->new(SIGINT, SIGTERM));"
+  return "perl -e " .. q("use POSIX; " .. mask ..
+                         " $SIG{INT} = $SIG{TERM} = 'DEFAULT'; exec @ARGV or die \"exec: $!\"")
 end
 
-local function slurp(path) return require("helper").get(path) or "" end
-
 -- Start `lua5.4 ARGS` (ARGS: words already quoted, redirections included)
--- with ENV, as a tool is started from a terminal: SIGINT and SIGTERM
--- unblocked and at their default action (this process may have them blocked,
--- and a child inherits that; perl undoes it before exec). Once the shell test
--- `ready` succeeds, send it signal `name` (from the shell: the child needs no
--- shell of its own, which a sanitizer's LD_PRELOAD could break). Returns its
--- exit code and the seconds from the signal to its exit.
+-- with ENV, as a tool is started from a terminal (as_from_terminal). Once
+-- the shell test `ready` succeeds, send it signal `name` (from the shell:
+-- the child needs no shell of its own, which a sanitizer's LD_PRELOAD could
+-- break). Returns its exit code and the seconds from the signal to its exit.
 local function signal_child(args, ready, name)
-  local unblock = "use POSIX; sigprocmask(SIG_UNBLOCK, POSIX::SigSet->new(SIGINT, SIGTERM));" ..
-                  " $SIG{INT} = $SIG{TERM} = 'DEFAULT'; exec @ARGV or die \"exec: $!\""
   local script = table.concat({
-    "perl -e " .. q(unblock) .. " env " .. ENV .. "lua5.4 " .. args .. " &",
+    as_from_terminal() .. " env " .. ENV .. "lua5.4 " .. args .. " &",
     "pid=$!",
     "i=0",
     "until " .. ready .. "; do",
@@ -69,9 +62,9 @@ local function signal_child(args, ready, name)
     "t1=$(date +%s.%N)",
     "echo $rc $t0 $t1",
   }, "\n")
-  local out = sh(script)
+  local out, err = helper.sh(script)
   local rc, t0, t1 = out:match("^(%d+) ([%d.]+) ([%d.]+)")
-  assert(rc, "the script printed: " .. out)
+  assert(rc, "the script printed: " .. out .. err)
   return tonumber(rc), tonumber(t1) - tonumber(t0)
 end
 
@@ -207,7 +200,7 @@ describe("fio.signal", function()
     local code, dt = signal_child(q(base .. ".lua") .. " " .. q(base .. ".ready") ..
                                   " >" .. q(base .. ".out") .. " 2>&1",
                                   "[ -s " .. q(base .. ".ready") .. " ]", "INT")
-    local out = slurp(base .. ".out")
+    local out = helper.get(base .. ".out") or ""
     for _, ext in ipairs { "", ".lua", ".ready", ".out" } do os.remove(base .. ext) end
     assert.equal("INT\ncleaned up\n", out)
     assert.equal(130, code)
@@ -247,7 +240,7 @@ end)
 ------------------------------------------------------------------------------
 -- examples/cptree.lua interrupted halfway through a copy.
 
-local examples = require("helper").examples_dir()
+local examples = helper.examples_dir()
 
 -- Run `cptree SRC DST` and, once a first whole file is in DST, send it signal
 -- `name`. Returns its exit code, its stderr and the seconds from the signal
@@ -256,13 +249,11 @@ local function interrupt(name, src, dst, errfile)
   local code, dt = signal_child(
     q(examples .. "/cptree.lua") .. " " .. q(src) .. " " .. q(dst) .. " 2>" .. q(errfile),
     "[ -n \"$(find " .. q(dst) .. " -type f ! -name '*.tmp' -print -quit 2>/dev/null)\" ]", name)
-  return code, slurp(errfile), dt
+  return code, helper.get(errfile) or "", dt
 end
 
 local function count_files(root)
-  local out, code = sh("find " .. q(root) .. " -type f | wc -l")
-  assert(code == 0)
-  return tonumber(out)
+  return tonumber(helper.sh_ok("find " .. q(root) .. " -type f | wc -l"))
 end
 
 describe("examples/cptree.lua, interrupted", function()
@@ -270,9 +261,7 @@ describe("examples/cptree.lua, interrupted", function()
   local NDIRS, NFILES = 20, 100 -- 2,000 files, 70 MiB: the copy takes a while
 
   lazy_setup(function()
-    local out, code = sh("mktemp -d /tmp/fiberio-signal-XXXXXX")
-    assert(code == 0)
-    tmp = out:gsub("\n$", "")
+    tmp = helper.mktempdir("signal")
     src = tmp .. "/src"
     assert(os.execute("mkdir " .. q(src)))
     -- Files of 4 to 64 KiB, each different, in NDIRS directories.
@@ -289,7 +278,7 @@ describe("examples/cptree.lua, interrupted", function()
   end)
 
   lazy_teardown(function()
-    if tmp then sh("chmod -R u+rwx " .. q(tmp) .. "; rm -rf " .. q(tmp)) end
+    if tmp then helper.rmtree(tmp) end
   end)
 
   local function check(name, status)
@@ -304,8 +293,8 @@ describe("examples/cptree.lua, interrupted", function()
     assert.is_true(n > 0 and n < NDIRS * NFILES, n .. " files copied")
     -- No temporary file left, and every file there is whole: diff lists
     -- only what was not copied.
-    assert.equal("", (sh("find " .. q(dst) .. " -name '*.tmp'")))
-    local diff = sh("diff -r " .. q(src) .. " " .. q(dst))
+    assert.equal("", (helper.sh("find " .. q(dst) .. " -name '*.tmp'")))
+    local diff = helper.sh("diff -r " .. q(src) .. " " .. q(dst))
     local other = {}
     for line in diff:gmatch("[^\n]+") do
       local dir = line:match("^Only in (.-): ")
@@ -354,20 +343,11 @@ end
 local function spin() for _ = 1, 1000000 do end end
 ]]
 
--- Run PRELUDE .. code in a child lua5.4: its output (stdout and stderr) and
--- exit code.
+-- Run PRELUDE .. code in a child lua5.4 started as from a terminal, or with
+-- SIGINT blocked (block): its output (stdout and stderr) and exit code.
 local function signal_script(code, block)
-  local file = os.tmpname()
-  helper.put(file, PRELUDE .. code)
-  local mask = block and "sigprocmask(SIG_BLOCK, POSIX::SigSet->new(SIGINT));"
-                      or "sigprocmask(SIG_UNBLOCK, POSIX::SigSet->new(SIGINT, SIGTERM));"
-  local perl = "use POSIX; " .. mask .. " $SIG{INT} = $SIG{TERM} = 'DEFAULT'; exec @ARGV or die \"exec: $!\""
-  local out = sh("perl -e " .. q(perl) .. " env " .. ENV .. "lua5.4 " .. q(file) ..
-                 " 2>&1; echo \"exit $?\"")
-  os.remove(file)
-  local body, rc = out:match("^(.-)exit (%d+)\n$")
-  assert(rc, "the shell printed: " .. out)
-  return body, tonumber(rc)
+  local out, rc = helper.child(PRELUDE .. code, { wrapper = as_from_terminal(block) })
+  return out, rc
 end
 
 -- Whether the child ended as plain Lua does on SIGINT: killed by it (130),

@@ -12,14 +12,11 @@ if helper.backend_gate(describe, it, pending) then return end
 -- pipe; stdin from the shell words `input` (e.g. "< file"), under a time
 -- bound. Returns its stdout, then its stderr and exit code.
 local function run(code, input)
-  local file, errf = os.tmpname(), os.tmpname()
-  helper.put(file, code)
-  local p = assert(io.popen(helper.lua_env() .. "timeout -s KILL " .. helper.bound(20) ..
-    " lua5.4 " .. shq(file) .. " " .. (input or "</dev/null") .. " 2>" .. shq(errf)))
-  local out = p:read("a")
-  local _, _, rc = p:close()
+  local errf = os.tmpname()
+  local out, rc = helper.child(code, {
+    redirect = (input or "</dev/null") .. " 2>" .. shq(errf), timeout = helper.bound(20),
+  })
   local err = helper.get(errf)
-  os.remove(file)
   os.remove(errf)
   return out, err, rc
 end
@@ -57,18 +54,13 @@ describe("fio.stdout and print", function()
   end)
 
   it("fio.stderr stays unbuffered: it comes out before stdout that was not flushed", function()
-    local file = os.tmpname()
-    helper.put(file, [[
+    local out = helper.child([[
       local fio = require "fiberio"
       fio.stdout:write("out ")
       fio.stderr:write("err ")
       fio.stdout:flush()
       fio.stderr:write("err2 ")
     ]])
-    local p = assert(io.popen(helper.lua_env() .. "lua5.4 " .. shq(file) .. " 2>&1"))
-    local out = p:read("a")
-    p:close()
-    os.remove(file)
     assert.equal("err out err2 ", out)
   end)
 
@@ -107,21 +99,19 @@ describe("a read of fio.stdin", function()
     -- stdout file; without the flush it gives up after a time bound and
     -- answers "late".
     local dir = helper.mktempdir("stdio")
-    local out, code = dir .. "/out", dir .. "/child.lua"
-    helper.put(code, [[
+    local out = dir .. "/out"
+    local answer = "(i=0; while [ ! -s " .. shq(out) .. " ] && [ $i -lt " .. math.floor(helper.bound(10) * 100) ..
+      " ]; do sleep 0.01; i=$((i + 1)); done; if [ -s " .. shq(out) .. " ]; then echo Ada; else echo late; fi)"
+    local errs, rc = helper.child([[
       local fio = require "fiberio"
       fio.stdout:setvbuf("line")
       fio.stdout:write("Name: ")
       local name = fio.stdin:read("l")
       fio.stdout:write("[", tostring(name), "]\n")
-    ]])
-    local answer = "(i=0; while [ ! -s " .. shq(out) .. " ] && [ $i -lt " .. math.floor(helper.bound(10) * 100) ..
-      " ]; do sleep 0.01; i=$((i + 1)); done; if [ -s " .. shq(out) .. " ]; then echo Ada; else echo late; fi)"
-    local ok = os.execute(answer .. " | " .. helper.lua_env() .. "timeout -s KILL " .. helper.bound(30) ..
-      " lua5.4 " .. shq(code) .. " > " .. shq(out))
+    ]], { prefix = answer .. " | ", redirect = "> " .. shq(out) })
     local got = helper.get(out)
     helper.rmtree(dir)
-    assert.is_true(ok, "the child did not end (killed by its time bound)")
+    assert.equal(0, rc, errs)
     assert.equal("Name: [Ada]\n", got)
   end)
 end)
