@@ -33,12 +33,9 @@ SO        = $(BUILD)/fiberio/core.so
 
 # Debian packages: what the build and the tests need; the peers the
 # benchmarks measure against; valgrind for `make valgrind`.
-DEB_BUILD = gcc make pkg-config lua5.4 liblua5.4-dev liburing-dev lua-busted luarocks
+DEB_BUILD = gcc make pkg-config lua5.4 liblua5.4-dev liburing-dev lua-busted luarocks lua-filesystem
 DEB_BENCH = lua-luv lua-cqueues
 DEB_VALGRIND = valgrind
-# make check: under TSan no shell starts, and the fio.parallel specs start
-# their children with luv's uv.spawn instead.
-DEB_CHECK = lua-luv
 
 TEST_BUILD = build-test
 ASAN_BUILD = build-asan
@@ -114,7 +111,6 @@ rockcheck:
 	@sh tools/rockcheck.sh
 
 check: deps layers rockcheck
-	@sh tools/deps.sh $(DEB_CHECK)
 	@$(MAKE) --no-print-directory all BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
 	@FIBERIO_SANITIZE=asan sh tools/runspecs.sh $(ASAN_BUILD)
 	@$(MAKE) --no-print-directory all $(TSAN_BUILD)/longjmp_shim.so BUILD=$(TSAN_BUILD) CFLAGS="$(TSAN_FLAGS)" LDFLAGS="-fsanitize=thread"

@@ -503,6 +503,30 @@ describe("inside a parallel task", function()
     assert.same(pack(23, "inner"), r)
   end)
 
+  it("a nested task still running when its worker's state closes is canceled, not a crash", function()
+    -- Both workers up; task A starts a fiber that submits a nested task B
+    -- and awaits it, then computes (so the other worker takes B, which
+    -- blocks in os.execute) and returns without awaiting the fiber. The
+    -- script ends at once: A's worker closes its state, canceling B's op,
+    -- while B still runs.
+    local out, rc = child([[
+      local fio = require "fiberio"
+      fio.config{ threads = 2 }
+      local function busy(s) local t = os.clock() while os.clock() - t < s do end end
+      local w1, w2 = fio.parallel(busy, 0.1), fio.parallel(busy, 0.1)
+      w1:await() w2:await()
+      fio.parallel(function()
+        local fio = require "fiberio"
+        fio.async(function() fio.parallel(function() os.execute("sleep 1") end):await() end)
+        fio.yield() fio.yield()
+        local t = os.clock() while os.clock() - t < 0.3 do end
+      end):await()
+      print("end of script")
+    ]], { timeout = helper.bound(20) })
+    assert.equal(0, rc, out)
+    assert.equal("end of script\n", out)
+  end)
+
   it("fio.backend() is the caller's backend", function()
     assert.equal(fio.backend(), fio.parallel(function() return require("fiberio").backend() end):await())
   end)

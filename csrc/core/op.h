@@ -124,7 +124,9 @@ struct fio_op {
 
 /* The op on a queue node (NULL for NULL): an op is on one queue at most,
  * through queue_node; the queues are util/list.h's fio_dlist. */
-#define fio_op_of(node) fio_entry(node, fio_op, queue_node)
+static inline fio_op *fio_op_of(fio_dnode *node) {
+  return fio_entry(node, fio_op, queue_node);
+}
 
 /* --- for the bindings -------------------------------------------------------- */
 

@@ -18,7 +18,7 @@ typedef struct fio_dlist {
 } fio_dlist;
 
 /* The element of type T whose member m is the node p; fio_entry: NULL for
- * a NULL p (p is evaluated twice). */
+ * a NULL p. p is evaluated twice: pass a variable, never a call. */
 #define fio_container_of(p, T, m) ((T *)(void *)((char *)(p) - offsetof(T, m)))
 #define fio_entry(p, T, m) ((p) ? fio_container_of(p, T, m) : (T *)NULL)
 
