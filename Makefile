@@ -15,7 +15,7 @@ LUA_LIB  ?= -llua5.4
 CC       ?= gcc
 CFLAGS   ?= -O2 -g
 WARN      = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -Icsrc
-PIC       = -fPIC
+PIC       = -fPIC -fvisibility=hidden
 LIBS      = -luring -lpthread
 
 BUILD    ?= build
@@ -64,7 +64,7 @@ $(BUILD)/failalloc.so: tools/failalloc.c
 FLAGS_STAMP = $(BUILD)/.flags
 $(FLAGS_STAMP): FORCE
 	@mkdir -p $(dir $@)
-	@echo '$(CC) $(CFLAGS) $(DEFS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(DEFS) $(LDFLAGS)' >$@
+	@echo '$(CC) $(CFLAGS) $(PIC) $(DEFS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(PIC) $(DEFS) $(LDFLAGS)' >$@
 .PHONY: FORCE
 FORCE:
 

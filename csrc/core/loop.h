@@ -25,6 +25,10 @@
 
 #include "util/list.h"
 
+/* fiberio's own symbols stay inside core.so (luaopen_fiberio_core is
+ * the one export): direct calls, no interposition. */
+#pragma GCC visibility push(hidden)
+
 #define FIO_FUTURE "fiberio.Future"
 #define FIO_CANCELED "fiberio.Canceled"
 #define FIO_LOOP "fiberio.Loop"
@@ -301,4 +305,6 @@ int fio_push_results(lua_State *L, fio_fiber *t);
 void fio_loop_run_ready(fio_loop *loop, lua_State *L);
 void fio_loop_wait(fio_loop *loop, int nonblock);
 
+
+#pragma GCC visibility pop
 #endif

@@ -33,6 +33,8 @@
 
 #include "core/loop.h"
 
+#pragma GCC visibility push(hidden) /* (core/loop.h) */
+
 /* Operation codes. Arguments: fd, fd2, buf, len, off, path, path2, flags,
  * mode; results in res (and in mem for STATX, GETDENTS, READLINK, REALPATH,
  * MKDTEMP). */
@@ -183,4 +185,6 @@ void fio_ops_wait(fio_loop *loop, int64_t timeout_ns);
  * What never ends is left to the kernel or the pool, never freed here. */
 void fio_ops_close(fio_loop *loop);
 
+
+#pragma GCC visibility pop
 #endif

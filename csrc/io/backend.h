@@ -10,6 +10,9 @@
 #define FIBERIO_IO_BACKEND_H
 
 #include "core/op.h"
+#include "io/pool.h"
+
+#pragma GCC visibility push(hidden) /* (core/loop.h) */
 
 struct fio_backend {
   const char *name;
@@ -82,8 +85,6 @@ int fio_loop_has_posts(fio_loop *loop);
 
 /* --- an op as a pool job (io/oppool.c: both backends) ------------------- */
 
-#include "io/pool.h"
-
 /* Each backend keeps the op's pool job at the start of op->backend_area. */
 static inline fio_job *fio_op_job(fio_op *op) {
   return (fio_job *)(void *)op->backend_area;
@@ -95,4 +96,6 @@ static inline fio_op *fio_job_op(fio_job *job) {
  * op->loop, or, once the client forgot it, the op is dropped. */
 void fio_op_to_pool(fio_pool_client *client, fio_op *op);
 
+
+#pragma GCC visibility pop
 #endif

@@ -7,6 +7,8 @@
 
 #include "core/op.h"
 
+#pragma GCC visibility push(hidden) /* (core/loop.h) */
+
 /* Run op synchronously on the calling thread: returns res (>= 0) or -errno.
  * Touches only op and the memory it owns; safe on any thread. A long
  * operation (GETDENTS, COPY, a FIFO open) looks at *stop (stop may be NULL)
@@ -29,4 +31,6 @@ int fio_exec_readfile_nowait(fio_op *op);
  * kept: 0, or -ENOMEM (the buffer is as it was). Any thread. */
 int fio_op_buf_double(fio_op *op);
 
+
+#pragma GCC visibility pop
 #endif

@@ -22,6 +22,8 @@
 
 #include "util/list.h"
 
+#pragma GCC visibility push(hidden) /* (core/loop.h) */
+
 typedef struct fio_job fio_job;
 
 /* Who submits jobs: the pool counts its queued ones (a lock-free hint for
@@ -91,4 +93,6 @@ typedef struct fio_pool_stats {
 } fio_pool_stats;
 void fio_pool_stats_get(fio_pool_stats *st);
 
+
+#pragma GCC visibility pop
 #endif

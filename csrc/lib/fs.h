@@ -7,6 +7,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#pragma GCC visibility push(hidden) /* (core/loop.h) */
+
 /* Push the table fio.stat returns for st. */
 void fio_push_statx(lua_State *L, const struct statx *st);
 
@@ -18,4 +20,6 @@ void fio_push_statx(lua_State *L, const struct statx *st);
 unsigned fio_checkperm(lua_State *L, int arg);
 unsigned fio_optperm(lua_State *L, int arg, unsigned def);
 
+
+#pragma GCC visibility pop
 #endif

@@ -6,6 +6,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#pragma GCC visibility push(hidden) /* (core/loop.h) */
+
 /* Each fills the module table at -2; the loop userdata at -1 becomes
  * upvalue 1 of its functions (module.c). */
 void fio_open_fiber(lua_State *L);
@@ -21,4 +23,6 @@ void fio_open_errno(lua_State *L);
  * NULL), err; returns 3. */
 int fio_errresult(lua_State *L, const char *what, int err);
 
+
+#pragma GCC visibility pop
 #endif

@@ -14,6 +14,8 @@ int fio_errresult(lua_State *L, const char *what, int err) {
   return 3;
 }
 
+/* The one symbol the module exports (the build hides every other). */
+__attribute__((visibility("default"))) int luaopen_fiberio_core(lua_State *L);
 int luaopen_fiberio_core(lua_State *L) {
   lua_newtable(L);
   fio_loop_new(L); /* module, loop */

@@ -9,6 +9,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#pragma GCC visibility push(hidden) /* (core/loop.h) */
+
 /* A growing buffer; err is the first failure (a static message). */
 typedef struct sbuf {
   char *p;
@@ -24,4 +26,6 @@ const char *fio_ser_values(lua_State *L, int idx, int n, sbuf *b);
  * damaged buffer. */
 int fio_deser_values(lua_State *L, const char *p, size_t n);
 
+
+#pragma GCC visibility pop
 #endif

@@ -12,6 +12,8 @@
 #include "core/op.h"
 #include "par/marshal.h"
 
+#pragma GCC visibility push(hidden) /* (core/loop.h) */
+
 typedef struct fio_workers fio_workers;
 typedef struct worker worker;
 
@@ -42,4 +44,6 @@ void fio_workers_ensure(lua_State *L, fio_loop *loop);
 /* An op's dtor for the task in op->mem. */
 void fio_task_free(fio_op *op);
 
+
+#pragma GCC visibility pop
 #endif

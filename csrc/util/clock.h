@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#pragma GCC visibility push(hidden) /* (core/loop.h) */
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 static inline uint64_t fio_now_ns(void) {
   struct timespec ts;
@@ -12,4 +14,6 @@ static inline uint64_t fio_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+
+#pragma GCC visibility pop
 #endif

@@ -14,6 +14,8 @@
 #ifndef FIBERIO_UTIL_CONFIG_H
 #define FIBERIO_UTIL_CONFIG_H
 
+#pragma GCC visibility push(hidden) /* (core/loop.h) */
+
 #ifdef FIBERIO_TEST_HOOKS
 /* Each is NULL or the variable's text. */
 typedef struct fio_test_hooks {
@@ -57,4 +59,6 @@ const fio_config *fio_config_env(void);
 int fio_list_has(const char *s, const char *w);
 #endif
 
+
+#pragma GCC visibility pop
 #endif

@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#pragma GCC visibility push(hidden) /* (core/loop.h) */
+
 typedef struct fio_dnode {
   struct fio_dnode *prev, *next;
 } fio_dnode;
@@ -62,4 +64,6 @@ static inline int fio_dlist_has(const fio_dlist *l, const fio_dnode *n) {
   return n->prev != NULL || l->head == n;
 }
 
+
+#pragma GCC visibility pop
 #endif

@@ -4,6 +4,8 @@
 #ifndef FIBERIO_UTIL_PROCESS_H
 #define FIBERIO_UTIL_PROCESS_H
 
+#pragma GCC visibility push(hidden) /* (core/loop.h) */
+
 /* Keep the library this code is in mapped until the process exits, even
  * after Lua dlcloses it with the last state: for code that leaves something
  * behind in the process (pool threads, a signal handler, an atexit handler).
@@ -21,4 +23,6 @@ int fio_claim_signal(const int *cands, int n, void (*handler)(int), int flags);
  * taken (then nothing is ever interrupted). Claimed on the first call. */
 int fio_interrupt_signal(void);
 
+
+#pragma GCC visibility pop
 #endif
