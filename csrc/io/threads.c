@@ -296,6 +296,12 @@ static int pollable(mode_t mode) {
 static void threads_submit(fio_loop *loop, fio_op *op) {
   threads *t = loop->backend_state;
   struct stat st;
+  if (op->may_inline) {
+    /* (a regular file's read or write the loop did not run itself: the
+     * pool's, with no fstat to tell) */
+    to_pool(loop, op);
+    return;
+  }
   if (op->code == FIO_OP_CLOSE && op->fd >= 0 && fstat(op->fd, &st) == 0 &&
       pollable(st.st_mode)) {
     /* Closing a pipe, socket or tty never blocks: do it here rather than
