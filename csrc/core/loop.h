@@ -193,6 +193,9 @@ struct fio_loop {
   pthread_mutex_t post_mu;
   fio_dlist posted_q;
   atomic_int posted;
+  atomic_int posting;           /* threads in fio_loop_post (its wake
+                                 * included): the loop's close waits for
+                                 * none before its backend goes */
   int wakefd;
   /* Wakes are off: one was sent and the loop has not slept since, or the
    * loop is awake. Further wakes need no syscall (the loop will look at

@@ -11,6 +11,7 @@
  * op runs here as the plain system call (as io does it), and the others go
  * to the backend so that concurrent calls still overlap. */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -257,11 +258,13 @@ int fio_loop_has_posts(fio_loop *loop) {
 
 void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
   op->res = res;
+  atomic_fetch_add_explicit(&loop->posting, 1, memory_order_acq_rel);
   pthread_mutex_lock(&loop->post_mu);
   fio_dlist_push(&loop->posted_q, &op->queue_node);
   atomic_store_explicit(&loop->posted, 1, memory_order_release);
   pthread_mutex_unlock(&loop->post_mu);
   fio_loop_wake(loop);
+  atomic_fetch_sub_explicit(&loop->posting, 1, memory_order_release);
 }
 
 /* --- waiting ---------------------------------------------------------------- */
@@ -309,6 +312,15 @@ void fio_ops_close(fio_loop *loop) {
    * it): off the list, which nothing walks again. Of the ops left on a
    * collected file's fd, one keeps the close of it (the last on the list):
    * none can count the others any more. */
+  /* An executor's ops are the executor's: it drops them when they end. */
+  for (fio_dnode *m = loop->inflight.head, *next; m; m = next) {
+    next = m->next;
+    fio_op *op = fio_container_of(m, fio_op, inflight_node);
+    if (!op->executor) continue;
+    fio_dlist_remove(&loop->inflight, m);
+    op->state = FIO_OPS_DONE;
+    op->executor->forget(loop, op);
+  }
   fio_dnode *n;
   while ((n = fio_dlist_pop(&loop->inflight))) {
     fio_op *op = fio_container_of(n, fio_op, inflight_node);
@@ -320,6 +332,12 @@ void fio_ops_close(fio_loop *loop) {
     }
     op->state = FIO_OPS_DONE;
   }
+  /* A post whose op the loop has completed already may still be making
+   * its wake (a worker's thread): it is done before the backend goes. No
+   * new one starts: every runner has forgotten this loop's ops, or ended
+   * them. (The pool's own posters are the pool's forget's to wait for.) */
+  while (atomic_load_explicit(&loop->posting, memory_order_acquire))
+    sched_yield();
   loop->be->close(loop);
   complete_queued(loop); /* handed back by the close */
 }

@@ -79,10 +79,14 @@ enum {
 #define FIO_MAXIO 0x7ffff000
 
 /* Who runs an op instead of the loop's backend (fio.parallel's workers):
- * the same contract as the backend's submit and cancel (backend.h). */
+ * submit and cancel as the backend's (backend.h); forget: op's loop is
+ * closing and will not wait for it: the op is the executor's from now on,
+ * never completed to the loop but freed with fio_op_drop once it ends
+ * (or at once if it never started). */
 typedef struct fio_executor {
   void (*submit)(fio_loop *loop, fio_op *op);
   void (*cancel)(fio_loop *loop, fio_op *op);
+  void (*forget)(fio_loop *loop, fio_op *op);
 } fio_executor;
 
 /* Room in an op for what the backend that runs it keeps with it (its own

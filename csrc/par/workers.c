@@ -89,7 +89,8 @@ void fio_task_free(fio_op *op) {
 /* (pool->mu held) Post t's end to its caller; t is the caller's again. */
 static void task_post(task *t, int res) {
   t->state = TS_DONE;
-  fio_loop_post(t->caller, t->op, res);
+  if (t->caller) fio_loop_post(t->caller, t->op, res);
+  else fio_op_drop(t->op, res); /* (its caller's loop closed: forgotten) */
 }
 
 /* --- the worker thread --------------------------------------------------------- */
@@ -463,6 +464,7 @@ static void *worker_main(void *arg) {
     fio_loop_wait(loop, more);
     pthread_mutex_lock(&p->mu);
   }
+  w->loop = NULL; /* (its loop closes: nobody wakes it any more) */
   pthread_mutex_unlock(&p->mu);
   lua_close(L);
   return NULL;
@@ -577,7 +579,31 @@ static void workers_shutdown(fio_loop *loop, void *data) {
 }
 
 
-const fio_executor fio_workers_executor = {workers_submit, workers_cancel};
+/* op's caller loop is closing (a worker's own loop, whose nested task runs
+ * on another worker): its end is dropped, never posted to that loop. */
+static void workers_forget(fio_loop *loop, fio_op *op) {
+  fio_workers *p = fio_loop_ext_get(loop, &ext_key);
+  task *t = (task *)op->mem;
+  if (!p) { /* (shut down: it was posted back, the loop completes it) */
+    return;
+  }
+  pthread_mutex_lock(&p->mu);
+  int now = 0;
+  if (t->state == TS_QUEUED) {
+    q_remove(p, t);
+    t->state = TS_DONE;
+    now = 1;
+  } else if (t->state == TS_RUNNING) {
+    t->caller = NULL;
+    atomic_store(&t->cancel, 1);
+    signal_worker(t->w);
+  } /* (TS_DONE: posted already; the loop completes it) */
+  pthread_mutex_unlock(&p->mu);
+  if (now) fio_op_drop(op, -ECANCELED);
+}
+
+const fio_executor fio_workers_executor = {workers_submit, workers_cancel,
+                                           workers_forget};
 
 void fio_workers_ensure(lua_State *L, fio_loop *loop) {
   if (fio_loop_ext_get(loop, &ext_key)) return;
