@@ -187,15 +187,13 @@ struct fio_loop {
   uint64_t inlined;             /* ops run from it */
   /* Completions posted from other threads (pool threads). post_mu guards
    * posted_q and is a leaf lock: nothing else is taken while it
-   * is held. posted is set under it and cleared by the loop's drain, so
-   * the loop can check for posts without the lock. wakefd (an eventfd) is
-   * written after a post so that a backend's wait returns. */
+   * is held, but for the wake a post makes when one is due (the loop's
+   * close takes it once, so no post is still waking a closed backend).
+   * posted is set under it and cleared by the loop's drain, so the loop can
+   * check for posts without the lock. */
   pthread_mutex_t post_mu;
   fio_dlist posted_q;
   atomic_int posted;
-  atomic_int posting;           /* threads in fio_loop_post (its wake
-                                 * included): the loop's close waits for
-                                 * none before its backend goes */
   int wakefd;
   /* Wakes are off: one was sent and the loop has not slept since, or the
    * loop is awake. Further wakes need no syscall (the loop will look at

@@ -11,7 +11,6 @@
  * op runs here as the plain system call (as io does it), and the others go
  * to the backend so that concurrent calls still overlap. */
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -258,13 +257,13 @@ int fio_loop_has_posts(fio_loop *loop) {
 
 void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
   op->res = res;
-  atomic_fetch_add_explicit(&loop->posting, 1, memory_order_acq_rel);
   pthread_mutex_lock(&loop->post_mu);
   fio_dlist_push(&loop->posted_q, &op->queue_node);
   atomic_store_explicit(&loop->posted, 1, memory_order_release);
-  pthread_mutex_unlock(&loop->post_mu);
+  /* (under post_mu, which fio_ops_close takes before the backend goes:
+   * a syscall only when the loop sleeps, and then nobody waits for it) */
   fio_loop_wake(loop);
-  atomic_fetch_sub_explicit(&loop->posting, 1, memory_order_release);
+  pthread_mutex_unlock(&loop->post_mu);
 }
 
 /* --- waiting ---------------------------------------------------------------- */
@@ -333,11 +332,12 @@ void fio_ops_close(fio_loop *loop) {
     op->state = FIO_OPS_DONE;
   }
   /* A post whose op the loop has completed already may still be making
-   * its wake (a worker's thread): it is done before the backend goes. No
-   * new one starts: every runner has forgotten this loop's ops, or ended
-   * them. (The pool's own posters are the pool's forget's to wait for.) */
-  while (atomic_load_explicit(&loop->posting, memory_order_acquire))
-    sched_yield();
+   * its wake (a worker's thread): it is done before the backend goes (it
+   * wakes under post_mu). No new one starts: every runner has forgotten
+   * this loop's ops, or ended them. (The pool's own posts are the pool's
+   * forget's to wait for, in the backend's close.) */
+  pthread_mutex_lock(&loop->post_mu);
+  pthread_mutex_unlock(&loop->post_mu);
   loop->be->close(loop);
   complete_queued(loop); /* handed back by the close */
 }
