@@ -117,19 +117,12 @@ int fio_op_again(lua_State *L, fio_fiber *w, fio_op *op, lua_KFunction k,
   return fio_op_wait(w->loop, L, w, op, k);
 }
 
-/* (a scan: the queue holds the few ops submitted since the loop last
- * waited) */
-static int on_inline_queue(fio_loop *loop, fio_op *op) {
-  for (fio_dnode *n = loop->inline_q.head; n; n = n->next)
-    if (n == &op->queue_node) return 1;
-  return 0;
-}
-
 void fio_op_cancel(fio_loop *loop, fio_op *op) {
   if (op->cancel_sent) return;
   op->cancel_sent = 1;
   if (op->executor) op->executor->cancel(loop, op);
-  else if (on_inline_queue(loop, op)) {
+  else if (fio_dlist_contains(&loop->inline_q, &op->queue_node)) {
+    /* (a scan: the few ops submitted since the loop last waited) */
     fio_dlist_remove(&loop->inline_q, &op->queue_node);
     fio_op_done(loop, op, -ECANCELED);
   }

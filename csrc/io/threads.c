@@ -91,13 +91,6 @@ typedef struct threads {
 
 /* --- lists ------------------------------------------------------------------- */
 
-/* Whether op waits on q (a scan: the ops waiting on one fd). */
-static int on_list(const fio_dlist *q, fio_op *op) {
-  for (const fio_dnode *n = q->head; n; n = n->next)
-    if (n == &op->queue_node) return 1;
-  return 0;
-}
-
 static fdrec *rec_get(threads *t, int fd) {
   if ((size_t)fd >= t->nfds) {
     size_t n = t->nfds ? t->nfds : 64;
@@ -326,9 +319,10 @@ static void threads_cancel(fio_loop *loop, fio_op *op) {
   threads *t = loop->backend_state;
   if (op->fd >= 0 && (size_t)op->fd < t->nfds) {
     fdrec *r = &t->fds[op->fd];
-    fio_dlist *q = on_list(&r->readers, op)   ? &r->readers
-                   : on_list(&r->writers, op) ? &r->writers
-                                              : NULL;
+    /* (scans: the ops waiting on one fd) */
+    fio_dlist *q = fio_dlist_contains(&r->readers, &op->queue_node) ? &r->readers
+                 : fio_dlist_contains(&r->writers, &op->queue_node) ? &r->writers
+                                                                     : NULL;
     if (q) {
       fio_dlist_remove(q, &op->queue_node);
       rec_sync(t, op->fd, r); /* before the binding closes the fd */

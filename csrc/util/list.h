@@ -59,6 +59,13 @@ static inline fio_dnode *fio_dlist_pop(fio_dlist *l) {
   return n;
 }
 
+/* Whether n is on l, whatever list it may be on (a scan: for short lists). */
+static inline int fio_dlist_contains(const fio_dlist *l, const fio_dnode *n) {
+  for (const fio_dnode *m = l->head; m; m = m->next)
+    if (m == n) return 1;
+  return 0;
+}
+
 /* Whether n is on l (given that it is on l or on no list). */
 static inline int fio_dlist_has(const fio_dlist *l, const fio_dnode *n) {
   return n->prev != NULL || l->head == n;
