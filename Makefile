@@ -120,7 +120,7 @@ check: deps layers rockcheck
 valgrind: deps
 	@sh tools/deps.sh $(DEB_VALGRIND)
 	@$(MAKE) --no-print-directory all BUILD=$(TEST_BUILD) DEFS="$(TEST_DEFS)"
-	@FIBERIO_SANITIZE=valgrind sh tools/runspecs.sh $(TEST_BUILD)
+	@FIBERIO_SANITIZE=valgrind FIBERIO_TEST_RING_POLL_WAIT=1 sh tools/runspecs.sh $(TEST_BUILD)
 
 bench: deps all
 	@sh tools/deps.sh $(DEB_BENCH)

@@ -36,7 +36,7 @@ case "$FIBERIO_SANITIZE" in
     export PATH="$root/$build/bin:$PATH"
     export TSAN_OPTIONS="halt_on_error=1:exitcode=68:suppressions=$root/tools/tsan.supp" ;;
   valgrind)
-    runner="valgrind -q --error-exitcode=69 --leak-check=full --errors-for-leak-kinds=definite --suppressions=$root/tools/valgrind.supp $runner" ;;
+    runner="valgrind -q --error-exitcode=69 --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite --suppressions=$root/tools/valgrind.supp $runner" ;;
 esac
 passed=0; failed=0; status=0
 log=$(mktemp); fails=$(mktemp); trap 'rm -f "$log" "$fails"' EXIT

@@ -31,6 +31,7 @@ static void read_env(void) {
   c->test.rf_slots = getenv("FIBERIO_TEST_RF_SLOTS");
   c->test.threads_poll = getenv("FIBERIO_THREADS_POLL");
   c->test.threads_help = getenv("FIBERIO_THREADS_HELP");
+  c->test.ring_poll_wait = getenv("FIBERIO_TEST_RING_POLL_WAIT");
 #endif
 }
 

@@ -33,6 +33,10 @@ typedef struct fio_test_hooks {
                               * runs every op on the pool */
   const char *threads_help;  /* FIBERIO_THREADS_HELP=0: its loop thread
                               * never takes readfiles back from the pool */
+  const char *ring_poll_wait; /* FIBERIO_TEST_RING_POLL_WAIT: the ring's loop
+                              * sleeps in ppoll on the ring, not in
+                              * io_uring_enter (valgrind holds its thread
+                              * lock across io_uring_enter) */
 } fio_test_hooks;
 #endif
 
