@@ -863,14 +863,25 @@ describe("fio.readfile and fio.writefile", function()
     end
   end)
 
-  it("on io_uring, readfile of a small file is done on the ring, not on the pool", function()
+  it("on io_uring, readfile of a small file is done on the loop thread when alone, on the ring when others are, never on the pool", function()
     if fio.backend() ~= "io_uring" then pending("no ring: this run uses " .. fio.backend()) return end
     put(dir .. "/f", "small")
     fio.readfile(dir .. "/f")
     local before = fio._info()
     for _ = 1, 10 do assert.equal("small", fio.readfile(dir .. "/f")) end
     local after = fio._info()
-    assert.equal(before.ring_readfiles + 10, after.ring_readfiles)
+    assert.equal(before.inlined + 10, after.inlined)
+    assert.equal(before.ring_readfiles, after.ring_readfiles)
+    before = after
+    fio.run(function()
+      local fs = {}
+      for i = 1, 10 do fs[i] = fio.async(fio.readfile, dir .. "/f") end
+      for i = 1, 10 do assert.equal("small", fs[i]:await()) end
+    end)
+    after = fio._info()
+    local ring, here = after.ring_readfiles - before.ring_readfiles, after.inlined - before.inlined
+    assert.equal(10, ring + here)
+    assert.is_true(ring >= 5, ring .. " of 10 on the ring")
     assert.equal(before.pooled, after.pooled)
   end)
 

@@ -267,6 +267,7 @@ describe("the pool", function()
     for i = 1, 20 do helper.put(dir .. "/" .. i, ("%d;"):format(i):rep(1000 + i)) end
     local out, rc = child(([[
       local fio = require "fiberio"
+      fio.config{inline = false} -- (the help path, not the inline queue)
       local dir = %q
       fio.run(function()
         local r, w = fio.pipe()
@@ -299,6 +300,7 @@ describe("the pool", function()
     assert(os.execute("mkfifo " .. shquote(fifo)))
     local out, rc = child(([[
       local fio = require "fiberio"
+      fio.config{inline = false} -- (the help path, not the inline queue)
       local p = %q
       fio.run(function()
         local r, w = fio.pipe()

@@ -326,7 +326,10 @@ int fio_block(fio_loop *loop, lua_State *L, fio_fiber *w, lua_KFunction k) {
   } else {
     w->state = FIO_SUSPENDED;
   }
-  if (!w->pseudo) return lua_yieldk(L, 0, (lua_KContext)w, k);
+  if (!w->pseudo) {
+    w->here = 0; /* (the yield unwinds fio_op_wait's frames, if any) */
+    return lua_yieldk(L, 0, (lua_KContext)w, k);
+  }
   w->k = k;
   if (w->driving) return FIO_AGAIN; /* the trampoline below continues */
   fio_fiber *owner = w->owner, *saved = owner ? owner->blocked_in : NULL;
@@ -924,6 +927,8 @@ fio_loop *fio_loop_new(lua_State *L) {
   loop->canceled_ref = loop->future_mt_ref = loop->end_errs = LUA_NOREF;
   loop->wakefd = -1;
   memcpy(loop->cfg.backend, fio_config_env()->backend, sizeof loop->cfg.backend);
+  loop->cfg.slow_ns = 2000000;          /* 2 ms */
+  loop->cfg.slow_pause_ns = 1000000000; /* 1 s */
   pthread_mutex_init(&loop->post_mu, NULL);
   if (luaL_newmetatable(L, FIO_LOOP)) {
     lua_pushcfunction(L, loop_gc);
@@ -933,7 +938,16 @@ fio_loop *fio_loop_new(lua_State *L) {
   return loop;
 }
 
+static int start_backend(fio_loop *loop);
+
 static int start(fio_loop *loop) {
+  int r = start_backend(loop);
+  if (r == 0 && loop->cfg.no_inline) loop->inline_codes = 0;
+  return r;
+}
+
+/* (each backend's init may take bits out of inline_codes) */
+static int start_backend(fio_loop *loop) {
   const char *want = loop->cfg.backend;
   int automatic = !*want || strcmp(want, "auto") == 0;
   int threads = !automatic && strcmp(want, "threads") == 0;
@@ -948,6 +962,7 @@ static int start(fio_loop *loop) {
   }
   if (!threads) {
     loop->be = &fio_backend_uring;
+    loop->inline_codes = FIO_OPS_HERE;
     int r = loop->be->init(loop);
     /* The fallback ladder: no io_uring here (a seccomp profile,
      * io_uring_disabled, an old kernel, RLIMIT_MEMLOCK) -> the thread pool
@@ -958,6 +973,7 @@ static int start(fio_loop *loop) {
       return r;
   }
   loop->be = &fio_backend_threads;
+  loop->inline_codes = FIO_OPS_HERE;
   return loop->be->init(loop);
 }
 

@@ -105,6 +105,8 @@ struct fio_fiber {
   uint8_t observed;           /* its outcome was taken by someone */
   uint8_t reported;           /* its unobserved error was printed */
   uint8_t driving;              /* pseudo: its trampoline drives the loop */
+  uint8_t here;               /* continuations running inside the op waits
+                               * that ran their ops at once (core/op.c) */
   lua_KFunction k;            /* pseudo: the continuation to call next */
 };
 
@@ -140,6 +142,10 @@ typedef struct fio_loop_config {
   char backend[32];      /* "": the environment's (util/config.h) */
   unsigned ring_entries; /* 0: the backend's default */
   int threads;           /* fio.parallel's workers; 0: one per CPU */
+  int no_inline;         /* no op runs on the loop thread (op.h) */
+  uint64_t slow_ns;      /* an op run on the loop thread that took longer
+                          * than this is too slow to run there ... */
+  uint64_t slow_pause_ns; /* ... for this long (its kind of op) */
 } fio_loop_config;
 
 struct fio_loop {
@@ -182,9 +188,15 @@ struct fio_loop {
    * and completions found on the loop thread, to complete after the wait
    * (linked through qnext). */
   fio_dlist inline_q, done_q;
-  unsigned inline_codes;        /* FIO_OP_* bits the backend leaves to
-                                 * that inline queue (set by its init) */
-  uint64_t inlined;             /* ops run from it */
+  unsigned inline_codes;        /* FIO_OP_* bits the loop thread may run
+                                 * (op.h's FIO_OPS_HERE, less what the
+                                 * backend's init takes out) */
+  unsigned slow_codes;          /* FIO_OP_* bits paused by the slow rule */
+  uint64_t slow_until[32];      /* ... until then (fio_now_ns), by code */
+  uint64_t inlined, direct;     /* ops the loop thread ran; of those, ops
+                                 * run at once, in their fiber's call */
+  uint64_t slowed;              /* times the slow rule paused a kind */
+  uint64_t handed;              /* ops handed to the backend or executor */
   /* Completions posted from other threads (pool threads). post_mu guards
    * posted_q and is a leaf lock: nothing else is taken while it
    * is held, but for the wake a post makes when one is due (the loop's

@@ -1,15 +1,26 @@
 /* op.c — operations: the record, its one lifecycle (op.h), the queues that
  * carry completions to the loop thread, and the wake protocol.
  *
- * Where an op runs is decided here, in op_submit: its executor if it has
- * one (fio.parallel's tasks); the inline queue if the binding marked it
- * may_inline and the backend asked for that kind (loop->inline_codes);
- * else the loop's backend. The inline queue is the policy both backends
- * want for reads and writes of regular files: handing each to another
- * thread (io-wq or a pool thread) costs two thread wake-ups, often across
- * CPUs, per call, so when the loop would otherwise sleep, the first queued
- * op runs here as the plain system call (as io does it), and the others go
- * to the backend so that concurrent calls still overlap. */
+ * Where an op runs is decided here, in fio_op_wait and op_submit. Handing
+ * an op to another thread (io-wq or a pool thread) costs two thread
+ * wake-ups, often across CPUs, which is most of a stat's or a small read's
+ * time; so an op the loop thread may run itself (op.h's FIO_OPS_HERE, less
+ * what the backend took out: loop->inline_codes) runs here, as the plain
+ * system call, whenever the loop would otherwise sleep on it:
+ *   - at once, in the caller's own call (no suspension), when the loop has
+ *     nothing else at all: no op in flight, no fiber ready, no timer due.
+ *     This is the sequential script's case: a lone call costs what the
+ *     system call costs.
+ *   - else through the inline queue: when the loop is about to sleep, the
+ *     first queued op runs here, and the others go to the backend, so that
+ *     concurrent calls still overlap.
+ * Otherwise an op goes to its executor if it has one (fio.parallel's
+ * tasks), else to the loop's backend.
+ *
+ * The slow rule: an op run here that took longer than cfg.slow_ns (a disk
+ * that is slow or hung: NFS, a spinning disk) holds up the loop's timers
+ * and fibers, so its kind runs on the backend again for cfg.slow_pause_ns;
+ * then one is tried here again. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,15 +80,85 @@ void fio_buf_put(fio_loop *loop, char *buf, size_t size) {
 
 /* --- submitting and canceling -------------------------------------------- */
 
-static void op_submit(fio_loop *loop, fio_op *op) {
-  if (op->executor) op->executor->submit(loop, op);
-  else if (op->may_inline && (loop->inline_codes & 1u << op->code))
+_Static_assert(FIO_OP_LAST <= 32, "op codes index 32-bit masks");
+
+/* Whether the loop thread may run op itself (the file comment). */
+static int runs_here(fio_loop *loop, const fio_op *op) {
+  unsigned bit = 1u << op->code;
+  if (op->executor || !(loop->inline_codes & bit)) return 0;
+  if ((op->code == FIO_OP_READ || op->code == FIO_OP_WRITE) && !op->may_inline)
+    return 0;
+  if (loop->slow_codes & bit) {
+    if (fio_now_ns() < loop->slow_until[op->code]) return 0;
+    loop->slow_codes &= ~bit; /* the pause is over: try it here again */
+  }
+  return 1;
+}
+
+/* Run op on the loop thread (runs_here said it may): its result, or
+ * -EAGAIN if it could wait (fio_exec_here): the backend's then. */
+static int run_here(fio_loop *loop, fio_op *op) {
+  uint64_t t0 = fio_now_ns();
+  int res = fio_exec_here(op);
+  uint64_t t1 = fio_now_ns();
+  if (t1 - t0 > loop->cfg.slow_ns) {
+    loop->slow_codes |= 1u << op->code;
+    loop->slow_until[op->code] = t1 + loop->cfg.slow_pause_ns;
+    loop->slowed++;
+  }
+  if (res != -EAGAIN) loop->inlined++;
+  return res;
+}
+
+/* Whether nothing but the caller's op could happen before the loop slept
+ * on it: no op in flight or completed, no completion posted from another
+ * thread, no fiber ready, no timer due. (A wake from another thread only
+ * ends a sleep: what it was for is looked at by the loop's next wait.) */
+static int loop_idle(fio_loop *loop) {
+  return !loop->inflight.len && !loop->done_q.head && !loop->inline_q.head &&
+         !loop->ready.len &&
+         !atomic_load_explicit(&loop->posted, memory_order_relaxed) &&
+         (!loop->heap_len || loop->heap[0].deadline > fio_now_ns());
+}
+
+/* How deep continuations may nest in fio_op_wait's own frames (a call of
+ * many steps, each run at once, goes on through the loop after this). */
+#define HERE_DEPTH_MAX 8
+
+/* here: op may still run on the loop thread (not if it said -EAGAIN) */
+static void op_submit(fio_loop *loop, fio_op *op, int here) {
+  if (!op->executor && here && runs_here(loop, op)) {
     fio_dlist_push(&loop->inline_q, &op->queue_node);
+    return;
+  }
+  loop->handed++;
+  if (op->executor) op->executor->submit(loop, op);
   else loop->be->submit(loop, op);
 }
 
 int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
                 lua_KFunction k) {
+  int here = 1;
+  if (w->here < HERE_DEPTH_MAX && loop_idle(loop) && runs_here(loop, op)) {
+    /* At once: the result is there before anything else could run, so
+     * the continuation follows as if w had been woken. No cancel can land
+     * meanwhile: nothing else runs. */
+    int res = run_here(loop, op);
+    if (res != -EAGAIN) {
+      loop->direct++;
+      op->loop = loop;
+      op->res = res;
+      op->state = FIO_OPS_DONE;
+      w->op = op;
+      w->wait = FIO_W_NONE;
+      w->wake = FIO_WAKE_DONE;
+      w->here++;
+      int r = k(L, LUA_OK, (lua_KContext)w);
+      w->here--; /* (not reached if k yielded: fio_block reset it) */
+      return r;
+    }
+    here = 0;
+  }
   op->waiter = w;
   op->loop = loop;
   op->res = 0;
@@ -87,7 +168,7 @@ int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
   fio_dlist_push_head(&loop->inflight, &op->inflight_node);
   w->op = op;
   w->wait = FIO_W_OP;
-  op_submit(loop, op);
+  op_submit(loop, op, here);
   return fio_block(loop, L, w, k);
 }
 
@@ -269,11 +350,12 @@ static int run_inline(fio_loop *loop, int would_sleep) {
   int ran = 0;
   loop->inline_q = (fio_dlist){NULL, NULL, 0};
   while ((op = fio_op_of(fio_dlist_pop(&queued)))) {
-    if (would_sleep && !ran) {
+    int res = would_sleep && !ran ? run_here(loop, op) : -EAGAIN;
+    if (res != -EAGAIN) {
       ran = 1;
-      loop->inlined++;
-      fio_op_done(loop, op, fio_exec(op, NULL));
+      fio_op_done(loop, op, res);
     } else {
+      loop->handed++;
       loop->be->submit(loop, op);
     }
   }

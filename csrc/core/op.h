@@ -2,8 +2,11 @@
  * lifecycle every operation goes through.
  *
  *   fio_op_new          a binding makes the op and fills its arguments
- *   fio_op_wait         submit: the in-flight list; then, decided here once,
- *                       its executor (fio.parallel's tasks), or the inline
+ *   fio_op_wait         submit, decided here once: run at once on the loop
+ *                       thread if the loop has nothing else to do (the
+ *                       waiter's continuation then runs without a
+ *                       suspension), or onto the in-flight list and to its
+ *                       executor (fio.parallel's tasks), or the inline
  *                       queue (run on the loop thread when the loop would
  *                       sleep), or the loop's backend; the waiter blocks
  *   fio_op_cancel       asks whoever runs it to end it early (once)
@@ -67,6 +70,21 @@ enum {
   FIO_OP_LAST
 };
 enum { FIO_OPS_IDLE = 0, FIO_OPS_INFLIGHT, FIO_OPS_DONE };
+
+/* The ops the loop thread may run itself, as the plain system call, when
+ * it would otherwise sleep on them (io/exec.h's fio_exec_here): their calls
+ * wait on a disk at most, never on another process. A read or write
+ * only when its binding set may_inline (a regular file); an open is made
+ * without waiting (a FIFO's goes to the backend). Not fsync or copy
+ * (a disk's time by design), nor tasks. */
+#define FIO_OPS_HERE                                                       \
+  (1u << FIO_OP_READ | 1u << FIO_OP_WRITE | 1u << FIO_OP_CLOSE |            \
+   1u << FIO_OP_OPENAT | 1u << FIO_OP_STATX | 1u << FIO_OP_FTRUNCATE |      \
+   1u << FIO_OP_UNLINKAT | 1u << FIO_OP_RENAMEAT | 1u << FIO_OP_MKDIRAT |   \
+   1u << FIO_OP_SYMLINKAT | 1u << FIO_OP_LINKAT | 1u << FIO_OP_GETDENTS |   \
+   1u << FIO_OP_READLINK | 1u << FIO_OP_CHMOD | 1u << FIO_OP_ACCESS |       \
+   1u << FIO_OP_REALPATH | 1u << FIO_OP_MKDTEMP | 1u << FIO_OP_TRUNCATE |   \
+   1u << FIO_OP_READFILE)
 /* What an op closes (its `owns` bits; see the top comment). */
 enum {
   FIO_OWN_FD = 1,      /* fd, when the op is freed */

@@ -189,6 +189,7 @@ static int readfile_all(fio_op *op) {
 }
 
 int fio_exec_readfile_nowait(fio_op *op) {
+  if (op->fd2 >= 0) return -EAGAIN; /* (opened here before: the pool's) */
   int fd = open(op->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return errno == EAGAIN ? -EAGAIN : -errno; /* (a lease) */
   struct stat sb;
@@ -304,6 +305,48 @@ static int fifo_open_read(fio_op *op) {
 }
 
 static int exec_op(fio_op *op);
+
+/* OPENAT on the loop thread (fio_exec_here). The file's type is left in
+ * op->res_mode, which spares the binding its own look. */
+static int open_here(fio_op *op) {
+  int added = !(op->flags & O_NONBLOCK);
+  if (op->fd2 >= 0) return -EAGAIN; /* (fd2 holds the call's other file) */
+  int fd = openat(AT_FDCWD, op->path, op->flags | O_NONBLOCK, (mode_t)op->mode);
+  if (fd < 0) {
+    /* ENXIO: a FIFO with no reader yet, which open(2) would wait for */
+    if (errno == EAGAIN || (errno == ENXIO && added)) return -EAGAIN;
+    return -errno;
+  }
+  struct stat sb;
+  if (fstat(fd, &sb) < 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  if (added && S_ISFIFO(sb.st_mode) && (op->flags & O_ACCMODE) == O_RDONLY) {
+    op->fd2 = fd;
+    op->owns |= FIO_OWN_FD2;
+    return -EAGAIN;
+  }
+  /* (F_SETFL takes the status flags from op->flags: O_NONBLOCK is off) */
+  if (added && fcntl(fd, F_SETFL, op->flags) < 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  op->res_mode = sb.st_mode;
+  return fd;
+}
+
+int fio_exec_here(fio_op *op) {
+  switch (op->code) {
+  case FIO_OP_OPENAT:
+    return open_here(op);
+  case FIO_OP_READFILE:
+    return fio_exec_readfile_nowait(op);
+  }
+  return exec_op(op);
+}
 
 int fio_exec(fio_op *op, const atomic_int *stop) {
   exec_stop = stop;

@@ -27,6 +27,17 @@ int fio_exec_readfile_nowait(fio_op *op);
 /* Regular files larger than this go to the pool too (open). */
 #define FIO_NOWAIT_READ_MAX (1u << 20)
 
+/* Run op on the loop thread, which must not wait for ever: as fio_exec,
+ * but an open is made O_NONBLOCK (then cleared), so that a FIFO's open
+ * cannot wait for its other end, and READFILE is
+ * fio_exec_readfile_nowait. -EAGAIN: not done, it could wait (a FIFO, a
+ * lease): run it with fio_exec elsewhere. A FIFO opened for reading stays
+ * open in op->fd2 (owned) meanwhile, for the reason given above; fio_exec
+ * takes it over when op->fifo_waits, else opens the path again. Only ops
+ * whose calls wait on nothing but a disk may come here (core/op.h's
+ * FIO_OPS_HERE). */
+int fio_exec_here(fio_op *op);
+
 /* A readfile's op->buf (op->want bytes, not op->mem) doubled, contents
  * kept: 0, or -ENOMEM (the buffer is as it was). Any thread. */
 int fio_op_buf_double(fio_op *op);

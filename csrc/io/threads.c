@@ -272,9 +272,6 @@ static int threads_init(fio_loop *loop) {
 #endif
   t->pwait2 = 1;
   loop->backend_state = t;
-  /* Reads and writes of regular files: the loop runs one itself when it
-   * would sleep (core/op.c), saving a pool thread's two wake-ups. */
-  loop->inline_codes = 1u << FIO_OP_READ | 1u << FIO_OP_WRITE;
   return 0;
 }
 

@@ -212,12 +212,11 @@ static int uring_init(fio_loop *loop) {
 #endif
   rf_init(u);
   loop->backend_state = u;
-  /* Writes to regular files: many file systems (ext4 among them) cannot do
-   * a buffered write without blocking, so the ring hands every such write
-   * to an io-wq thread, two thread wake-ups per write; the loop runs one
-   * itself when it would sleep instead (core/op.c). (Reads are done in
-   * the submitting call when the data is cached: they stay on the ring.) */
-  loop->inline_codes = (1u << FIO_OP_WRITE) & ~u->einval;
+  /* The loop thread runs lone ops itself (core/op.c): the ring hands
+   * statx, renameat, unlinkat, mkdirat and buffered ext4 writes to an
+   * io-wq thread, two thread wake-ups a call. (Not the ops a test build
+   * sends elsewhere.) */
+  loop->inline_codes &= ~(u->noring | u->einval);
   arm_wake(loop, u);
   return 0;
 }
@@ -351,6 +350,13 @@ static void uring_submit(fio_loop *loop, fio_op *op) {
   uring *u = loop->backend_state;
   int opc = opcode_of(op->code);
   uop(op)->on_pool = 0;
+  if (op->fd2 >= 0 && (op->code == FIO_OP_READFILE ||
+                       (op->code == FIO_OP_OPENAT && op->fifo_waits))) {
+    /* the loop thread opened it, and it could wait (exec.h): the pool
+     * goes on from that fd */
+    to_pool(loop, op);
+    return;
+  }
   if (op->code == FIO_OP_READFILE && rf_start(loop, u, op)) return;
   if (opc < 0 || opc >= 64 || !(u->probe & (1ull << opc)) ||
       (u->noring & (1u << op->code))) {

@@ -347,10 +347,25 @@ static int config_integer(lua_State *L, const char *key, lua_Integer *n) {
   return 1;
 }
 
+/* Field key of the table at 1, a duration in seconds, into *s: 0 if
+ * absent; raises naming the field unless it is a number in 0..3600. */
+static int config_seconds(lua_State *L, const char *key, lua_Number *s) {
+  int t = lua_getfield(L, 1, key);
+  *s = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (t == LUA_TNIL) return 0;
+  if (t != LUA_TNUMBER || !(*s >= 0 && *s <= 3600))
+    luaL_argerror(L, 1, lua_pushfstring(L, "field '%s' must be a number of "
+                                           "seconds (0 to 3600)", key));
+  return 1;
+}
+
 static int l_config(lua_State *L) {
   fio_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
   luaL_checktype(L, 1, LUA_TTABLE);
-  static const char *const keys[] = {"threads", "ring_entries", "backend", NULL};
+  static const char *const keys[] = {"threads", "ring_entries", "backend",
+                                     "inline", "slow_call", "slow_pause",
+                                     NULL};
   lua_pushnil(L);
   while (lua_next(L, 1)) { /* every key is one of keys */
     lua_pop(L, 1);
@@ -366,6 +381,14 @@ static int l_config(lua_State *L) {
   lua_Integer threads, entries;
   int has_threads = config_integer(L, "threads", &threads);
   int has_entries = config_integer(L, "ring_entries", &entries);
+  lua_Number slow, pause;
+  int has_slow = config_seconds(L, "slow_call", &slow);
+  int has_pause = config_seconds(L, "slow_pause", &pause);
+  int t_inline = lua_getfield(L, 1, "inline");
+  int no_inline = t_inline != LUA_TNIL && !lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  luaL_argcheck(L, t_inline == LUA_TNIL || t_inline == LUA_TBOOLEAN, 1,
+                "field 'inline' must be a boolean");
   if (loop->started)
     return luaL_error(L, "fiberio.config: the loop has already started; "
                          "call config before any other fiberio call");
@@ -375,6 +398,9 @@ static int l_config(lua_State *L) {
                 "field 'ring_entries' must be 1..32768");
   if (has_threads) loop->cfg.threads = (int)threads;
   if (has_entries) loop->cfg.ring_entries = (unsigned)entries;
+  if (has_slow) loop->cfg.slow_ns = (uint64_t)(slow * 1e9);
+  if (has_pause) loop->cfg.slow_pause_ns = (uint64_t)(pause * 1e9);
+  if (t_inline != LUA_TNIL) loop->cfg.no_inline = no_inline;
   if (lua_getfield(L, 1, "backend") != LUA_TNIL) {
     static const char *const names[] = {"auto", "io_uring", "threads", NULL};
     const char *b = lua_tostring(L, -1);
@@ -402,6 +428,12 @@ static int l_info(lua_State *L) {
   lua_setfield(L, -2, "backend");
   lua_pushinteger(L, (lua_Integer)loop->inlined);
   lua_setfield(L, -2, "inlined");
+  lua_pushinteger(L, (lua_Integer)loop->direct);
+  lua_setfield(L, -2, "direct");
+  lua_pushinteger(L, (lua_Integer)loop->slowed);
+  lua_setfield(L, -2, "slowed");
+  lua_pushinteger(L, (lua_Integer)loop->handed);
+  lua_setfield(L, -2, "handed");
   if (loop->be->info) loop->be->info(loop, L);
   return 1;
 }

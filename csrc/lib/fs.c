@@ -324,6 +324,8 @@ static int wf_k(lua_State *L, int status, lua_KContext ctx) {
     op->owns &= (uint8_t)~FIO_OWN_RESULT;
     op->got = 0;
     op->flags = 0; /* explicit offsets until a write says ESPIPE */
+    /* (a regular file, if the open looked: its writes may run inline) */
+    op->may_inline = S_ISREG(op->res_mode);
     op->step = WF_WRITE;
     break;
   case WF_WRITE:
