@@ -397,10 +397,21 @@ static int exec_op(fio_op *op) {
                                                                   : 0;
   case FIO_OP_GETDENTS:
     return getdents_all(op);
-  case FIO_OP_READLINK:
-    /* mem holds PATH_MAX + 1 bytes for the result before the path */
-    r = readlink(op->path, op->mem, PATH_MAX);
-    return r < 0 ? -errno : (int)r;
+  case FIO_OP_READLINK: {
+    /* mem holds len bytes for the result before the path; a link that
+     * fills them may be longer: read again into room for any */
+    r = readlink(op->path, op->mem, op->len);
+    if (r < 0 || (size_t)r < op->len) return r < 0 ? -errno : (int)r;
+    char *m = malloc(PATH_MAX);
+    if (!m) return -ENOMEM;
+    r = readlink(op->path, m, PATH_MAX);
+    int e = errno;
+    free(op->mem);
+    op->mem = op->buf = m;
+    op->cap = PATH_MAX;
+    op->path = NULL;
+    return r < 0 ? -e : (int)r;
+  }
   case FIO_OP_CHMOD:
     return fchmodat(AT_FDCWD, op->path, (mode_t)op->mode, 0) < 0 ? -errno : 0;
   case FIO_OP_ACCESS:

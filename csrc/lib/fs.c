@@ -168,6 +168,7 @@ static int path_call(lua_State *L, int code, const char *path,
     memcpy(op->mem + area + n1, path2, n2);
     op->path2 = op->mem + area + n1;
   }
+  op->len = area;
   /* the caller set nothing else yet: flags and mode come from upvalues */
   op->flags = (int)lua_tointeger(L, lua_upvalueindex(3));
   op->mode = (uint32_t)lua_tointeger(L, lua_upvalueindex(4));
@@ -188,7 +189,7 @@ static int l_path1(lua_State *L) {
   size_t area = 0;
   switch (code) {
   case FIO_OP_STATX: area = sizeof(struct statx); break;
-  case FIO_OP_READLINK: area = PATH_MAX + 1; break;
+  case FIO_OP_READLINK: area = 256; break; /* (exec.c reads a longer again) */
   case FIO_OP_MKDIRAT:
   case FIO_OP_CHMOD:
     if (code == FIO_OP_CHMOD || !lua_isnoneornil(L, 2)) {
