@@ -166,7 +166,7 @@ static void atfork_child(void) {
 
 static void pool_init(void) {
   const fio_config *cfg = fio_config_env();
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  long ncpu = fio_ncpu();
   long dflt = ncpu > 2 ? 2 * ncpu : 4;
   if (dflt > POOL_MAX) dflt = POOL_MAX;
   pool.limit = cfg->pool_size ? cfg->pool_size : (int)dflt;

@@ -28,6 +28,7 @@
 #include "io/exec.h"
 #include "io/pool.h"
 #include "util/config.h"
+#include "util/process.h"
 #include "util/fd.h"
 
 /* Valgrind cannot see the kernel write into buffers on io_uring's behalf:
@@ -199,7 +200,7 @@ static int uring_init(fio_loop *loop) {
     io_uring_free_probe(probe);
   }
   /* Bound the kernel's worker threads for this ring: [bounded, unbounded]. */
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  long ncpu = fio_ncpu();
   unsigned workers[2] = {(unsigned)(ncpu > 0 ? ncpu * 4 : 8), 64};
   io_uring_register_iowq_max_workers(&u->ring, workers);
   io_uring_register_ring_fd(&u->ring); /* saves an fd lookup per enter */
@@ -458,7 +459,7 @@ static void rf_init(uring *u) {
       !(u->probe & 1ull << IORING_OP_POLL_ADD) || (u->noring & need) ||
       u->ring.sq.ring_entries < 3) /* (a step's chain is 3 SQEs) */
     return;
-  long n = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? RF_SLOTS_SPREAD : RF_SLOTS;
+  long n = fio_ncpu() > 1 ? RF_SLOTS_SPREAD : RF_SLOTS;
 #ifdef FIBERIO_TEST_HOOKS
   /* FIBERIO_TEST_RF_SLOTS=n: a table of n slots (0: none), for the specs */
   const char *slots = fio_config_env()->test.rf_slots;

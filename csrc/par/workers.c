@@ -611,7 +611,7 @@ void fio_workers_ensure(lua_State *L, fio_loop *loop) {
   if (!p) luaL_error(L, "not enough memory");
   pthread_mutex_init(&p->mu, NULL);
   p->wq_fd = fio_uring_fd(loop);
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  long ncpu = fio_ncpu();
   p->max = loop->cfg.threads ? loop->cfg.threads : (ncpu > 0 ? (int)ncpu : 1);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");

@@ -2,8 +2,10 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/process.h"
 
@@ -55,4 +57,14 @@ int fio_interrupt_signal(void) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, claim_interrupt);
   return interrupt_sig;
+}
+
+long fio_ncpu(void) {
+  static atomic_long cached;
+  long n = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (n) return n;
+  n = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 1) n = 1;
+  atomic_store_explicit(&cached, n, memory_order_relaxed);
+  return n;
 }

@@ -23,6 +23,10 @@ int fio_claim_signal(const int *cands, int n, void (*handler)(int), int flags);
  * taken (then nothing is ever interrupted). Claimed on the first call. */
 int fio_interrupt_signal(void);
 
+/* The CPUs online, read once per process (sysconf reads /sys each time);
+ * at least 1. */
+long fio_ncpu(void);
+
 
 #pragma GCC visibility pop
 #endif

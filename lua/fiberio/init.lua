@@ -194,9 +194,21 @@ function M.timeout(s, fn, ...)
   return after_cancel(pack(core.cancel(f)))
 end
 
--- The other layers put their functions on M (fio.semaphore, fio.mkdirp, ...);
--- sync.lua takes fio.shield from it.
-require "fiberio.sync"(M)
-require "fiberio.fs"(M)
+-- The other layers put their functions on M (sync.lua takes fio.shield
+-- from it) when one of them is first used: a script that never uses them
+-- does not compile them at start-up, which is a quarter of require's time.
+local later = {
+  semaphore = "fiberio.sync", mutex = "fiberio.sync", condition = "fiberio.sync",
+  queue = "fiberio.sync", mkdirp = "fiberio.fs", scandir = "fiberio.fs", walk = "fiberio.fs",
+}
+setmetatable(M, { __index = function(_, name)
+  local layer = later[name]
+  if not layer then return nil end
+  for k, l in pairs(later) do
+    if l == layer then later[k] = nil end
+  end
+  require(layer)(M)
+  return rawget(M, name)
+end })
 
 return M
