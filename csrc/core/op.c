@@ -101,6 +101,9 @@ static int run_here(fio_loop *loop, fio_op *op) {
   uint64_t t0 = fio_now_ns();
   int res = fio_exec_here(op);
   uint64_t t1 = fio_now_ns();
+  uint32_t *avg = &loop->here_ns[op->code];
+  uint64_t dt = t1 - t0 < UINT32_MAX ? t1 - t0 : UINT32_MAX;
+  *avg = (uint32_t)((*avg * 7 + dt) / 8);
   if (t1 - t0 > loop->cfg.slow_ns) {
     loop->slow_codes |= 1u << op->code;
     loop->slow_until[op->code] = t1 + loop->cfg.slow_pause_ns;
@@ -342,15 +345,25 @@ void fio_loop_post(fio_loop *loop, fio_op *op, int res) {
 
 /* --- waiting ---------------------------------------------------------------- */
 
+/* An op whose calls take this long on the loop thread (on average) is
+ * worth more on another thread than the two wake-ups it costs to hand it
+ * over, when other ops are in flight to overlap with it (an open that
+ * truncates, a mkdir). */
+#define HERE_HANDOFF_NS 20000
+
 /* The inline queue, when the loop is about to wait: would_sleep, the first
- * op runs here; the others go to the backend. 1 if one ran. */
+ * op runs here (unless it is one worth handing over); the others go to the
+ * backend. 1 if one ran. */
 static int run_inline(fio_loop *loop, int would_sleep) {
   fio_dlist queued = loop->inline_q;
   fio_op *op;
   int ran = 0;
+  int others = loop->inflight.len > 1;
   loop->inline_q = (fio_dlist){NULL, NULL, 0};
   while ((op = fio_op_of(fio_dlist_pop(&queued)))) {
-    int res = would_sleep && !ran ? run_here(loop, op) : -EAGAIN;
+    int here = would_sleep && !ran &&
+               !(others && loop->here_ns[op->code] > HERE_HANDOFF_NS);
+    int res = here ? run_here(loop, op) : -EAGAIN;
     if (res != -EAGAIN) {
       ran = 1;
       fio_op_done(loop, op, res);
