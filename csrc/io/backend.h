@@ -95,6 +95,16 @@ static inline fio_op *fio_job_op(fio_job *job) {
 /* Run op with fio_exec on a pool thread of client; its result is posted to
  * op->loop, or, once the client forgot it, the op is dropped. */
 void fio_op_to_pool(fio_pool_client *client, fio_op *op);
+/* The loop would sleep while its readfiles wait in the pool's queue, more
+ * of them than threads being woken for them: run them here, newest first
+ * (pool threads take the oldest), until a completion is posted or none is
+ * left. Each one costs no thread hand-off either way, and the loop
+ * thread's CPU, idle otherwise, reads files too (and where the pool's
+ * threads get less CPU than hoped, the loop does their share). Only what
+ * cannot block for ever: fio_exec_readfile_nowait opens without waiting
+ * and reads regular files only; a FIFO or a device goes back to the pool,
+ * open. Counts them in *helped; 1 if it completed one. */
+int fio_op_pool_help(fio_loop *loop, fio_pool_client *client, uint64_t *helped);
 
 
 #pragma GCC visibility pop

@@ -1,5 +1,7 @@
 /* oppool.c — an op run as a pool job: the glue both backends use to hand
- * an op to the process's pool (backend.h). */
+ * an op to the process's pool, and to take readfiles back (backend.h). */
+#include <errno.h>
+
 #include "io/backend.h"
 #include "io/exec.h"
 
@@ -20,4 +22,30 @@ void fio_op_to_pool(fio_pool_client *client, fio_op *op) {
   job->client = client;
   job->must_run = op->code == FIO_OP_CLOSE; /* skipping it leaks the fd */
   fio_pool_submit(job);
+}
+
+/* (not one handed back to the pool with its FIFO or device open) */
+static int helpable(const fio_job *job) {
+  const fio_op *op = fio_job_op((fio_job *)job);
+  return op->code == FIO_OP_READFILE && op->fd2 < 0;
+}
+
+int fio_op_pool_help(fio_loop *loop, fio_pool_client *client, uint64_t *helped) {
+  int any = 0;
+  while (!fio_loop_has_posts(loop)) {
+    fio_job *job = fio_pool_take(client, helpable);
+    if (!job) break;
+    fio_op *op = fio_job_op(job);
+    int res = fio_exec_readfile_nowait(op);
+    if (res == -EAGAIN) {
+      /* Not for here (fio_exec_readfile_nowait): the pool's again. Stop:
+       * one refused without an fd kept (a lease) would be taken again. */
+      fio_op_to_pool(client, op);
+      break;
+    }
+    ++*helped;
+    fio_op_done(loop, op, res);
+    any = 1;
+  }
+  return any;
 }

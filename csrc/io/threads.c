@@ -331,46 +331,11 @@ static void threads_cancel(fio_loop *loop, fio_op *op) {
   fio_pool_cancel(fio_op_job(op));
 }
 
-/* The loop would sleep while its readfiles wait in the pool's queue, more
- * of them than threads being woken for them: run them here, newest first
- * (pool threads take the oldest), until a completion is posted or none is
- * left. Each one costs no thread hand-off either way, and the loop thread's
- * CPU, idle otherwise, reads files too: on two CPUs, 10,000 small files took
- * 22 ms where the pool alone took 28 to 37 (bench/README.md). Only what
- * cannot block for ever runs here: fio_exec_readfile_nowait opens without
- * waiting and reads regular files only; a FIFO or a device goes back to the
- * pool, open. FIBERIO_THREADS_HELP=0 turns this off. */
-static int helpable(const fio_job *job) {
-  const fio_op *op = fio_job_op((fio_job *)job);
-  /* (not one handed back to the pool with its FIFO or device open) */
-  return op->code == FIO_OP_READFILE && op->fd2 < 0;
-}
-
-/* Returns 1 if it completed an op. */
-static int help(fio_loop *loop, threads *t) {
-  int any = 0;
-  while (!fio_loop_has_posts(loop)) {
-    fio_job *job = fio_pool_take(&t->client, helpable);
-    if (!job) break;
-    fio_op *op = fio_job_op(job);
-    int res = fio_exec_readfile_nowait(op);
-    if (res == -EAGAIN) {
-      /* Not for here (fio_exec_readfile_nowait): the pool's again. Stop:
-       * one refused without an fd kept (a lease) would be taken again. */
-      to_pool(loop, op);
-      break;
-    }
-    t->helped++;
-    fio_op_done(loop, op, res);
-    any = 1;
-  }
-  return any;
-}
-
 static void threads_wait(fio_loop *loop, int64_t timeout_ns) {
   threads *t = loop->backend_state;
   struct epoll_event ev[MAX_EVENTS];
-  if (timeout_ns != 0 && t->help && help(loop, t)) timeout_ns = 0;
+  if (timeout_ns != 0 && t->help && fio_op_pool_help(loop, &t->client, &t->helped))
+    timeout_ns = 0;
   if (timeout_ns != 0 && fio_loop_wakes_on(loop)) timeout_ns = 0;
   int n = 0;
   /* With no sleep and nothing to poll but the wake eventfd, no syscall:

@@ -72,6 +72,7 @@ typedef struct uring {
                             * -EINVAL (a test build's stand-in for a kernel
                             * refusing the call; else 0) */
   uint64_t pooled, reruns; /* ops sent to the pool: no opcode / refused */
+  uint64_t helped;         /* readfiles taken back from the pool (oppool.c) */
   int no_msg;              /* wake through the eventfd (a test build's) */
   int poll_wait;           /* sleep in ppoll (a test build's, for valgrind) */
   atomic_ulong msg_wakes, fd_wakes; /* wakes sent to this loop, by kind */
@@ -672,6 +673,8 @@ static void uring_wait(fio_loop *loop, int64_t timeout_ns) {
   uring *u = loop->backend_state;
   int r;
   if ((u->rf_waiting.head || u->rf_nclosing) && rf_flush(loop, u)) timeout_ns = 0;
+  if (timeout_ns != 0 && fio_op_pool_help(loop, &u->client, &u->helped))
+    timeout_ns = 0;
   if (timeout_ns != 0 && fio_loop_wakes_on(loop)) timeout_ns = 0;
   /* A signal must end the wait, so that the loop sees a Ctrl-C (the host's
    * interrupt hook) at once: liburing's waits with a timeout loop over
@@ -774,6 +777,8 @@ static void uring_info(fio_loop *loop, lua_State *L) {
   lua_setfield(L, -2, "pooled");
   lua_pushinteger(L, (lua_Integer)u->reruns);
   lua_setfield(L, -2, "reruns");
+  lua_pushinteger(L, (lua_Integer)u->helped);
+  lua_setfield(L, -2, "helped");
   lua_pushinteger(L, (lua_Integer)u->rf_done);
   lua_setfield(L, -2, "ring_readfiles");
   lua_pushinteger(L, (lua_Integer)u->rf_nslots);
