@@ -103,8 +103,9 @@ void fio_op_to_pool(fio_pool_client *client, fio_op *op);
  * threads get less CPU than hoped, the loop does their share). Only what
  * cannot block for ever: fio_exec_readfile_nowait opens without waiting
  * and reads regular files only; a FIFO or a device goes back to the pool,
- * open. Counts them in *helped; 1 if it completed one. */
-int fio_op_pool_help(fio_loop *loop, fio_pool_client *client, uint64_t *helped);
+ * open (counted in *pooled). Counts them in *helped; 1 if it completed one. */
+int fio_op_pool_help(fio_loop *loop, fio_pool_client *client, uint64_t *helped,
+                     uint64_t *pooled);
 
 
 #pragma GCC visibility pop

@@ -30,7 +30,8 @@ static int helpable(const fio_job *job) {
   return op->code == FIO_OP_READFILE && op->fd2 < 0;
 }
 
-int fio_op_pool_help(fio_loop *loop, fio_pool_client *client, uint64_t *helped) {
+int fio_op_pool_help(fio_loop *loop, fio_pool_client *client, uint64_t *helped,
+                     uint64_t *pooled) {
   int any = 0;
   while (!fio_loop_has_posts(loop)) {
     fio_job *job = fio_pool_take(client, helpable);
@@ -40,6 +41,7 @@ int fio_op_pool_help(fio_loop *loop, fio_pool_client *client, uint64_t *helped) 
     if (res == -EAGAIN) {
       /* Not for here (fio_exec_readfile_nowait): the pool's again. Stop:
        * one refused without an fd kept (a lease) would be taken again. */
+      ++*pooled;
       fio_op_to_pool(client, op);
       break;
     }

@@ -673,7 +673,7 @@ static void uring_wait(fio_loop *loop, int64_t timeout_ns) {
   uring *u = loop->backend_state;
   int r;
   if ((u->rf_waiting.head || u->rf_nclosing) && rf_flush(loop, u)) timeout_ns = 0;
-  if (timeout_ns != 0 && fio_op_pool_help(loop, &u->client, &u->helped))
+  if (timeout_ns != 0 && fio_op_pool_help(loop, &u->client, &u->helped, &u->pooled))
     timeout_ns = 0;
   if (timeout_ns != 0 && fio_loop_wakes_on(loop)) timeout_ns = 0;
   /* A signal must end the wait, so that the loop sees a Ctrl-C (the host's
