@@ -154,9 +154,9 @@ describe("a call the loop would sleep on", function()
 end)
 
 describe("the slow rule", function()
-  it("a kind of call that took longer than slow_call runs on the backend for slow_pause, then on the loop thread again", function()
-    local out = child("require 'fiberio'.config{slow_call = 0, slow_pause = 0.2}" .. PRE .. [[
-      -- (every call is slow)
+  it("a kind of call that took longer than slow_call runs on the backend for a while (slow_pause / 16, doubling while it stays slow), then on the loop thread again", function()
+    local out = child("require 'fiberio'.config{slow_call = 0, slow_pause = 6.4}" .. PRE .. [[
+      -- (every call is slow: paused 0.4 s, then 0.8 s)
       local i0 = fio._info()
       assert(fio.stat(d))
       print("first", delta(i0))
@@ -164,15 +164,25 @@ describe("the slow rule", function()
       assert(fio.stat(d))
       assert(fio.readdir(d)) -- (another kind: not paused)
       print("paused", delta(i0))
-      fio.sleep(0.3)
+      fio.sleep(0.5)
       i0 = fio._info()
       assert(fio.stat(d))
       print("again", delta(i0))
+      fio.sleep(0.5) -- (paused twice as long now: still paused)
+      i0 = fio._info()
+      assert(fio.stat(d))
+      print("longer", delta(i0))
+      fio.sleep(0.5)
+      i0 = fio._info()
+      assert(fio.stat(d))
+      print("then", delta(i0))
       cleanup()
     ]])
     assert.equal("first\tdirect 1 inlined 1 handed 0 slowed 1\n" ..
                  "paused\tdirect 1 inlined 1 handed 1 slowed 1\n" ..
-                 "again\tdirect 1 inlined 1 handed 0 slowed 1\n", out)
+                 "again\tdirect 1 inlined 1 handed 0 slowed 1\n" ..
+                 "longer\tdirect 0 inlined 0 handed 1 slowed 0\n" ..
+                 "then\tdirect 1 inlined 1 handed 0 slowed 1\n", out)
   end)
 
   it("leaves fast calls alone, and fio.config{inline = false} runs every call on the backend", function()

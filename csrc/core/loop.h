@@ -193,6 +193,7 @@ struct fio_loop {
                                  * backend's init takes out) */
   unsigned slow_codes;          /* FIO_OP_* bits paused by the slow rule */
   uint64_t slow_until[32];      /* ... until then (fio_now_ns), by code */
+  uint8_t slow_strikes[32];     /* slow runs in a row, by code */
   uint32_t here_ns[32];         /* an op's time on the loop thread, a
                                  * moving average by code */
   uint64_t inlined, direct;     /* ops the loop thread ran; of those, ops

@@ -19,8 +19,11 @@
  *
  * The slow rule: an op run here that took longer than cfg.slow_ns (a disk
  * that is slow or hung: NFS, a spinning disk) holds up the loop's timers
- * and fibers, so its kind runs on the backend again for cfg.slow_pause_ns;
- * then one is tried here again. */
+ * and fibers, so its kind runs on the backend again for a while; then one
+ * is tried here again. The while is cfg.slow_pause_ns / 16 at first,
+ * doubled each time the next try is slow too, up to cfg.slow_pause_ns: a
+ * lone stall (the thread preempted, a journal commit) costs little, a
+ * hung file system is tried once per slow_pause. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,10 +107,14 @@ static int run_here(fio_loop *loop, fio_op *op) {
   uint32_t *avg = &loop->here_ns[op->code];
   uint64_t dt = t1 - t0 < UINT32_MAX ? t1 - t0 : UINT32_MAX;
   *avg = (uint32_t)((*avg * 7 + dt) / 8);
+  uint8_t *strikes = &loop->slow_strikes[op->code];
   if (t1 - t0 > loop->cfg.slow_ns) {
+    if (*strikes < 5) ++*strikes;
     loop->slow_codes |= 1u << op->code;
-    loop->slow_until[op->code] = t1 + loop->cfg.slow_pause_ns;
+    loop->slow_until[op->code] = t1 + (loop->cfg.slow_pause_ns >> (5 - *strikes));
     loop->slowed++;
+  } else {
+    *strikes = 0;
   }
   if (res != -EAGAIN) loop->inlined++;
   return res;
