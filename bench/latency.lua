@@ -141,29 +141,15 @@ local only = {}
 for _, a in ipairs(arg) do only[a] = true end
 
 -- The ways to make a round of n calls; each returns its wall time.
+local function one_caller(call, n)
+  local t0 = clock()
+  for i = 1, n do call(1, i) end
+  return clock() - t0
+end
 local ways = {}
-function ways.blocking(row, n)
-  local call = row.blocking
-  local t0 = clock()
-  for i = 1, n do call(1, i) end
-  return clock() - t0
-end
-function ways.main(row, n)
-  local call = row.fio
-  local t0 = clock()
-  for i = 1, n do call(1, i) end
-  return clock() - t0
-end
-function ways.fiber(row, n)
-  local call = row.fio
-  local t
-  fio.run(function()
-    local t0 = clock()
-    for i = 1, n do call(1, i) end
-    t = clock() - t0
-  end)
-  return t
-end
+function ways.blocking(row, n) return one_caller(row.blocking, n) end
+function ways.main(row, n) return one_caller(row.fio, n) end
+function ways.fiber(row, n) return fio.run(one_caller, row.fio, n) end
 function ways.c64(row, n)
   local call = row.fio
   local t
