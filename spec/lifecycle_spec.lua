@@ -200,6 +200,23 @@ describe("Ctrl-C (SIGINT) with no signal code in the script", function()
     assert.not_matches("never", out, 1, true)
   end)
 
+  it("stops a fiber that makes one lone call after another (each run at once, with no suspension)", function()
+    local out, rc, dt = run([[
+      fio.run(function()
+        local n = 0
+        local ok, err = pcall(function()
+          while true do assert(fio.stat("/")); n = n + 1 end
+        end)
+        print("fiber", ok, err == fio.Canceled, n > 0)
+        fio.checkcancel()
+      end)
+      print("never")
+    ]])
+    assert_interrupted(out, rc, dt)
+    assert.matches("fiber\tfalse\ttrue\ttrue\n", out, 1, true)
+    assert.not_matches("never", out, 1, true)
+  end)
+
   it("stops a sleep in the main chunk", function()
     local out, rc, dt = run([[ fio.sleep(10) print("never") ]])
     assert_interrupted(out, rc, dt)
