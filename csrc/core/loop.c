@@ -290,10 +290,16 @@ static int host_interrupted(fio_loop *loop, lua_Hook before) {
   lua_State *M = loop->main_thread;
   lua_Hook h = lua_gethook(M);
   if (!h || h == end_hook || loop->interrupted || loop->hosted) return 0;
-  return h != before ||
-         (lua_gethookmask(M) == (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE |
-                                 LUA_MASKCOUNT) &&
-          lua_gethookcount(M) == 1);
+  return h != before || fio_loop_host_stopping(loop);
+}
+
+int fio_loop_host_stopping(fio_loop *loop) {
+  lua_State *M = loop->main_thread;
+  lua_Hook h = lua_gethook(M);
+  return h && h != end_hook && !loop->interrupted && !loop->hosted &&
+         lua_gethookmask(M) == (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE |
+                                LUA_MASKCOUNT) &&
+         lua_gethookcount(M) == 1;
 }
 
 /* Cancel every fiber that has not ended; returns how many had no cancel

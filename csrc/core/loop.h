@@ -242,6 +242,11 @@ fio_fiber *fio_spawn(lua_State *L, fio_loop *loop, int idx, int nargs,
 /* The Future at idx, or raise. */
 fio_fiber *fio_checkfuture(lua_State *L, int idx);
 
+/* Whether the host has asked the main thread to stop (lua.c's SIGINT
+ * handler's hook is on it) and the loop has not acted on it yet: a call
+ * must then suspend, so that the drive sees it (core/op.c). */
+int fio_loop_host_stopping(fio_loop *loop);
+
 /* Start a wait from L. Returns the calling fiber if L can yield, or pseudo,
  * initialised, if it cannot (main chunk, C boundary, plain coroutine).
  * Raises Canceled first if a cancel is pending on the caller. */

@@ -122,12 +122,15 @@ static int run_here(fio_loop *loop, fio_op *op) {
 
 /* Whether nothing but the caller's op could happen before the loop slept
  * on it: no op in flight or completed, no completion posted from another
- * thread, no fiber ready, no timer due. (A wake from another thread only
- * ends a sleep: what it was for is looked at by the loop's next wait.) */
+ * thread, no fiber ready, no timer due, no Ctrl-C to act on (a fiber whose
+ * calls never suspend would never let the drive see it). (A wake from
+ * another thread only ends a sleep: what it was for is looked at by the
+ * loop's next wait.) */
 static int loop_idle(fio_loop *loop) {
   return !loop->inflight.len && !loop->done_q.head && !loop->inline_q.head &&
          !loop->ready.len &&
          !atomic_load_explicit(&loop->posted, memory_order_relaxed) &&
+         !fio_loop_host_stopping(loop) &&
          (!loop->heap_len || loop->heap[0].deadline > fio_now_ns());
 }
 
