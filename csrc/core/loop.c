@@ -290,16 +290,15 @@ static int host_interrupted(fio_loop *loop, lua_Hook before) {
   lua_State *M = loop->main_thread;
   lua_Hook h = lua_gethook(M);
   if (!h || h == end_hook || loop->interrupted || loop->hosted) return 0;
-  return h != before || fio_loop_host_stopping(loop);
+  return h != before ||
+         (lua_gethookmask(M) == (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE |
+                                 LUA_MASKCOUNT) &&
+          lua_gethookcount(M) == 1);
 }
 
 int fio_loop_host_stopping(fio_loop *loop) {
-  lua_State *M = loop->main_thread;
-  lua_Hook h = lua_gethook(M);
-  return h && h != end_hook && !loop->interrupted && !loop->hosted &&
-         lua_gethookmask(M) == (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE |
-                                LUA_MASKCOUNT) &&
-         lua_gethookcount(M) == 1;
+  /* (the hook now as the one before: only lua.c's own counts) */
+  return host_interrupted(loop, lua_gethook(loop->main_thread));
 }
 
 /* Cancel every fiber that has not ended; returns how many had no cancel
@@ -947,12 +946,13 @@ fio_loop *fio_loop_new(lua_State *L) {
 static int start_backend(fio_loop *loop);
 
 static int start(fio_loop *loop) {
+  loop->inline_codes = FIO_OPS_HERE;
   int r = start_backend(loop);
   if (r == 0 && loop->cfg.no_inline) loop->inline_codes = 0;
   return r;
 }
 
-/* (each backend's init may take bits out of inline_codes) */
+/* (a backend's init that succeeds may take bits out of inline_codes) */
 static int start_backend(fio_loop *loop) {
   const char *want = loop->cfg.backend;
   int automatic = !*want || strcmp(want, "auto") == 0;
@@ -968,7 +968,6 @@ static int start_backend(fio_loop *loop) {
   }
   if (!threads) {
     loop->be = &fio_backend_uring;
-    loop->inline_codes = FIO_OPS_HERE;
     int r = loop->be->init(loop);
     /* The fallback ladder: no io_uring here (a seccomp profile,
      * io_uring_disabled, an old kernel, RLIMIT_MEMLOCK) -> the thread pool
@@ -979,7 +978,6 @@ static int start_backend(fio_loop *loop) {
       return r;
   }
   loop->be = &fio_backend_threads;
-  loop->inline_codes = FIO_OPS_HERE;
   return loop->be->init(loop);
 }
 

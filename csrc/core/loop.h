@@ -191,11 +191,11 @@ struct fio_loop {
   unsigned inline_codes;        /* FIO_OP_* bits the loop thread may run
                                  * (op.h's FIO_OPS_HERE, less what the
                                  * backend's init takes out) */
-  unsigned slow_codes;          /* FIO_OP_* bits paused by the slow rule */
-  uint64_t slow_until[32];      /* ... until then (fio_now_ns), by code */
-  uint8_t slow_strikes[32];     /* slow runs in a row, by code */
-  uint32_t here_ns[32];         /* an op's time on the loop thread, a
-                                 * moving average by code */
+  struct fio_here {             /* by FIO_OP_* code (core/op.c) */
+    uint64_t paused_until;      /* the slow rule's pause (fio_now_ns), or 0 */
+    uint32_t avg_ns;            /* its time on the loop thread, on average */
+    uint8_t strikes;            /* slow runs in a row */
+  } here[32];
   uint64_t inlined, direct;     /* ops the loop thread ran; of those, ops
                                  * run at once, in their fiber's call */
   uint64_t slowed;              /* times the slow rule paused a kind */

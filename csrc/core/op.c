@@ -87,13 +87,13 @@ _Static_assert(FIO_OP_LAST <= 32, "op codes index 32-bit masks");
 
 /* Whether the loop thread may run op itself (the file comment). */
 static int runs_here(fio_loop *loop, const fio_op *op) {
-  unsigned bit = 1u << op->code;
-  if (op->executor || !(loop->inline_codes & bit)) return 0;
+  if (op->executor || !(loop->inline_codes & 1u << op->code)) return 0;
   if ((op->code == FIO_OP_READ || op->code == FIO_OP_WRITE) && !op->may_inline)
     return 0;
-  if (loop->slow_codes & bit) {
-    if (fio_now_ns() < loop->slow_until[op->code]) return 0;
-    loop->slow_codes &= ~bit; /* the pause is over: try it here again */
+  struct fio_here *h = &loop->here[op->code];
+  if (h->paused_until) {
+    if (fio_now_ns() < h->paused_until) return 0;
+    h->paused_until = 0; /* the pause is over: try it here again */
   }
   return 1;
 }
@@ -103,18 +103,15 @@ static int runs_here(fio_loop *loop, const fio_op *op) {
 static int run_here(fio_loop *loop, fio_op *op) {
   uint64_t t0 = fio_now_ns();
   int res = fio_exec_here(op);
-  uint64_t t1 = fio_now_ns();
-  uint32_t *avg = &loop->here_ns[op->code];
-  uint64_t dt = t1 - t0 < UINT32_MAX ? t1 - t0 : UINT32_MAX;
-  *avg = (uint32_t)((*avg * 7 + dt) / 8);
-  uint8_t *strikes = &loop->slow_strikes[op->code];
-  if (t1 - t0 > loop->cfg.slow_ns) {
-    if (*strikes < 5) ++*strikes;
-    loop->slow_codes |= 1u << op->code;
-    loop->slow_until[op->code] = t1 + (loop->cfg.slow_pause_ns >> (5 - *strikes));
+  uint64_t t1 = fio_now_ns(), dt = t1 - t0;
+  struct fio_here *h = &loop->here[op->code];
+  h->avg_ns = (uint32_t)((h->avg_ns * 7 + (dt < UINT32_MAX ? dt : UINT32_MAX)) / 8);
+  if (dt > loop->cfg.slow_ns) {
+    if (h->strikes < 5) h->strikes++;
+    h->paused_until = t1 + (loop->cfg.slow_pause_ns >> (5 - h->strikes));
     loop->slowed++;
   } else {
-    *strikes = 0;
+    h->strikes = 0;
   }
   if (res != -EAGAIN) loop->inlined++;
   return res;
@@ -138,9 +135,10 @@ static int loop_idle(fio_loop *loop) {
  * many steps, each run at once, goes on through the loop after this). */
 #define HERE_DEPTH_MAX 8
 
-/* here: op may still run on the loop thread (not if it said -EAGAIN) */
+/* here: runs_here said the loop thread may run op (and it did not say
+ * -EAGAIN there already) */
 static void op_submit(fio_loop *loop, fio_op *op, int here) {
-  if (!op->executor && here && runs_here(loop, op)) {
+  if (here) {
     fio_dlist_push(&loop->inline_q, &op->queue_node);
     return;
   }
@@ -151,8 +149,8 @@ static void op_submit(fio_loop *loop, fio_op *op, int here) {
 
 int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
                 lua_KFunction k) {
-  int here = 1;
-  if (w->here < HERE_DEPTH_MAX && loop_idle(loop) && runs_here(loop, op)) {
+  int here = runs_here(loop, op);
+  if (here && w->here < HERE_DEPTH_MAX && loop_idle(loop)) {
     /* At once: the result is there before anything else could run, so
      * the continuation follows as if w had been woken. No cancel can land
      * meanwhile: nothing else runs. */
@@ -372,7 +370,7 @@ static int run_inline(fio_loop *loop, int would_sleep) {
   loop->inline_q = (fio_dlist){NULL, NULL, 0};
   while ((op = fio_op_of(fio_dlist_pop(&queued)))) {
     int here = would_sleep && !ran &&
-               !(others && loop->here_ns[op->code] > HERE_HANDOFF_NS);
+               !(others && loop->here[op->code].avg_ns > HERE_HANDOFF_NS);
     int res = here ? run_here(loop, op) : -EAGAIN;
     if (res != -EAGAIN) {
       ran = 1;

@@ -402,15 +402,11 @@ static int exec_op(fio_op *op) {
      * fills them may be longer: read again into room for any */
     r = readlink(op->path, op->mem, op->len);
     if (r < 0 || (size_t)r < op->len) return r < 0 ? -errno : (int)r;
-    char *m = malloc(PATH_MAX);
-    if (!m) return -ENOMEM;
-    r = readlink(op->path, m, PATH_MAX);
-    int e = errno;
-    free(op->mem);
-    op->mem = op->buf = m;
-    op->cap = PATH_MAX;
-    op->path = NULL;
-    return r < 0 ? -e : (int)r;
+    char link[PATH_MAX];
+    if ((r = readlink(op->path, link, sizeof link)) < 0) return -errno;
+    if (grow(op, (size_t)r) < 0) return -ENOMEM; /* (as REALPATH: the path */
+    memcpy(op->mem, link, (size_t)r);            /* is not needed after) */
+    return (int)r;
   }
   case FIO_OP_CHMOD:
     return fchmodat(AT_FDCWD, op->path, (mode_t)op->mode, 0) < 0 ? -errno : 0;
