@@ -30,11 +30,11 @@ build = {
       sources = {
         "csrc/util/config.c", "csrc/util/fd.c", "csrc/util/process.c",
         "csrc/io/exec.c", "csrc/io/oppool.c", "csrc/io/pool.c",
-        "csrc/io/threads.c", "csrc/io/uring.c", "csrc/core/loop.c",
+        "csrc/io/threads.c", "csrc/io/uring.c", "csrc/io/walk.c", "csrc/core/loop.c",
         "csrc/core/op.c", "csrc/par/marshal.c", "csrc/par/workers.c",
         "csrc/lib/errno.c", "csrc/lib/fiber.c", "csrc/lib/file.c", "csrc/lib/fs.c",
         "csrc/lib/module.c", "csrc/lib/parallel.c", "csrc/lib/sync.c",
-        "csrc/lib/time.c",
+        "csrc/lib/time.c", "csrc/lib/walk.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(URING_INCDIR)" },

@@ -112,12 +112,12 @@ end
 local function copy_entries(g, src, dst, dirs)
   local prefix = src:sub(-1) == "/" and src or src .. "/"
   local onerror = function(path, m) fail(m or path) end
-  for e in fio.walk(src, { onerror = onerror }) do
-    local rel = e.path:sub(#prefix + 1)
+  for epath, etype in fio.walk(src, { onerror = onerror }) do
+    local rel = epath:sub(#prefix + 1)
     local to = dst .. "/" .. rel
-    local t = e.type
+    local t = etype
     if t == "unknown" then -- the file system did not say: ask
-      local st = fio.lstat(e.path)
+      local st = fio.lstat(epath)
       t = st and st.type or "unknown"
     end
     if t == "directory" then
@@ -125,16 +125,16 @@ local function copy_entries(g, src, dst, dirs)
       local dok, dmsg = fio.mkdir(to, S_700)
       if dok then
         local _, depth = rel:gsub("/", "")
-        dirs[#dirs + 1] = { e.path, to, depth + 1 }
+        dirs[#dirs + 1] = { epath, to, depth + 1 }
       else
         fail(dmsg)
       end
     elseif t == "file" then
-      g:async(copy_file, e.path, to)
+      g:async(copy_file, epath, to)
     elseif t == "link" then
-      g:async(copy_link, e.path, to)
+      g:async(copy_link, epath, to)
     else
-      io.stderr:write(PROG, ": warning: ", e.path, ": skipping ", t, "\n")
+      io.stderr:write(PROG, ": warning: ", epath, ": skipping ", t, "\n")
     end
   end
 end

@@ -119,13 +119,13 @@ local function feed(files)
         fail(path .. ": Is a directory")
       else
         local onerror = function(p, m) fail(m or p) end
-        for e in fio.walk(path, { onerror = onerror }) do
-          local t = e.type
+        for epath, etype in fio.walk(path, { onerror = onerror }) do
+          local t = etype
           if t == "unknown" then
-            local lst = fio.lstat(e.path)
+            local lst = fio.lstat(epath)
             t = lst and lst.type
           end
-          if t == "file" then files:put(e.path) end
+          if t == "file" then files:put(epath) end
         end
       end
     else

@@ -249,13 +249,13 @@ local function main(jobs, root, workers)
   local files = fio.queue(jobs)
   local function walk()
     local onerror = function(path, m) fail(m or path) end
-    for e in fio.walk(root, { onerror = onerror }) do
-      local t = e.type
+    for epath, etype in fio.walk(root, { onerror = onerror }) do
+      local t = etype
       if t == "unknown" then -- the file system did not say: ask
-        local lst = fio.lstat(e.path)
+        local lst = fio.lstat(epath)
         t = lst and lst.type
       end
-      if t == "file" then files:put(e.path) end
+      if t == "file" then files:put(epath) end
     end
     files:close()
   end

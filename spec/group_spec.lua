@@ -284,9 +284,9 @@ describe("fio.group{limit = n} bounds what it holds", function()
       local fio = require "fiberio"
       local g = fio.group { limit = 32 }
       local n, m = 0, 0
-      for e in fio.walk("/usr/share") do
+      for path in fio.walk("/usr/share") do
         n = n + 1
-        g:async(function() if fio.lstat(e.path) then m = m + 1 end end)
+        g:async(function() if fio.lstat(path) then m = m + 1 end end)
       end
       g:wait()
       local hwm = io.open("/proc/self/status"):read("a"):match("VmHWM:%s*(%d+)")

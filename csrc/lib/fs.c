@@ -57,7 +57,11 @@ static void setint(lua_State *L, const char *k, lua_Integer v) {
 }
 
 void fio_push_statx(lua_State *L, const struct statx *st) {
-  lua_createtable(L, 0, 12);
+  lua_createtable(L, 0, 13);
+  fio_fill_statx(L, st);
+}
+
+void fio_fill_statx(lua_State *L, const struct statx *st) {
   setint(L, "size", (lua_Integer)st->stx_size);
   setint(L, "mode", st->stx_mode);
   lua_pushstring(L, typename_of(st->stx_mode));

@@ -11,6 +11,8 @@
 
 /* Push the table fio.stat returns for st. */
 void fio_push_statx(lua_State *L, const struct statx *st);
+/* Set those fields in the table at -1 (fio.walk refills one table). */
+void fio_fill_statx(lua_State *L, const struct statx *st);
 
 /* The permission bits at argument arg: an integer in 0..07777 (0x1ed,
  * tonumber("755", 8)) or a string of octal digits ("0644", "755"), read as

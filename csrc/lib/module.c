@@ -23,6 +23,7 @@ int luaopen_fiberio_core(lua_State *L) {
   fio_open_time(L);
   fio_open_file(L);
   fio_open_fs(L);
+  fio_open_walk(L);
   fio_open_sync(L);
   fio_open_parallel(L);
   /* worker threads find their state's loop here */

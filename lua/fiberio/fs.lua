@@ -7,11 +7,9 @@
 local core = require "fiberio.core"
 local check = require "fiberio.check"
 
-local mkdir, stat, readdir, select_ = core.mkdir, core.stat, core.readdir, core.select
-local async, request_cancel = core.async, core._request_cancel
+local mkdir, stat, readdir = core.mkdir, core.stat, core.readdir
 local errno = core.errno
 local argerror, checkopts = check.argerror, check.opts
-local unpack = table.unpack
 
 -- fio.mkdirp(path [, perm]) -> true: path and its missing parents.
 local function mkdirp(path, perm)
@@ -56,71 +54,38 @@ local function scandir(path)
   end
 end
 
--- fio.walk(root [, opts]) -> iterator over every entry below root as
--- {path=, name=, type=}, in no promised order; directories are read
--- concurrently, at most opts.concurrency (default 16) at once. A directory
--- that cannot be read raises, unless opts.onerror(path, msg, errno) is given
--- (then the walk goes on). Symbolic links are reported, not followed.
--- Breaking out of the loop cancels the reads still running.
-local WALK_OPTS = { concurrency = true, onerror = true }
+-- fio.walk(root [, opts]) -> iterator of path, type [, st] for every entry
+-- below root (not root itself), in depth-first order: a directory's entry,
+-- then everything below it, then its next sibling. The reading is done by
+-- the C core (core._walk: csrc/io/walk.c) on pool threads, several
+-- directories at once. Options: maxdepth, enter(path) -> falsy to skip a
+-- directory's contents, follow, xdev, stat (st: one table refilled for
+-- each entry), sort, onerror(path, msg, errno), concurrency.
+local WALK_OPTS = { concurrency = true, onerror = true, enter = true, maxdepth = true,
+  follow = true, xdev = true, stat = true, sort = true }
+local walk_core, WALKFLAGS = core._walk, core._walkflags
 local function walk(root, opts)
   if type(root) ~= "string" then argerror(1, "walk", "string expected, got " .. type(root)) end
   checkopts(opts, 2, "walk", WALK_OPTS)
-  local limit = opts and opts.concurrency or 16
-  local onerror = opts and opts.onerror
-  if math.type(limit) ~= "integer" or limit < 1 then
+  opts = opts or {}
+  local jobs = opts.concurrency or 4
+  if math.type(jobs) ~= "integer" or jobs < 1 then
     argerror(2, "walk", "concurrency must be a positive integer")
   end
-  if onerror ~= nil and type(onerror) ~= "function" then
-    argerror(2, "walk", "onerror must be a function")
+  local maxdepth = opts.maxdepth or -1
+  if opts.maxdepth ~= nil and (math.type(maxdepth) ~= "integer" or maxdepth < 0) then
+    argerror(2, "walk", "maxdepth must be a non-negative integer")
   end
-  local todo, ntodo = { root }, 1     -- directories not started (a stack)
-  local running = {}                   -- futures: readdir of a directory
-  local out, first, last = {}, 1, 0    -- entries ready to hand out
-  local function list(dir)
-    return dir, readdir(dir)
-  end
-  local function iter()
-    while first > last do
-      while #running < limit and ntodo > 0 do
-        local dir = todo[ntodo]
-        todo[ntodo] = nil
-        ntodo = ntodo - 1
-        running[#running + 1] = async(list, dir)
-      end
-      if #running == 0 then return nil end
-      local i, dir, entries, msg, err = select_(unpack(running))
-      table.remove(running, i)
-      if not entries then
-        if onerror then onerror(dir, msg, err)
-        else
-          for j = 1, #running do request_cancel(running[j]) end
-          error(msg, 2)
-        end
-      else
-        local prefix = dir:sub(-1) == "/" and dir or dir .. "/"
-        for j = 1, #entries do
-          local e = entries[j]
-          local p = prefix .. e.name
-          e.path = p
-          last = last + 1
-          out[last] = e
-          if e.type == "directory" then
-            ntodo = ntodo + 1
-            todo[ntodo] = p
-          end
-        end
-      end
+  for _, k in ipairs { "onerror", "enter" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "function" then
+      argerror(2, "walk", k .. " must be a function")
     end
-    local e = out[first]
-    out[first] = nil
-    first = first + 1
-    return e
   end
-  local closer = setmetatable({}, { __close = function()
-    for j = 1, #running do request_cancel(running[j]) end
-  end })
-  return iter, nil, nil, closer
+  local flags = 0
+  for k, bit in pairs(WALKFLAGS) do
+    if opts[k] then flags = flags | bit end
+  end
+  return walk_core(root, flags, maxdepth, jobs, opts.onerror, opts.enter)
 end
 
 return function(fio)
