@@ -40,7 +40,8 @@
 
 /* Operation codes. Arguments: fd, fd2, buf, len, off, path, path2, flags,
  * mode; results in res (and in mem for STATX, GETDENTS, READLINK, REALPATH,
- * MKDTEMP). */
+ * MKDTEMP, GETXATTR, LISTXATTR, STATVFS). A result or argument area of len
+ * bytes at mem comes before the paths (fio_op_area_grow). */
 enum {
   FIO_OP_READ = 1, /* read(fd, buf, len) at off */
   FIO_OP_WRITE,    /* write(fd, buf, len) at off */
@@ -67,6 +68,14 @@ enum {
                     * backend */
   FIO_OP_READFILE, /* the whole file path into buf (want bytes, lent by the
                     * loop; grown or replaced): got = bytes */
+  FIO_OP_UTIME,    /* utimensat(path, the two timespecs at mem, flags) */
+  FIO_OP_CHOWN,    /* fchownat(path, uid mode, gid off, flags) */
+  FIO_OP_MKNOD,    /* mknodat(path, mode (type and perm), dev off) */
+  FIO_OP_GETXATTR, /* (l)getxattr(path, name path2) into mem: res = length
+                    * (flags AT_SYMLINK_NOFOLLOW: the link's own) */
+  FIO_OP_SETXATTR, /* (l)setxattr(path, name path2, buf, want, mode) */
+  FIO_OP_LISTXATTR,/* (l)listxattr(path) into mem: res = length */
+  FIO_OP_STATVFS,  /* statvfs(path) into mem */
   FIO_OP_LAST
 };
 enum { FIO_OPS_IDLE = 0, FIO_OPS_INFLIGHT, FIO_OPS_DONE };
@@ -84,7 +93,9 @@ enum { FIO_OPS_IDLE = 0, FIO_OPS_INFLIGHT, FIO_OPS_DONE };
    1u << FIO_OP_SYMLINKAT | 1u << FIO_OP_LINKAT | 1u << FIO_OP_GETDENTS |   \
    1u << FIO_OP_READLINK | 1u << FIO_OP_CHMOD | 1u << FIO_OP_ACCESS |       \
    1u << FIO_OP_REALPATH | 1u << FIO_OP_MKDTEMP | 1u << FIO_OP_TRUNCATE |   \
-   1u << FIO_OP_READFILE)
+   1u << FIO_OP_READFILE | 1u << FIO_OP_UTIME | 1u << FIO_OP_CHOWN |        \
+   1u << FIO_OP_MKNOD | 1u << FIO_OP_GETXATTR | 1u << FIO_OP_SETXATTR |     \
+   1u << FIO_OP_LISTXATTR | 1u << FIO_OP_STATVFS)
 /* What an op closes (its `owns` bits; see the top comment). */
 enum {
   FIO_OWN_FD = 1,      /* fd, when the op is freed */

@@ -10,7 +10,9 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +46,46 @@ static int grow(fio_op *op, size_t want) {
   op->buf = m;
   op->cap = cap;
   return 0;
+}
+
+int fio_op_area_grow(fio_op *op, size_t area) {
+  size_t n1 = op->path ? strlen(op->path) + 1 : 0;
+  size_t n2 = op->path2 ? strlen(op->path2) + 1 : 0;
+  char *m = malloc(area + n1 + n2);
+  if (!m) return -ENOMEM;
+  if (n1) memcpy(m + area, op->path, n1);
+  if (n2) memcpy(m + area + n1, op->path2, n2);
+  free(op->mem);
+  op->mem = op->buf = m;
+  op->cap = area + n1 + n2;
+  op->len = area;
+  if (n1) op->path = m + area;
+  if (n2) op->path2 = m + area + n1;
+  return 0;
+}
+
+/* GETXATTR, LISTXATTR: the value into the area, grown to its size. */
+static int xattr_get(fio_op *op) {
+  int nofollow = op->flags & AT_SYMLINK_NOFOLLOW;
+  for (int tries = 0;; tries++) {
+    ssize_t r;
+    if (op->code == FIO_OP_GETXATTR)
+      r = nofollow ? lgetxattr(op->path, op->path2, op->mem, op->len)
+                   : getxattr(op->path, op->path2, op->mem, op->len);
+    else
+      r = nofollow ? llistxattr(op->path, op->mem, op->len)
+                   : listxattr(op->path, op->mem, op->len);
+    if (r >= 0) return (int)r;
+    if (errno != ERANGE || tries == 3) return -errno;
+    /* (the value grew since: ask its size, make room, read again) */
+    if (op->code == FIO_OP_GETXATTR)
+      r = nofollow ? lgetxattr(op->path, op->path2, NULL, 0)
+                   : getxattr(op->path, op->path2, NULL, 0);
+    else
+      r = nofollow ? llistxattr(op->path, NULL, 0) : listxattr(op->path, NULL, 0);
+    if (r < 0) return -errno;
+    if (fio_op_area_grow(op, (size_t)r + 1) < 0) return -ENOMEM;
+  }
 }
 
 static int getdents_all(fio_op *op) {
@@ -432,6 +474,25 @@ static int exec_op(fio_op *op) {
     return copy_fd(op);
   case FIO_OP_READFILE:
     return op->fd2 >= 0 ? readfile_handed(op) : readfile_all(op);
+  case FIO_OP_UTIME:
+    return utimensat(AT_FDCWD, op->path, (struct timespec *)(void *)op->mem,
+                     op->flags) < 0 ? -errno : 0;
+  case FIO_OP_CHOWN:
+    return fchownat(AT_FDCWD, op->path, (uid_t)op->mode, (gid_t)op->off,
+                    op->flags) < 0 ? -errno : 0;
+  case FIO_OP_MKNOD:
+    return mknodat(AT_FDCWD, op->path, (mode_t)op->mode, (dev_t)op->off) < 0
+               ? -errno : 0;
+  case FIO_OP_GETXATTR:
+  case FIO_OP_LISTXATTR:
+    return xattr_get(op);
+  case FIO_OP_SETXATTR:
+    r = op->flags & AT_SYMLINK_NOFOLLOW
+            ? lsetxattr(op->path, op->path2, op->buf, op->want, (int)op->mode)
+            : setxattr(op->path, op->path2, op->buf, op->want, (int)op->mode);
+    return r < 0 ? -errno : 0;
+  case FIO_OP_STATVFS:
+    return statvfs(op->path, (struct statvfs *)(void *)op->mem) < 0 ? -errno : 0;
   }
   return -ENOSYS;
 }

@@ -15,6 +15,10 @@
  * between its steps and ends with -ECANCELED once it is set. */
 int fio_exec(fio_op *op, const atomic_int *stop);
 
+/* Make op's area at mem (op->len bytes, before its paths) `area` bytes,
+ * moving the paths after it. 0 or -ENOMEM (op unchanged). */
+int fio_op_area_grow(fio_op *op, size_t area);
+
 /* READFILE without waiting for ever, for the loop thread: the path is opened
  * O_NONBLOCK, and only a regular file is read. -EAGAIN: not done; run the op
  * with fio_exec (on the pool) instead. If the path was opened (a FIFO, a

@@ -286,6 +286,8 @@ static void reap(fio_loop *loop, uring *u) {
           VALGRIND_MAKE_MEM_DEFINED(op->buf, res);
         if (op->code == FIO_OP_STATX && res == 0)
           VALGRIND_MAKE_MEM_DEFINED(op->mem, sizeof(struct statx));
+        if (op->code == FIO_OP_GETXATTR && res > 0)
+          VALGRIND_MAKE_MEM_DEFINED(op->mem, res);
         fio_op_done(loop, op, res);
       }
     }
@@ -335,6 +337,8 @@ static int opcode_of(int code) {
   case FIO_OP_MKDIRAT: return IORING_OP_MKDIRAT;
   case FIO_OP_SYMLINKAT: return IORING_OP_SYMLINKAT;
   case FIO_OP_LINKAT: return IORING_OP_LINKAT;
+  case FIO_OP_GETXATTR: return IORING_OP_GETXATTR;
+  case FIO_OP_SETXATTR: return IORING_OP_SETXATTR;
   }
   return -1;
 }
@@ -360,6 +364,9 @@ static void uring_submit(fio_loop *loop, fio_op *op) {
     return;
   }
   if (op->code == FIO_OP_READFILE && rf_start(loop, u, op)) return;
+  if ((op->code == FIO_OP_GETXATTR || op->code == FIO_OP_SETXATTR) &&
+      (op->flags & AT_SYMLINK_NOFOLLOW))
+    opc = -1; /* (the ring has no l- form) */
   if (opc < 0 || opc >= 64 || !(u->probe & (1ull << opc)) ||
       (u->noring & (1u << op->code))) {
     u->pooled++;
@@ -410,6 +417,13 @@ static void prep(fio_loop *loop, uring *u, fio_op *op) {
     break;
   case FIO_OP_LINKAT:
     io_uring_prep_linkat(sqe, AT_FDCWD, op->path, AT_FDCWD, op->path2, 0);
+    break;
+  case FIO_OP_GETXATTR:
+    io_uring_prep_getxattr(sqe, op->path2, op->mem, op->path, (unsigned)op->len);
+    break;
+  case FIO_OP_SETXATTR:
+    io_uring_prep_setxattr(sqe, op->path2, op->buf, op->path, (int)op->mode,
+                           (unsigned)op->want);
     break;
   }
   io_uring_sqe_set_data(sqe, op);

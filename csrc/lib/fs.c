@@ -11,12 +11,16 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "core/loop.h"
 #include "core/op.h"
+#include "io/exec.h"
 #include "lib/fs.h"
 #include "lib/lib.h"
 
@@ -57,7 +61,7 @@ static void setint(lua_State *L, const char *k, lua_Integer v) {
 }
 
 void fio_push_statx(lua_State *L, const struct statx *st) {
-  lua_createtable(L, 0, 13);
+  lua_createtable(L, 0, 17);
   fio_fill_statx(L, st);
 }
 
@@ -76,6 +80,11 @@ void fio_fill_statx(lua_State *L, const struct statx *st) {
   setnum(L, "atime", (lua_Number)st->stx_atime.tv_sec + st->stx_atime.tv_nsec / 1e9);
   setnum(L, "mtime", (lua_Number)st->stx_mtime.tv_sec + st->stx_mtime.tv_nsec / 1e9);
   setnum(L, "ctime", (lua_Number)st->stx_ctime.tv_sec + st->stx_ctime.tv_nsec / 1e9);
+  /* exact times, for fio.utime(path, st) (cp -a, rsync -t) */
+  setint(L, "atime_ns", (lua_Integer)st->stx_atime.tv_sec * 1000000000 + st->stx_atime.tv_nsec);
+  setint(L, "mtime_ns", (lua_Integer)st->stx_mtime.tv_sec * 1000000000 + st->stx_mtime.tv_nsec);
+  setint(L, "ctime_ns", (lua_Integer)st->stx_ctime.tv_sec * 1000000000 + st->stx_ctime.tv_nsec);
+  setint(L, "rdev", (lua_Integer)makedev(st->stx_rdev_major, st->stx_rdev_minor));
 }
 
 unsigned fio_checkperm(lua_State *L, int arg) {
@@ -111,6 +120,14 @@ static int path_k(lua_State *L, int status, lua_KContext ctx) {
   fio_op *op = w->op;
   int res = fio_op_result(L, w); /* raises Canceled (op freed) */
   w->op = NULL;
+  if (res == -ERANGE && op->code == FIO_OP_GETXATTR && op->len < XATTR_SIZE_MAX) {
+    /* (the ring read into the first area: room for the largest value) */
+    if (fio_op_area_grow(op, XATTR_SIZE_MAX) < 0) {
+      fio_op_free(op);
+      return luaL_error(L, "not enough memory");
+    }
+    return fio_op_again(L, w, op, path_k, NULL);
+  }
   if (res < 0) {
     int code = op->code;
     fio_op_free(op);
@@ -149,6 +166,35 @@ static int path_k(lua_State *L, int status, lua_KContext ctx) {
   case FIO_OP_MKDTEMP:
     lua_pushstring(L, op->mem);
     break;
+  case FIO_OP_GETXATTR:
+    lua_pushlstring(L, op->mem, (size_t)res);
+    break;
+  case FIO_OP_LISTXATTR: {
+    lua_newtable(L);
+    int n = 0;
+    for (const char *p = op->mem, *end = op->mem + res; p < end; p += strlen(p) + 1)
+      if (*p) {
+        lua_pushstring(L, p);
+        lua_rawseti(L, -2, ++n);
+      }
+    break;
+  }
+  case FIO_OP_STATVFS: {
+    const struct statvfs *v = (const struct statvfs *)(void *)op->mem;
+    lua_createtable(L, 0, 11);
+    setint(L, "bsize", (lua_Integer)v->f_bsize);
+    setint(L, "frsize", (lua_Integer)v->f_frsize);
+    setint(L, "blocks", (lua_Integer)v->f_blocks);
+    setint(L, "bfree", (lua_Integer)v->f_bfree);
+    setint(L, "bavail", (lua_Integer)v->f_bavail);
+    setint(L, "files", (lua_Integer)v->f_files);
+    setint(L, "ffree", (lua_Integer)v->f_ffree);
+    setint(L, "favail", (lua_Integer)v->f_favail);
+    setint(L, "fsid", (lua_Integer)v->f_fsid);
+    setint(L, "flag", (lua_Integer)v->f_flag);
+    setint(L, "namemax", (lua_Integer)v->f_namemax);
+    break;
+  }
   default:
     lua_pushboolean(L, 1);
   }
@@ -159,7 +205,7 @@ static int path_k(lua_State *L, int status, lua_KContext ctx) {
 /* Run op code on path (and path2), with `area` bytes for the result before
  * the paths. */
 static int path_call(lua_State *L, int code, const char *path,
-                     const char *path2, size_t area) {
+                     const char *path2, size_t area, const void *area_init) {
   fio_loop *loop = fio_loop_get(L);
   fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
   size_t n1 = strlen(path) + 1, n2 = path2 ? strlen(path2) + 1 : 0;
@@ -173,6 +219,7 @@ static int path_call(lua_State *L, int code, const char *path,
     op->path2 = op->mem + area + n1;
   }
   op->len = area;
+  if (area_init) memcpy(op->mem, area_init, area);
   /* the caller set nothing else yet: flags and mode come from upvalues */
   op->flags = (int)lua_tointeger(L, lua_upvalueindex(3));
   op->mode = (uint32_t)lua_tointeger(L, lua_upvalueindex(4));
@@ -182,6 +229,14 @@ static int path_call(lua_State *L, int code, const char *path,
     op->mode = (uint32_t)lua_tointeger(L, 2);
   } else if (code == FIO_OP_TRUNCATE) {
     op->off = (uint64_t)lua_tointeger(L, 2);
+  } else if (code == FIO_OP_CHOWN || code == FIO_OP_MKNOD) {
+    op->mode = (uint32_t)lua_tointeger(L, 2); /* uid; type and perm */
+    op->off = (uint64_t)lua_tointeger(L, 3);  /* gid; dev */
+  } else if (code == FIO_OP_SETXATTR) {
+    size_t n;
+    op->buf = (char *)lua_tolstring(L, 3, &n); /* (lives on this stack) */
+    op->want = n;
+    op->mode = (uint32_t)lua_tointeger(L, 4);
   }
   return fio_op_wait(loop, L, w, op, path_k);
 }
@@ -222,8 +277,10 @@ static int l_path1(lua_State *L) {
     lua_pushinteger(L, n);
     break;
   }
+  case FIO_OP_LISTXATTR: area = 4096; break; /* (exec.c grows it) */
+  case FIO_OP_STATVFS: area = sizeof(struct statvfs); break;
   }
-  return path_call(L, code, path, NULL, area);
+  return path_call(L, code, path, NULL, area, NULL);
 }
 
 /* rename, link, symlink: two paths. */
@@ -231,7 +288,118 @@ static int l_path2(lua_State *L) {
   int code = (int)lua_tointeger(L, lua_upvalueindex(2));
   const char *a = luaL_checkstring(L, 1), *b = luaL_checkstring(L, 2);
   lua_settop(L, 2);
-  return path_call(L, code, a, b, 0);
+  return path_call(L, code, a, b, 0, NULL);
+}
+
+/* One of fio.utime's times at arg: seconds (a float keeps what a double
+ * holds of the nanoseconds), nil: now, false: left as it is. */
+static struct timespec check_time(lua_State *L, int arg) {
+  struct timespec ts = {0, 0};
+  int t = lua_type(L, arg);
+  if (t <= LUA_TNIL) ts.tv_nsec = UTIME_NOW;
+  else if (t == LUA_TBOOLEAN && !lua_toboolean(L, arg)) ts.tv_nsec = UTIME_OMIT;
+  else if (lua_isinteger(L, arg)) ts.tv_sec = (time_t)lua_tointeger(L, arg);
+  else if (t == LUA_TNUMBER) {
+    double d = lua_tonumber(L, arg), sec = floor(d);
+    luaL_argcheck(L, isfinite(d), arg, "time must be finite");
+    long ns = lround((d - sec) * 1e9);
+    if (ns >= 1000000000L) {
+      sec += 1;
+      ns -= 1000000000L;
+    }
+    ts.tv_sec = (time_t)sec;
+    ts.tv_nsec = ns;
+  } else
+    luaL_argerror(L, arg, "number, nil (now) or false (unchanged) expected");
+  return ts;
+}
+
+/* Field k (integer nanoseconds since the epoch) of the table at arg. */
+static struct timespec ns_field(lua_State *L, int arg, const char *k) {
+  lua_getfield(L, arg, k);
+  int ok;
+  lua_Integer ns = lua_tointegerx(L, -1, &ok);
+  lua_pop(L, 1);
+  if (!ok)
+    luaL_argerror(L, arg, lua_pushfstring(L, "table without integer field '%s'", k));
+  lua_Integer sec = ns / 1000000000, rem = ns % 1000000000;
+  if (rem < 0) {
+    rem += 1000000000;
+    sec -= 1;
+  }
+  return (struct timespec){(time_t)sec, (long)rem};
+}
+
+/* fio.utime(path [, atime [, mtime]]) and fio.lutime: times in seconds;
+ * or (path, st): st.atime_ns and st.mtime_ns, to the nanosecond. */
+static int l_utime(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct timespec ts[2];
+  if (lua_istable(L, 2)) {
+    ts[0] = ns_field(L, 2, "atime_ns");
+    ts[1] = ns_field(L, 2, "mtime_ns");
+  } else {
+    ts[0] = check_time(L, 2);
+    ts[1] = check_time(L, 3);
+  }
+  lua_settop(L, 1);
+  return path_call(L, FIO_OP_UTIME, path, NULL, sizeof ts, ts);
+}
+
+/* An id at arg: an integer >= 0, or nil/-1: unchanged. */
+static lua_Integer check_id(lua_State *L, int arg) {
+  if (lua_isnoneornil(L, arg)) return -1;
+  lua_Integer id = luaL_checkinteger(L, arg);
+  luaL_argcheck(L, id >= -1 && id <= 0xfffffffe, arg, "id out of range");
+  return id;
+}
+
+/* fio.chown(path, uid, gid) and fio.lchown: nil leaves one as it is. */
+static int l_chown(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_Integer uid = check_id(L, 2), gid = check_id(L, 3);
+  lua_settop(L, 1);
+  lua_pushinteger(L, (lua_Integer)(uint32_t)uid);
+  lua_pushinteger(L, (lua_Integer)(uint32_t)gid);
+  return path_call(L, FIO_OP_CHOWN, path, NULL, 0, NULL);
+}
+
+/* fio.mknod(path, type [, perm [, dev]]): type "fifo", "char", "block",
+ * "file" or "socket"; fio.mkfifo(path [, perm]). perm default 0666 (less
+ * the umask). */
+static int l_mknod(lua_State *L) {
+  static const char *const types[] = {"fifo", "char", "block", "file", "socket", NULL};
+  static const unsigned fmt[] = {S_IFIFO, S_IFCHR, S_IFBLK, S_IFREG, S_IFSOCK};
+  const char *path = luaL_checkstring(L, 1);
+  int fifo = lua_tointeger(L, lua_upvalueindex(3)) != 0; /* (mkfifo) */
+  int t = fifo ? 0 : luaL_checkoption(L, 2, NULL, types);
+  unsigned perm = fio_optperm(L, fifo ? 2 : 3, 0666);
+  lua_Integer dev = fifo ? 0 : luaL_optinteger(L, 4, 0);
+  lua_settop(L, 1);
+  lua_pushinteger(L, fmt[t] | perm);
+  lua_pushinteger(L, dev);
+  return path_call(L, FIO_OP_MKNOD, path, NULL, 0, NULL);
+}
+
+/* fio.getxattr(path, name) -> value and fio.lgetxattr; nil, msg, errno
+ * (ENODATA: no such attribute). */
+static int l_getxattr(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1), *name = luaL_checkstring(L, 2);
+  lua_settop(L, 2);
+  return path_call(L, FIO_OP_GETXATTR, path, name, 256, NULL);
+}
+
+/* fio.setxattr(path, name, value [, "create" | "replace"]) and
+ * fio.lsetxattr. */
+static int l_setxattr(lua_State *L) {
+  static const char *const how[] = {"any", "create", "replace", NULL};
+  static const int xflags[] = {0, XATTR_CREATE, XATTR_REPLACE};
+  const char *path = luaL_checkstring(L, 1), *name = luaL_checkstring(L, 2);
+  luaL_checkstring(L, 3);
+  int f = xflags[luaL_checkoption(L, 4, "any", how)];
+  lua_settop(L, 3);
+  lua_pushinteger(L, f);
+  return path_call(L, FIO_OP_SETXATTR, path, name, 0, NULL);
 }
 
 /* fio.mkdtemp([template]) -> path: template ends in XXXXXX; default
@@ -599,6 +767,19 @@ void fio_open_fs(lua_State *L) {
   reg(L, "link", l_path2, FIO_OP_LINKAT, 0, 0);
   reg(L, "symlink", l_path2, FIO_OP_SYMLINKAT, 0, 0);
   reg(L, "mkdtemp", l_mkdtemp, 0, 0, 0);
+  reg(L, "utime", l_utime, 0, 0, 0);
+  reg(L, "lutime", l_utime, 0, AT_SYMLINK_NOFOLLOW, 0);
+  reg(L, "chown", l_chown, 0, 0, 0);
+  reg(L, "lchown", l_chown, 0, AT_SYMLINK_NOFOLLOW, 0);
+  reg(L, "mknod", l_mknod, 0, 0, 0);
+  reg(L, "mkfifo", l_mknod, 0, 1, 0);
+  reg(L, "getxattr", l_getxattr, 0, 0, 0);
+  reg(L, "lgetxattr", l_getxattr, 0, AT_SYMLINK_NOFOLLOW, 0);
+  reg(L, "setxattr", l_setxattr, 0, 0, 0);
+  reg(L, "lsetxattr", l_setxattr, 0, AT_SYMLINK_NOFOLLOW, 0);
+  reg(L, "listxattr", l_path1, FIO_OP_LISTXATTR, 0, 0);
+  reg(L, "llistxattr", l_path1, FIO_OP_LISTXATTR, AT_SYMLINK_NOFOLLOW, 0);
+  reg(L, "statvfs", l_path1, FIO_OP_STATVFS, 0, 0);
   reg(L, "readfile", l_readfile, 0, 0, 0);
   reg(L, "writefile", l_writefile, 0, 0, 0);
   reg(L, "copyfile", l_copyfile, 0, 0, 0);

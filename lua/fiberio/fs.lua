@@ -88,6 +88,70 @@ local function walk(root, opts)
   return walk_core(root, flags, maxdepth, jobs, opts.onerror, opts.enter)
 end
 
+-- fio.rmtree(path [, opts]) -> true: path and everything below it, as
+-- rm -rf: files and links removed 32 at a time, then each level of
+-- directories, deepest first. A directory on another file system than
+-- path's (a mount point) is neither entered nor removed, unless
+-- opts.cross: the call then ends nil, "dir: ...", EXDEV, the rest removed
+-- (as rm -r --one-file-system). The first failure is returned once all
+-- else is done.
+local RMTREE_OPTS = { cross = true }
+local function make_rmtree(fio)
+  local lstat, unlink, rmdir = core.lstat, core.unlink, core.rmdir
+  return function(path, opts)
+    if type(path) ~= "string" then argerror(1, "rmtree", "string expected, got " .. type(path)) end
+    checkopts(opts, 2, "rmtree", RMTREE_OPTS)
+    local cross = opts and opts.cross
+    local top, msg, err = lstat(path)
+    if not top then return nil, msg, err end
+    if top.type ~= "directory" then return unlink(path) end
+    local fail, fmsg, ferr
+    local function failed(m, e)
+      if not fail then fail, fmsg, ferr = true, m, e end
+    end
+    local function remove(p)
+      local ok, m, e = unlink(p)
+      if not ok and e ~= errno.ENOENT then failed(m, e) end
+    end
+    local levels, deepest = {}, 0 -- directories by depth
+    local g = fio.group { limit = 32 }
+    local base = #path + (path:sub(-1) == "/" and 0 or 1)
+    for p, t, st in walk(path, { stat = true, xdev = not cross,
+      onerror = function(_, m, e) if e ~= errno.ENOENT then failed(m, e) end end }) do
+      if t == "directory" then
+        if st and st.dev ~= top.dev and not cross then
+          failed(p .. ": is on another file system (rmtree's cross = true removes it)", errno.EXDEV)
+        else
+          local _, depth = p:sub(base + 1):gsub("/", "")
+          depth = depth + 1
+          local l = levels[depth]
+          if not l then l = {}; levels[depth] = l end
+          l[#l + 1] = p
+          if depth > deepest then deepest = depth end
+        end
+      else
+        g:async(remove, p)
+      end
+    end
+    g:wait()
+    local function remove_dir(p)
+      local ok, m, e = rmdir(p)
+      if not ok and e ~= errno.ENOENT and not fail then failed(m, e) end
+    end
+    for depth = deepest, 1, -1 do
+      for _, p in ipairs(levels[depth]) do g:async(remove_dir, p) end
+      g:wait()
+    end
+    if not fail then
+      local ok, m, e = rmdir(path)
+      if not ok then failed(m, e) end
+    end
+    if fail then return nil, fmsg, ferr end
+    return true
+  end
+end
+
 return function(fio)
   fio.mkdirp, fio.scandir, fio.walk = checked_mkdirp, scandir, walk
+  fio.rmtree = make_rmtree(fio)
 end

@@ -199,7 +199,7 @@ end
 -- does not compile them at start-up, which is a quarter of require's time.
 local later = {
   semaphore = "fiberio.sync", mutex = "fiberio.sync", condition = "fiberio.sync",
-  queue = "fiberio.sync", mkdirp = "fiberio.fs", scandir = "fiberio.fs", walk = "fiberio.fs",
+  queue = "fiberio.sync", mkdirp = "fiberio.fs", scandir = "fiberio.fs", walk = "fiberio.fs", rmtree = "fiberio.fs",
 }
 setmetatable(M, { __index = function(_, name)
   local layer = later[name]
