@@ -1,24 +1,25 @@
--- cptree.lua — copy a directory tree, many files at once.
+-- cptree.lua — copy a directory tree as `cp -a` does, many files at once.
 --
 --   lua5.4 examples/cptree.lua SRC DST
 --
--- DST must not exist; it becomes a copy of SRC with the same bytes, the same
--- permission modes and the same symbolic links (copied as links, their target
--- text unchanged), as `cp -a SRC DST` makes for regular files, directories and
--- links. Not kept: owners, timestamps, extended attributes, hard links
--- (each name becomes its own file). FIFOs, sockets and devices are skipped with
--- a warning.
+-- DST must not exist; it becomes a copy of SRC keeping what `cp -a` keeps
+-- and its user may keep: the bytes; the types (directories, files,
+-- symbolic links with their target text, FIFOs, sockets, and devices when
+-- run as root); permission modes; owners (as root: another user cannot
+-- give files away, and cp -a then keeps what it can, as here); access and
+-- modification times to the nanosecond; extended attributes; hard links
+-- between files of the tree (made again as links, not copied twice).
 --
--- How: fio.walk lists SRC (directories read concurrently); each directory is
--- made as soon as the walk reports it (a directory is always reported before
--- what is in it), at first with mode 0700 so that it can be filled; files are
--- copied by the kernel (fio.copyfile) and links remade (fio.readlink +
--- fio.symlink) by the members of a bounded group, fio.group{limit = 64}: at
--- most 64 copies run at once, the others wait their turn (the walk does not
--- wait: each file waiting its turn is a fiber, about 1 KiB; for trees of
--- millions of files, a fio.queue between the walk and 64 workers, as in
--- treesum.lua, keeps the memory flat); last, the directories get their
--- modes, deepest first, so that read-only directories work.
+-- How: one fio.walk{stat = true} of SRC (directories read on pool threads,
+-- each entry with its lstat) feeds a bounded fio.queue that 64 worker
+-- fibers empty: memory stays flat whatever the size of the tree. Each
+-- directory is made when the walk reports it (before anything inside it),
+-- with mode 0700 so that it can be filled; files are copied by the kernel
+-- (fio.copyfile), then get their attributes, owner, mode and times. The
+-- second and later names of a hard-linked file are linked to the first
+-- once every copy is done. Last, the directories get theirs, deepest
+-- first (so that a read-only directory is finished after its contents,
+-- and no later write changes its times).
 --
 -- Interrupted (SIGINT, e.g. Ctrl-C, or SIGTERM): the copies in flight are
 -- canceled and the queued ones never start; every file in DST is then whole
@@ -28,19 +29,20 @@
 -- with 128 + the signal's number (130, 143), as a shell reports a process
 -- killed by it.
 --
--- Exit status: 0 if everything was copied, 1 if anything failed (the rest is
--- still copied, each failure reported as "cptree: path: message"), 2 on bad
--- usage, 130 or 143 when interrupted.
+-- Exit status: 0 if everything was copied, 1 if anything failed or was
+-- skipped (the rest is still copied, each failure reported as
+-- "cptree: path: message"), 2 on bad usage, 130 or 143 when interrupted.
 local fio = require "fiberio"
 
 local PROG = "cptree"
-local LIMIT = 64 -- copies in flight at most
+local WORKERS = 64 -- copies in flight at most
 local S_700 = tonumber("700", 8)
+local EPERM, ENOTSUP, ENODATA = fio.errno.EPERM, fio.errno.ENOTSUP, fio.errno.ENODATA
 
 local function usage(msg)
   if msg then io.stderr:write(PROG, ": ", msg, "\n") end
   io.stderr:write("usage: ", PROG, " SRC DST\n",
-    "  copy the tree SRC to DST (which must not exist): files, modes, symlinks\n")
+    "  copy the tree SRC to DST (which must not exist) as cp -a does\n")
   os.exit(2)
 end
 
@@ -50,17 +52,45 @@ local function fail(msg)
   status = 1
 end
 
--- Run body(g) with a new group that runs at most LIMIT members at once, then
--- wait for the members. If body raises (fio.Canceled included: the copy was
--- interrupted), the members are canceled, and waited for, first.
-local function bounded(body, ...)
-  local g = fio.group { limit = LIMIT }
-  local ok, err = pcall(body, g, ...)
-  if not ok then
-    g:cancel()
-    error(err, 0)
+-- What a copy needs of an entry's lstat (the walk refills its table).
+local function meta(st)
+  return { type = st.type, perm = st.perm, uid = st.uid, gid = st.gid, rdev = st.rdev,
+    atime_ns = st.atime_ns, mtime_ns = st.mtime_ns }
+end
+
+-- Extended attributes of src onto dst (the link's own, as cp -a). A file
+-- system without them is not a failure, as with cp -a.
+local function copy_xattrs(src, dst)
+  local names, msg, err = fio.llistxattr(src)
+  if not names then
+    if err ~= ENOTSUP then fail(msg) end
+    return
   end
-  return g:wait()
+  for _, name in ipairs(names) do
+    local v, gmsg, gerr = fio.lgetxattr(src, name)
+    if v then
+      local ok, smsg, serr = fio.lsetxattr(dst, name, v)
+      if not ok and serr ~= ENOTSUP and not (serr == EPERM and name:sub(1, 5) ~= "user.") then
+        fail(smsg)
+      end
+    elseif gerr ~= ENODATA then
+      fail(gmsg)
+    end
+  end
+end
+
+-- Attributes, owner, mode and times of dst from m (src's), in cp's order:
+-- the owner before the mode (a chown clears set-user-ID bits).
+local function finish(src, dst, m)
+  copy_xattrs(src, dst)
+  local ok, msg, err = fio.lchown(dst, m.uid, m.gid)
+  if not ok and err ~= EPERM then fail(msg) end -- (not root: kept as cp -a)
+  if m.type ~= "link" then
+    ok, msg = fio.chmod(dst, m.perm)
+    if not ok then fail(msg) end
+  end
+  ok, msg = fio.lutime(dst, m)
+  if not ok then fail(msg) end
 end
 
 -- Each task reports its own failure and returns; only Canceled is raised.
@@ -74,86 +104,69 @@ local function guarded(fn)
   end
 end
 
--- A regular file: the kernel copies the bytes; copyfile's mode is masked by
--- the umask, so the exact mode is set afterwards (as cp -a does).
-local copy_file = guarded(function(src, dst, perm)
-  local ok, msg = fio.copyfile(src, dst)
-  if not ok then return fail(msg) end
-  if not perm then
-    local st, smsg = fio.lstat(src)
-    if not st then return fail(smsg) end
-    perm = st.perm
+-- One entry that is not a directory: made at dst, then finished.
+local copy_one = guarded(function(src, dst, m)
+  local ok, msg
+  local t = m.type
+  if t == "file" then
+    ok, msg = fio.copyfile(src, dst)
+  elseif t == "link" then
+    local target
+    target, msg = fio.readlink(src)
+    if target then ok, msg = fio.symlink(target, dst) end
+  elseif t == "fifo" then
+    ok, msg = fio.mkfifo(dst, S_700)
+  elseif t == "char" or t == "block" or t == "socket" then
+    ok, msg = fio.mknod(dst, t, S_700, m.rdev)
+  else
+    msg = src .. ": cannot copy a file of type " .. t
   end
-  ok, msg = fio.chmod(dst, perm)
-  if not ok then fail(msg) end
-end)
-
--- A symbolic link: the same target text, not resolved.
-local copy_link = guarded(function(src, dst)
-  local target, msg = fio.readlink(src)
-  if not target then return fail(msg) end
-  local ok, smsg = fio.symlink(target, dst)
-  if not ok then fail(smsg) end
-end)
-
-local set_mode = guarded(function(src, dst)
-  local st, msg = fio.lstat(src)
-  if not st then return fail(msg) end
-  local ok, cmsg = fio.chmod(dst, st.perm)
-  if not ok then fail(cmsg) end
+  if not ok then return fail(msg) end
+  finish(src, dst, m)
 end)
 
 local function dirname(p)
   return p:match("^(.*[^/])/+[^/]*/*$") or (p:sub(1, 1) == "/" and "/" or ".")
 end
 
--- Copy what the walk of SRC reports into DST (made already) by members of g;
--- directories are made here and listed in dirs.
-local function copy_entries(g, src, dst, dirs)
-  local prefix = src:sub(-1) == "/" and src or src .. "/"
-  local onerror = function(path, m) fail(m or path) end
-  for epath, etype in fio.walk(src, { onerror = onerror }) do
-    local rel = epath:sub(#prefix + 1)
-    local to = dst .. "/" .. rel
-    local t = etype
-    if t == "unknown" then -- the file system did not say: ask
-      local st = fio.lstat(epath)
-      t = st and st.type or "unknown"
-    end
-    if t == "directory" then
+-- Walk src into the queue (directories made here, listed in dirs; second
+-- names of hard-linked files in links), then close it.
+local function walk(src, dst, q, dirs, links)
+  local prefix = #src + (src:sub(-1) == "/" and 1 or 2)
+  local first = {} -- "dev:ino" -> the copy of its first name
+  local onerror = function(_, m) fail(m) end
+  for path, t, st in fio.walk(src, { stat = true, onerror = onerror }) do
+    local to = dst .. "/" .. path:sub(prefix)
+    if not st then
+      fail(path .. ": vanished during the copy")
+    elseif t == "directory" then
       -- made now, before the walk reports anything inside it
-      local dok, dmsg = fio.mkdir(to, S_700)
-      if dok then
-        local _, depth = rel:gsub("/", "")
-        dirs[#dirs + 1] = { epath, to, depth + 1 }
+      local ok, msg = fio.mkdir(to, S_700)
+      if ok then
+        local _, depth = to:gsub("/", "")
+        dirs[#dirs + 1] = { path, to, meta(st), depth }
       else
-        fail(dmsg)
+        fail(msg)
       end
-    elseif t == "file" then
-      g:async(copy_file, epath, to)
-    elseif t == "link" then
-      g:async(copy_link, epath, to)
     else
-      io.stderr:write(PROG, ": warning: ", epath, ": skipping ", t, "\n")
+      local key = st.nlink > 1 and t ~= "directory" and st.dev .. ":" .. st.ino
+      local earlier = key and first[key]
+      if earlier then
+        links[#links + 1] = { earlier, to }
+      else
+        if key then first[key] = to end
+        q:put({ path, to, meta(st) })
+      end
     end
   end
-end
-
--- Set the modes of dirs[i .. j] (all of one depth).
-local function set_modes(g, dirs, i, j)
-  for k = i, j do g:async(set_mode, dirs[k][1], dirs[k][2]) end
+  q:close()
 end
 
 local function copy(src, dst)
   local sst, msg = fio.lstat(src)
   if not sst then return fail(msg) end
   if fio.lstat(dst) then return fail(dst .. ": File exists") end
-
-  if sst.type == "file" then copy_file(src, dst, sst.perm) return end
-  if sst.type == "link" then copy_link(src, dst) return end
-  if sst.type ~= "directory" then
-    return fail(src .. ": not a regular file, directory or symbolic link")
-  end
+  if sst.type ~= "directory" then return copy_one(src, dst, meta(sst)) end
 
   -- DST inside SRC would be walked while it grows.
   local rsrc = fio.realpath(src)
@@ -165,17 +178,38 @@ local function copy(src, dst)
 
   local ok, mmsg = fio.mkdir(dst, S_700)
   if not ok then return fail(mmsg) end
-  local dirs = { { src, dst, 0 } } -- source, copy, depth: modes are set last
-  bounded(copy_entries, src, dst, dirs)
+  local dirs = { { src, dst, meta(sst), 0 } } -- finished last
+  local links = {}
+  local q = fio.queue(WORKERS * 4)
+  local g = fio.group()
+  g:async(walk, src, dst, q, dirs, links)
+  for _ = 1, WORKERS do
+    g:async(function()
+      while true do
+        local item = q:get()
+        if not item then return end
+        copy_one(item[1], item[2], item[3])
+      end
+    end)
+  end
+  g:wait() -- (a Canceled raised here cancels the members first)
 
-  -- Directory modes, deepest first: one depth at a time, so that a parent
-  -- made unsearchable does not stop its children's chmod.
-  table.sort(dirs, function(a, b) return a[3] > b[3] end)
+  for _, l in ipairs(links) do
+    local lok, lmsg = fio.link(l[1], l[2])
+    if not lok then fail(lmsg) end
+  end
+
+  -- Directories deepest first, one depth at a time: a parent made
+  -- unsearchable does not stop its children, and nothing is written in a
+  -- directory after its times are set.
+  table.sort(dirs, function(a, b) return a[4] > b[4] end)
   local i = 1
   while i <= #dirs do
     local j = i
-    while j < #dirs and dirs[j + 1][3] == dirs[i][3] do j = j + 1 end
-    bounded(set_modes, dirs, i, j)
+    while j < #dirs and dirs[j + 1][4] == dirs[i][4] do j = j + 1 end
+    local lg = fio.group { limit = WORKERS }
+    for k = i, j do lg:async(guarded(finish), dirs[k][1], dirs[k][2], dirs[k][3]) end
+    lg:wait()
     i = j + 1
   end
 end
@@ -195,8 +229,9 @@ local function main(src, dst)
     end)
   end
   local copying = fio.async(copy, src, dst)
-  local i, name = fio.select(copying, table.unpack(watchers))
+  local ok, i, name = pcall(fio.select, copying, table.unpack(watchers))
   for _, w in ipairs(watchers) do w:cancel() end
+  if not ok then error(i, 0) end -- (a bug: the watchers go first)
   if i == 1 then return copying:await() end
   copying:cancel()
   io.stderr:write(PROG, ": interrupted by SIG", name, "; ", dst,

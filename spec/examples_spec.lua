@@ -128,6 +128,15 @@ lazy_teardown(function()
 end)
 
 describe("examples/cptree.lua", function()
+  -- Everything cp -a keeps: type, mode, links, owner, group, mtime to the
+  -- nanosecond, link text, and the extended attributes.
+  local function full_listing(root)
+    local out, err, code = sh("cd " .. q(root) .. " && find . -printf '%P %y %m %n %U %G %T@ %l\\0' | LC_ALL=C sort -z | tr '\\0' '\\n'"
+      .. " && getfattr -R -h -d -m - . 2>/dev/null")
+    assert(code == 0, err)
+    return out
+  end
+
   local function compare_with_cp(src, name)
     local ref, mine = tmp .. "/" .. name .. ".cp", tmp .. "/" .. name .. ".cptree"
     local _, err, code = sh("cp -a " .. q(src) .. " " .. q(ref))
@@ -142,9 +151,10 @@ describe("examples/cptree.lua", function()
     local want = listing(ref)
     assert.is_true(count_lines(want) > 10)
     assert.equal(want, listing(mine))
+    assert.equal(full_listing(ref), full_listing(mine))
   end
 
-  it_("copies /usr/share/lua as cp -a does (bytes, modes, symlinks)", function()
+  it_("copies /usr/share/lua as cp -a does (bytes, modes, symlinks, times, owners)", function()
     compare_with_cp(LUA, "usl")
   end)
 
@@ -205,17 +215,51 @@ describe("examples/cptree.lua", function()
     assert.equal("b/c/deep.txt\n", (sh("readlink " .. q(tmp .. "/one.link"))))
   end)
 
-  it_("skips a FIFO with a warning and copies the rest", function()
-    local src = tmp .. "/withfifo"
-    mkdir(src .. "/d")
-    write(src .. "/d/f", "data\n")
-    assert.equal(0, select(3, sh("mkfifo " .. q(src .. "/d/pipe"))))
-    local out, err, code = run("cptree", src, tmp .. "/withfifo.copy")
+  it_("copies an awkward tree exactly as cp -a: FIFOs, hard links, owners, ns times, xattrs, odd names", function()
+    local src = tmp .. "/awk"
+    local root = sh("id -u"):gsub("%s", "") == "0"
+    local _, err, code = sh("mkdir -p " .. q(src .. "/d/e") .. " && cd " .. q(src) .. " && echo a > 'new\nline' && echo b > 'back\\slash'"
+      .. " && echo c > \"$(printf 'bad\\377name')\" && echo d > ./-dash && mkfifo d/pipe && ln -s nowhere dangling"
+      .. " && echo e > d/hard1 && ln d/hard1 d/e/hard2 && ln d/hard1 hard3 && echo f > d/e/f"
+      .. " && touch -d '2001-02-03 04:05:06.123456789' d/e/f d/hard1 && touch -h -d '2002-01-01 00:00:00.5' dangling"
+      .. (root and " && chown 12:34 d/e/f && chown -h 56:78 dangling && mknod d/null c 1 3" or "")
+      .. " && chmod 4755 d/e/f && chmod 0700 d") -- (after chown, which clears set-user-ID)
+    assert(code == 0, err)
+    local xattrs = select(3, sh("setfattr -n user.note -v hello " .. q(src .. "/d/e/f") .. " && setfattr -n user.dir -v 1 " .. q(src .. "/d"))) == 0
+    _, err, code = sh("cp -a " .. q(src) .. " " .. q(tmp .. "/awk.cp"))
+    assert(code == 0, err)
+    local out, terr, tcode = run("cptree", src, tmp .. "/awk.cptree")
+    assert.equal("", out .. terr)
+    assert.equal(0, tcode)
+    local want = full_listing(tmp .. "/awk.cp")
+    assert.equal(want, full_listing(tmp .. "/awk.cptree"))
+    assert.truthy(want:find("\nd/pipe p 644 1 ", 1, true))
+    assert.truthy(want:find("\nd/hard1 f 644 3 ", 1, true))
+    assert.truthy(want:find(" 981173106.123456789", 1, true))
+    if xattrs then assert.truthy(want:find('user.note="hello"', 1, true)) end
+    if root then assert.truthy(want:find("\nd/e/f f 4755 1 12 34 ", 1, true)) end
+    -- the three names of one file are one file in the copy too
+    local i1 = sh("stat -c %i " .. q(tmp .. "/awk.cptree/d/hard1"))
+    assert.equal(i1, (sh("stat -c %i " .. q(tmp .. "/awk.cptree/hard3"))))
+    assert.equal(i1, (sh("stat -c %i " .. q(tmp .. "/awk.cptree/d/e/hard2"))))
+  end)
+
+  it_("exits 1 when something could not be copied, copying the rest", function()
+    local uid = sh("id -u"):gsub("%s", "")
+    if uid ~= "0" or select(3, sh("command -v setpriv")) ~= 0 then
+      return pending("needs root and setpriv to run as nobody with a file nobody can read")
+    end
+    local base = tmp .. "/unreadable"
+    mkdir(base .. "/src")
+    write(base .. "/src/ok", "fine\n")
+    write(base .. "/src/secret", "no\n", "000")
+    sh("chmod 0755 " .. q(tmp) .. " && chown -R nobody " .. q(base))
+    local out, err, code = sh("setpriv --reuid=nobody --regid=nogroup --clear-groups sh -c " .. q(ENV .. "lua5.4 "
+      .. q(examples .. "/cptree.lua") .. " " .. q(base .. "/src") .. " " .. q(base .. "/copy")))
     assert.equal("", out)
-    assert.equal(0, code)
-    assert.equal("cptree: warning: " .. src .. "/d/pipe: skipping fifo\n", err)
-    assert.equal("data\n", helper.get(tmp .. "/withfifo.copy/d/f"))
-    assert.equal(1, select(3, sh("test -e " .. q(tmp .. "/withfifo.copy/d/pipe"))))
+    assert.equal(1, code)
+    assert.equal("cptree: " .. base .. "/src/secret: Permission denied\n", err)
+    assert.equal("fine\n", helper.get(base .. "/copy/ok"))
   end)
 
   it_("fails with status 1 when DST exists, leaving it alone", function()
