@@ -458,3 +458,31 @@ describe("examples/grep.lua", function()
     end
   end)
 end)
+
+describe("examples/du.lua", function()
+  it_("prints what du -s prints, for one path and several (hard links counted once)", function()
+    local src = tmp .. "/dutree"
+    local _, err, code = sh("mkdir -p " .. q(src .. "/a/b") .. " && cd " .. q(src)
+      .. " && head -c 100000 /dev/zero > a/big && ln a/big a/b/again && ln a/big twice"
+      .. " && echo x > a/b/small && ln -s a link && mkfifo a/pipe")
+    assert(code == 0, err)
+    for _, args in ipairs { { LUA }, { src }, { src .. "/a", src }, { LUA, tree } } do
+      local want = sh("du -s " .. table.concat((function()
+        local t = {}
+        for i, a in ipairs(args) do t[i] = q(a) end
+        return t
+      end)(), " "))
+      local out, derr, dcode = run("du", table.unpack(args))
+      assert.equal("", derr)
+      assert.equal(0, dcode)
+      assert.equal(want, out)
+    end
+  end)
+
+  it_("-x stays on the file system; an unknown option exits 2", function()
+    assert.equal((sh("du -sx " .. q(LUA))), (run("du", "-x", LUA)))
+    local _, err, code = run("du", "-q", LUA)
+    assert.equal(2, code)
+    assert.matches("unknown option %-q", err)
+  end)
+end)
