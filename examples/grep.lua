@@ -9,7 +9,11 @@
 -- files named, and what the walks find) go through a fio.queue to 32 worker
 -- fibers that read and search the files concurrently; the lines of one file
 -- are written in one piece, so the lines of different files never interleave,
--- but files come out in the order their reads end. A file with a NUL byte is
+-- but files come out in the order their reads end. Each file is searched
+-- whole, in C (string.find over the buffer), and cut into lines only around
+-- a match, so a file without one costs one search. For a fixed string the
+-- output is GNU `grep -rn`'s (in another file order); PATTERN stays a Lua
+-- pattern, not a regular expression. A file with a NUL byte is
 -- binary: a match prints `grep: path: binary file matches` on stderr instead
 -- (as GNU grep 3.8 does).
 -- Exit status (as grep's): 0 if a line matched, 1 if none did, 2 on an error
@@ -70,16 +74,46 @@ local function emit(s)
 end
 
 -- The matching lines of text, as grep -H prints them, in one string; or nil.
-local find = string.find
+-- The whole buffer is searched at once (string.find runs over it in C),
+-- and lines are cut only around a match: the line holding the match's
+-- start is checked on its own (a Lua pattern may run across a newline) and
+-- the search goes on from the next line. Patterns anchored with ^ or $,
+-- which mean the text's ends to string.find, are tried line by line.
+local find, sub, gsub = string.find, string.sub, string.gsub
+local plain = not find(pattern, "[%^%$%*%+%?%.%(%)%[%]%%%-]")
+local by_line = find(pattern, "^%^") or find(pattern, "%$$")
 local function search(path, text)
   local out, n = {}, 0
-  local lineno, pos, len = 0, 1, #text
+  local lineno, counted, pos, len = 1, 1, 1, #text
   while pos <= len do
-    local nl = find(text, "\n", pos, true)
+    local at
+    if by_line then at = pos else at = find(text, pattern, pos, plain) end
+    if not at then break end
+    -- the line around the match's start
+    local start = at
+    while start > pos and sub(text, start - 1, start - 1) ~= "\n" do
+      start = start - 1
+      -- (long lines: jump back to the previous newline in one search)
+      if start - pos > 64 then
+        local s2 = pos
+        repeat
+          local nl = find(text, "\n", s2, true)
+          if not nl or nl >= at then break end
+          s2 = nl + 1
+        until false
+        start = s2
+        break
+      end
+    end
+    local nl = find(text, "\n", at, true)
     local stop = nl and nl - 1 or len
-    local line = text:sub(pos, stop)
-    lineno = lineno + 1
-    if find(line, pattern) then
+    if at > len then break end
+    local line = sub(text, start, stop)
+    if find(line, pattern, 1, plain) then
+      if numbers then
+        lineno = lineno + select(2, gsub(sub(text, counted, start - 1), "\n", ""))
+        counted = start
+      end
       n = n + 1
       out[n] = numbers and (path .. ":" .. lineno .. ":" .. line .. "\n")
                        or (path .. ":" .. line .. "\n")
