@@ -1,6 +1,6 @@
 -- grep.lua — search files for a Lua pattern, many files at once.
 --
---   lua5.4 examples/grep.lua [-n] [-r] PATTERN PATH...
+--   lua5.4 examples/grep.lua [-n] [-r] [-p N] PATTERN PATH...
 --
 -- Prints every line that matches PATTERN (a Lua pattern, as string.find
 -- takes it) as `path:line`, or `path:number:line` with -n — the format of
@@ -16,6 +16,8 @@
 -- pattern, not a regular expression. A file with a NUL byte is
 -- binary: a match prints `grep: path: binary file matches` on stderr instead
 -- (as GNU grep 3.8 does).
+-- With -p N the reading and searching of each file run on N worker threads
+-- (fio.parallel): this script is loaded there as a library.
 -- Exit status (as grep's): 0 if a line matched, 1 if none did, 2 on an error
 -- (a file that cannot be read, a bad pattern, bad usage).
 local fio = require "fiberio"
@@ -25,52 +27,12 @@ local WORKERS = 32
 
 local function usage(msg)
   if msg then io.stderr:write(PROG, ": ", msg, "\n") end
-  io.stderr:write("usage: ", PROG, " [-n] [-r] PATTERN PATH...\n",
+  io.stderr:write("usage: ", PROG, " [-n] [-r] [-p N] PATTERN PATH...\n",
     "  print the lines of the files that match the Lua pattern PATTERN;\n",
     "  -n  prefix each line with its line number\n",
-    "  -r  search directories recursively\n")
+    "  -r  search directories recursively\n",
+    "  -p N  read and search on N worker threads (fio.parallel); 0: here\n")
   os.exit(2)
-end
-
--- Options.
-local numbers, recursive = false, false
-local i = 1
-while arg[i] and arg[i]:sub(1, 1) == "-" and #arg[i] > 1 do
-  local a = arg[i]
-  if a == "--" then i = i + 1 break end
-  for c in a:sub(2):gmatch(".") do
-    if c == "n" then numbers = true
-    elseif c == "r" then recursive = true
-    else usage("unknown option -" .. c) end
-  end
-  i = i + 1
-end
-local pattern = arg[i]
-if not pattern then usage("PATTERN expected") end
-local paths = table.move(arg, i + 1, #arg, 1, {})
-if #paths == 0 then usage("PATH expected") end
-do
-  local ok, err = pcall(string.find, "", pattern)
-  if not ok then
-    io.stderr:write(PROG, ": ", (tostring(err):gsub("^.-: ", "")), "\n")
-    os.exit(2)
-  end
-end
-
-local matched, errors = false, false
-local function fail(msg)
-  io.stderr:write(PROG, ": ", msg, "\n")
-  errors = true
-end
-
--- Write one file's output in one call: fiberio's File writes the whole string
--- before another write on the same handle starts.
-local function emit(s)
-  local ok, err = fio.stdout:write(s)
-  if not ok then
-    io.stderr:write(PROG, ": write error: ", tostring(err), "\n")
-    os.exit(2)
-  end
 end
 
 -- The matching lines of text, as grep -H prints them, in one string; or nil.
@@ -80,9 +42,9 @@ end
 -- the search goes on from the next line. Patterns anchored with ^ or $,
 -- which mean the text's ends to string.find, are tried line by line.
 local find, sub, gsub = string.find, string.sub, string.gsub
-local plain = not find(pattern, "[%^%$%*%+%?%.%(%)%[%]%%%-]")
-local by_line = find(pattern, "^%^") or find(pattern, "%$$")
-local function search(path, text)
+local function search(path, text, pattern, numbers)
+  local plain = not find(pattern, "[%^%$%*%+%?%.%(%)%[%]%%%-]")
+  local by_line = find(pattern, "^%^") or find(pattern, "%$$")
   local out, n = {}, 0
   local lineno, counted, pos, len = 1, 1, 1, #text
   while pos <= len do
@@ -123,19 +85,99 @@ local function search(path, text)
   if n > 0 then return table.concat(out) end
 end
 
-local function grep_file(path)
+
+-- One file: its output (or nil: no match), whether it is binary (a NUL
+-- byte), or nil, nil, msg when it cannot be read. Run here, or on a
+-- worker thread (-p), where this script is loaded as a library.
+local function grep_text(path, pattern, numbers)
   local text, msg = fio.readfile(path)
-  if not text then return fail(msg) end
-  local ok, res = pcall(search, path, text)
+  if not text then return nil, nil, msg end
+  local res = search(path, text, pattern, numbers)
+  return res, res and find(text, "\0", 1, true) ~= nil
+end
+
+if not arg then -- loaded by a worker (remote_grep): a library
+  return { grep_text = grep_text }
+end
+
+-- The work of one file on a worker thread: no upvalues (fio.parallel
+-- copies the function), so it loads this script there once per worker.
+local function remote_grep(script, path, pattern, numbers)
+  local lib = GREP_LIB
+  if not lib then
+    lib = dofile(script)
+    GREP_LIB = lib
+  end
+  return lib.grep_text(path, pattern, numbers)
+end
+
+-- Options.
+local numbers, recursive, threads = false, false, 0
+local i = 1
+while arg[i] and arg[i]:sub(1, 1) == "-" and #arg[i] > 1 do
+  local a = arg[i]
+  if a == "--" then i = i + 1 break end
+  if a == "-p" then
+    threads = math.tointeger(tonumber(arg[i + 1] or ""))
+    if not threads or threads < 0 or threads > 1024 then usage("-p needs a whole number, at most 1024") end
+    i = i + 1
+  else
+    for c in a:sub(2):gmatch(".") do
+      if c == "n" then numbers = true
+      elseif c == "r" then recursive = true
+      else usage("unknown option -" .. c) end
+    end
+  end
+  i = i + 1
+end
+local pattern = arg[i]
+if not pattern then usage("PATTERN expected") end
+local paths = table.move(arg, i + 1, #arg, 1, {})
+if #paths == 0 then usage("PATH expected") end
+do
+  local ok, err = pcall(string.find, "", pattern)
+  if not ok then
+    io.stderr:write(PROG, ": ", (tostring(err):gsub("^.-: ", "")), "\n")
+    os.exit(2)
+  end
+end
+
+local matched, errors = false, false
+local function fail(msg)
+  io.stderr:write(PROG, ": ", msg, "\n")
+  errors = true
+end
+
+-- Write one file's output in one call: fiberio's File writes the whole string
+-- before another write on the same handle starts.
+local function emit(s)
+  local ok, err = fio.stdout:write(s)
+  if not ok then
+    io.stderr:write(PROG, ": write error: ", tostring(err), "\n")
+    os.exit(2)
+  end
+end
+
+local script = arg[0]
+local function grep_file(path)
+  local ok, res, binary, msg
+  if threads > 0 then
+    ok, res, binary, msg = pcall(function()
+      return fio.parallel(remote_grep, script, path, pattern, numbers):await()
+    end)
+  else
+    ok, res, binary, msg = pcall(grep_text, path, pattern, numbers)
+  end
   if not ok then
     if res == fio.Canceled then error(res, 0) end
     fail(pattern .. ": " .. tostring(res):gsub("^.-: ", ""))
     fio.stdout:flush()
     os.exit(2) -- a bad pattern fails every file alike
   end
+  if msg then return fail(msg) end
   if not res then return end
   matched = true
-  if find(text, "\0", 1, true) then
+  if binary then
     io.stderr:write(PROG, ": ", path, ": binary file matches\n")
   else
     emit(res)
@@ -190,5 +232,7 @@ local function main()
   if not ok then fail("write error: " .. tostring(err)) end
 end
 
+-- -p N bounds the worker threads: configuration, before the loop runs.
+if threads > 0 then fio.config { threads = threads } end
 fio.run(main)
-os.exit(errors and 2 or matched and 0 or 1)
+os.exit(errors and 2 or matched and 0 or 1, true) -- (close the state: workers are joined)
