@@ -358,6 +358,63 @@ describe("fio.walk", function()
     assert.is_false(pcall(walked, dir))
   end)
 
+  it("reads on the pool only with fio.config{inline = false}: the same entries, order and no fd left", function()
+    build(dir)
+    local code = [[
+      local fio = require "fiberio"
+      fio.config { inline = false }
+      local n, out = 0, {}
+      for path, ty in fio.walk(%q, { sort = true }) do out[#out + 1] = ty .. " " .. path end
+      for i = 1, 5 do
+        for _ in fio.walk(%q) do n = n + 1; if n %% 7 == 0 then break end end
+      end
+      io.write(table.concat(out, "\0"))
+    ]]
+    local out = helper.child(code:format(dir, dir))
+    local want, order = find(dir)
+    local lines = {}
+    for rec in (out .. "\0"):gmatch("([^%z]*)%z") do lines[#lines + 1] = rec end
+    local sorted = preorder_sorted(order)
+    assert.equal(#sorted, #lines)
+    for i, p in ipairs(sorted) do assert.equal(want[p] .. " " .. p, lines[i]) end
+  end)
+
+  it("reads directories on the loop thread when nothing else runs, and not while a fiber is ready", function()
+    build(dir)
+    local code = [[
+      local fio = require "fiberio"
+      local n = 0
+      local before = fio._info().walk_here
+      for _ in fio.walk(%q) do n = n + 1 end
+      local alone = fio._info().walk_here - before
+      -- a busy loop: another fiber always ready
+      local stop = false
+      local spinner = fio.async(function() while not stop do fio.yield() end end)
+      before = fio._info().walk_here
+      local m = 0
+      for _ in fio.walk(%q) do m = m + 1 end
+      local busy = fio._info().walk_here - before
+      stop = true
+      spinner:await()
+      print(n, m, alone, busy)
+    ]]
+    local out = helper.child(code:format(dir, dir))
+    local n, m, alone, busy = out:match("^(%d+)\t(%d+)\t(%d+)\t(%d+)")
+    local off = helper.child(([[
+      local fio = require "fiberio"
+      fio.config { inline = false }
+      for _ in fio.walk(%q) do end
+      io.write(fio._info().walk_here)
+    ]]):format(dir))
+    local want = 0
+    for _ in pairs(find(dir)) do want = want + 1 end
+    assert.equal(tostring(want), n)
+    assert.equal(n, m)
+    assert.is_true(tonumber(alone) >= 1, out) -- the root at least
+    assert.equal("0", busy)
+    assert.equal("0", off)
+  end)
+
   it("checks its options at the caller's line", function()
     assert.has_error(function() fio.walk(dir, { maxdepth = -1 }) end)
     assert.has_error(function() fio.walk(dir, { enter = 1 }) end)

@@ -199,6 +199,7 @@ struct fio_loop {
   uint64_t inlined, direct;     /* ops the loop thread ran; of those, ops
                                  * run at once, in their fiber's call */
   uint64_t slowed;              /* times the slow rule paused a kind */
+  uint64_t walk_here;           /* directories fio.walk read on this thread */
   uint64_t handed;              /* ops handed to the backend or executor */
   /* Completions posted from other threads (pool threads). post_mu guards
    * posted_q and is a leaf lock: nothing else is taken while it

@@ -123,7 +123,7 @@ static int run_here(fio_loop *loop, fio_op *op) {
  * calls never suspend would never let the drive see it). (A wake from
  * another thread only ends a sleep: what it was for is looked at by the
  * loop's next wait.) */
-static int loop_idle(fio_loop *loop) {
+int fio_ops_idle(fio_loop *loop) {
   return !loop->inflight.len && !loop->done_q.head && !loop->inline_q.head &&
          !loop->ready.len &&
          !atomic_load_explicit(&loop->posted, memory_order_relaxed) &&
@@ -150,7 +150,7 @@ static void op_submit(fio_loop *loop, fio_op *op, int here) {
 int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
                 lua_KFunction k) {
   int here = runs_here(loop, op);
-  if (here && w->here < HERE_DEPTH_MAX && loop_idle(loop)) {
+  if (here && w->here < HERE_DEPTH_MAX && fio_ops_idle(loop)) {
     /* At once: the result is there before anything else could run, so
      * the continuation follows as if w had been woken. No cancel can land
      * meanwhile: nothing else runs. */

@@ -182,6 +182,11 @@ int fio_op_result(lua_State *L, fio_fiber *w);
  * fio_op_wait. */
 int fio_op_again(lua_State *L, fio_fiber *w, fio_op *op, lua_KFunction k,
                  int *count);
+/* Whether nothing but the caller could run before the loop slept: no op
+ * in flight or completed, no post, no fiber ready, no timer due, no
+ * Ctrl-C to act on. A caller that would wait may then do the work itself
+ * (fio_op_wait does, for the ops the loop thread may run). */
+int fio_ops_idle(fio_loop *loop);
 /* Ask whoever runs op to end it early, once; its completion still comes. */
 void fio_op_cancel(fio_loop *loop, fio_op *op);
 /* fd is being closed while ops may still use it: cancel every op on fd

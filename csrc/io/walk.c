@@ -40,6 +40,7 @@ struct fio_walk {
   unsigned flags;
   dev_t root_dev;
   atomic_int stopping;   /* the consumer is gone: readers end */
+  char *here_buf;        /* the consumer's getdents buffer (read_here) */
 };
 
 typedef struct reader {
@@ -58,6 +59,7 @@ static void destroy(fio_walk *w) {
     free(d);
   }
   pthread_mutex_destroy(&w->mu);
+  free(w->here_buf);
   free(w);
 }
 
@@ -438,6 +440,19 @@ fio_walk *fio_walk_open(const char *root, size_t rootlen, unsigned flags,
 
 fio_walk_dir *fio_walk_root(fio_walk *w) {
   return fio_entry(w->all.head, fio_walk_dir, all_node);
+}
+
+int fio_walk_read_here(fio_walk *w, fio_walk_dir *d) {
+  if (!w->here_buf && !(w->here_buf = malloc(WALK_BUFSZ))) return 0;
+  pthread_mutex_lock(&w->mu);
+  int mine = d->state == D_QUEUED;
+  if (mine) {
+    fio_dlist_remove(&w->todo, &d->todo_node);
+    d->state = D_READING;
+  }
+  pthread_mutex_unlock(&w->mu);
+  if (mine) read_dir(w, d, w->here_buf);
+  return mine;
 }
 
 int fio_walk_ready(fio_walk *w, fio_walk_dir *d) {

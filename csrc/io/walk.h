@@ -82,6 +82,10 @@ fio_walk_dir *fio_walk_root(fio_walk *w);
  * holds the fio_walk *), which completes once d is read. */
 int fio_walk_ready(fio_walk *w, fio_walk_dir *d);
 extern const fio_executor fio_walk_waiter;
+/* Read d on the calling thread (the consumer's, when it would otherwise
+ * sleep until a reader has), unless a reader took it already: 1 if it
+ * did (d is read: fio_walk_ready says so). */
+int fio_walk_read_here(fio_walk *w, fio_walk_dir *d);
 /* FIO_WALK_FILTER: read entry e of parent (read) too: its directory, or
  * NULL when out of memory. The walk reads the newest ones first. */
 fio_walk_dir *fio_walk_child(fio_walk *w, fio_walk_dir *parent,

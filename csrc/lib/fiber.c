@@ -430,6 +430,8 @@ static int l_info(lua_State *L) {
   lua_setfield(L, -2, "inlined");
   lua_pushinteger(L, (lua_Integer)loop->direct);
   lua_setfield(L, -2, "direct");
+  lua_pushinteger(L, (lua_Integer)loop->walk_here);
+  lua_setfield(L, -2, "walk_here");
   lua_pushinteger(L, (lua_Integer)loop->slowed);
   lua_setfield(L, -2, "slowed");
   lua_pushinteger(L, (lua_Integer)loop->handed);

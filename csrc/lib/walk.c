@@ -14,6 +14,7 @@
 #include "io/walk.h"
 #include "lib/fs.h"
 #include "lib/lib.h"
+#include "util/clock.h"
 
 #define WALKER "fiberio.walker"
 
@@ -36,6 +37,7 @@ typedef struct walker {
   size_t pathcap;
   unsigned flags;
   int maxdepth;
+  int read_here;         /* directories may be read on the loop thread */
 } walker;
 
 /* Upvalues of the iterator: 1 the loop, then the type names. */
@@ -160,6 +162,17 @@ static int run(lua_State *L) {
     cursor *c = &wk->cs[wk->ncs - 1];
     fio_walk_dir *d = c->d;
     if (!c->started) {
+      if (wk->read_here && fio_ops_idle(fio_loop_get(L))) {
+        /* Nothing else to run: read it here rather than sleep until a
+         * pool thread has (a small tree costs what readdir costs). One
+         * read slower than the slow-call rule's bound ends this. */
+        fio_loop *loop = fio_loop_get(L);
+        uint64_t t0 = fio_now_ns();
+        if (fio_walk_read_here(wk->w, d)) {
+          loop->walk_here++;
+          if (fio_now_ns() - t0 > loop->cfg.slow_ns) wk->read_here = 0;
+        }
+      }
       if (!fio_walk_ready(wk->w, d)) return wait_read(L, wk);
       c->started = 1;
       if (d->err) {
@@ -245,6 +258,7 @@ static int l_walk(lua_State *L) {
   }
   wk->flags = flags;
   wk->maxdepth = maxdepth;
+  wk->read_here = !fio_loop_get(L)->cfg.no_inline;
   if (maxdepth != 0) { /* (maxdepth 0: nothing below root is listed) */
     wk->w = fio_walk_open(root, rootlen, flags, maxdepth, jobs);
     if (!wk->w) return luaL_error(L, "not enough memory");
