@@ -387,6 +387,17 @@ describe("examples/grep.lua", function()
     check("^local function", "-Hrn", LUA)
   end)
 
+  it_("-rn on awkward names (newline, backslash, \\xff, leading -) prints what grep -rHn prints", function()
+    local src = tmp .. "/grepawk"
+    local _, err, code = sh("mkdir -p " .. q(src .. "/d") .. " && cd " .. q(src)
+      .. " && printf 'a needle\\n' > 'new\nline' && printf 'needle b\\nno\\nneedle\\n' > 'back\\slash'"
+      .. " && printf 'x needle' > \"$(printf 'bad\\377name')\" && printf 'needle\\n' > ./-dash"
+      .. " && ln -s nowhere d/dangling && mkfifo d/pipe")
+    assert(code == 0, err)
+    local out = check("needle", "-Hrn", src)
+    assert.equal(5, count_lines(out) - 1) -- (one name holds a newline)
+  end)
+
   it_("-p 2 (on worker threads) finds the same, binary files and errors included", function()
     local want = run("grep", "-rn", "local", LUA, tree)
     local out, err, code = run("grep", "-p", "2", "-rn", "local", LUA, tree)
