@@ -23,6 +23,10 @@ enum { D_QUEUED, D_READING, D_DONE };
 #define WALK_KEPT_FDS 64
 /* getdents64's buffer, per reader. */
 #define WALK_BUFSZ (64 * 1024)
+/* Directories one reader job reads before it goes to the back of the
+ * pool's queue: readers take turns with the other jobs (a copy, a
+ * readfile) instead of holding the pool's threads for a whole tree. */
+#define READER_TURN 16
 
 struct fio_walk {
   pthread_mutex_t mu;
@@ -378,10 +382,11 @@ static int reader_run(fio_job *job, const atomic_int *stop) {
   (void)stop; /* (nobody cancels a reader: it looks at w->stopping) */
   fio_walk *w = ((reader *)job)->w;
   char *buf = malloc(WALK_BUFSZ);
+  int turn = READER_TURN;
   pthread_mutex_lock(&w->mu);
   for (;;) {
     fio_walk_dir *d = NULL;
-    if (w->stopping || !buf) break;
+    if (w->stopping || !buf || turn-- == 0) break;
     if (w->wanted && w->wanted->state == D_QUEUED) d = w->wanted;
     else if (w->todo.head && w->buffered < WALK_CAP)
       d = fio_entry(w->todo.head, fio_walk_dir, todo_node);
@@ -399,9 +404,11 @@ static int reader_run(fio_job *job, const atomic_int *stop) {
     post = w->waiter;
     w->waiter = NULL;
   }
+  int more = buf ? readers_wanted(w) : 0; /* (its turn over: queued again) */
   pthread_mutex_unlock(&w->mu);
   free(buf);
   if (post) fio_loop_post(post->loop, post, -ENOMEM);
+  readers_submit(w, more);
   return 0;
 }
 
