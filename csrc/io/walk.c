@@ -92,6 +92,7 @@ static fio_walk_dir *dir_new(fio_walk_dir *parent, const char *name,
 static void dir_unref(fio_walk *w, fio_walk_dir *d) {
   while (d && --d->refs == 0) {
     fio_walk_dir *parent = d->parent;
+    if (w->wanted == d) w->wanted = NULL;
     fio_dlist_remove(&w->all, &d->all_node);
     if (d->fd >= 0) {
       close(d->fd);
@@ -465,6 +466,7 @@ int fio_walk_read_here(fio_walk *w, fio_walk_dir *d) {
 int fio_walk_ready(fio_walk *w, fio_walk_dir *d) {
   pthread_mutex_lock(&w->mu);
   if (d->state == D_DONE) {
+    if (w->wanted == d) w->wanted = NULL;
     pthread_mutex_unlock(&w->mu);
     return 1;
   }
