@@ -26,15 +26,16 @@ build = {
     ["fiberio.check"] = "lua/fiberio/check.lua",
     ["fiberio.sync"] = "lua/fiberio/sync.lua",
     ["fiberio.fs"] = "lua/fiberio/fs.lua",
+    ["fiberio.process"] = "lua/fiberio/process.lua",
     ["fiberio.core"] = {
       sources = {
-        "csrc/util/config.c", "csrc/util/fd.c", "csrc/util/process.c",
+        "csrc/util/config.c", "csrc/util/fd.c", "csrc/util/process.c", "csrc/util/spawn.c",
         "csrc/io/exec.c", "csrc/io/oppool.c", "csrc/io/pool.c",
         "csrc/io/threads.c", "csrc/io/uring.c", "csrc/io/walk.c", "csrc/core/loop.c",
         "csrc/core/op.c", "csrc/par/marshal.c", "csrc/par/workers.c",
         "csrc/lib/errno.c", "csrc/lib/fiber.c", "csrc/lib/file.c", "csrc/lib/fs.c",
         "csrc/lib/module.c", "csrc/lib/parallel.c", "csrc/lib/sync.c",
-        "csrc/lib/time.c", "csrc/lib/walk.c",
+        "csrc/lib/time.c", "csrc/lib/walk.c", "csrc/lib/process.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(URING_INCDIR)" },

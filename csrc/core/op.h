@@ -76,6 +76,8 @@ enum {
   FIO_OP_SETXATTR, /* (l)setxattr(path, name path2, buf, want, mode) */
   FIO_OP_LISTXATTR,/* (l)listxattr(path) into mem: res = length */
   FIO_OP_STATVFS,  /* statvfs(path) into mem */
+  FIO_OP_WAITID,   /* until the process of pidfd fd has ended, without
+                    * reaping it (waitid WEXITED|WNOWAIT): res = 0 */
   FIO_OP_LAST
 };
 enum { FIO_OPS_IDLE = 0, FIO_OPS_INFLIGHT, FIO_OPS_DONE };

@@ -11,6 +11,7 @@
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -493,6 +494,11 @@ static int exec_op(fio_op *op) {
     return r < 0 ? -errno : 0;
   case FIO_OP_STATVFS:
     return statvfs(op->path, (struct statvfs *)(void *)op->mem) < 0 ? -errno : 0;
+  case FIO_OP_WAITID: {
+    /* (a pool thread's blocking wait: a cancel interrupts it, EINTR) */
+    siginfo_t si;
+    return waitid(P_PIDFD, (id_t)op->fd, &si, WEXITED | WNOWAIT) < 0 ? -errno : 0;
+  }
   }
   return -ENOSYS;
 }

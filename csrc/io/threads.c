@@ -59,7 +59,9 @@
 /* How an op on a pollable fd is tried. */
 enum { K_NOWAIT = 1, /* preadv2/pwritev2 with RWF_NOWAIT */
        K_SOCK,       /* recv/send with MSG_DONTWAIT */
-       K_POOL };     /* readiness here, the call on the pool */
+       K_POOL,       /* readiness here, the call on the pool */
+       K_READY };    /* readiness is the result (a pidfd: its process
+                      * ended, for every waiter) */
 
 /* The ops waiting on one fd, FIFO per direction (linked through qnext). */
 typedef struct fdrec {
@@ -219,6 +221,10 @@ static void submit_polled(fio_loop *loop, threads *t, fio_op *op,
 /* Serve the waiters of one list in order while the fd has data or room. */
 static void serve(fio_loop *loop, fio_dlist *q, int kind) {
   while (q->head) {
+    if (kind == K_READY) {
+      fio_op_done(loop, fio_op_of(fio_dlist_pop(q)), 0);
+      continue;
+    }
     if (kind == K_POOL) {
       /* One per readiness report: the next waits until the fd says ready
        * again, so two calls do not race for the same bytes. */
@@ -297,6 +303,12 @@ static void threads_submit(fio_loop *loop, fio_op *op) {
     /* Closing a pipe, socket or tty never blocks: do it here rather than
      * queue it behind pool threads that may be blocked for long. */
     fio_op_done(loop, op, fio_exec(op, NULL));
+    return;
+  }
+  if (t->poll && op->code == FIO_OP_WAITID) {
+    /* (a pidfd never blocks a pool thread: it is polled here) */
+    t->polled++;
+    park(loop, t, op, K_READY);
     return;
   }
   if (t->poll && (op->code == FIO_OP_READ || op->code == FIO_OP_WRITE)) {

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -105,7 +106,7 @@ static unsigned op_mask(const char *list) {
   static const char *const names[FIO_OP_LAST] = {
       NULL,       "read",      "write",    "close",    "openat",
       "statx",    "fsync",     "ftruncate", "unlinkat", "renameat",
-      "mkdirat",  "symlinkat", "linkat"};
+      "mkdirat",  "symlinkat", "linkat", [FIO_OP_WAITID] = "waitid"};
   unsigned m = 0;
   for (int c = 1; list && c < FIO_OP_LAST; c++)
     if (names[c] && fio_list_has(list, names[c])) m |= 1u << c;
@@ -288,6 +289,7 @@ static void reap(fio_loop *loop, uring *u) {
           VALGRIND_MAKE_MEM_DEFINED(op->mem, sizeof(struct statx));
         if (op->code == FIO_OP_GETXATTR && res > 0)
           VALGRIND_MAKE_MEM_DEFINED(op->mem, res);
+        if (op->code == FIO_OP_WAITID && res > 0) res = 0; /* (the poll's mask) */
         fio_op_done(loop, op, res);
       }
     }
@@ -318,6 +320,13 @@ static struct io_uring_sqe *get_sqe(fio_loop *loop, uring *u) {
   return io_uring_get_sqe(&u->ring);
 }
 
+#ifndef IORING_OP_WAITID_NUM
+#define IORING_OP_WAITID_NUM 50 /* Linux 6.7; newer than liburing 2.3 */
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
 #ifndef IORING_OP_FTRUNCATE_NUM
 #define IORING_OP_FTRUNCATE_NUM 55 /* newer than liburing 2.3's headers */
 #endif
@@ -339,6 +348,7 @@ static int opcode_of(int code) {
   case FIO_OP_LINKAT: return IORING_OP_LINKAT;
   case FIO_OP_GETXATTR: return IORING_OP_GETXATTR;
   case FIO_OP_SETXATTR: return IORING_OP_SETXATTR;
+  case FIO_OP_WAITID: return IORING_OP_POLL_ADD; /* (WAITID where probed: prep) */
   }
   return -1;
 }
@@ -368,7 +378,7 @@ static void uring_submit(fio_loop *loop, fio_op *op) {
       (op->flags & AT_SYMLINK_NOFOLLOW))
     opc = -1; /* (the ring has no l- form) */
   if (opc < 0 || opc >= 64 || !(u->probe & (1ull << opc)) ||
-      (u->noring & (1u << op->code))) {
+      ((u->noring & (1u << op->code)) && op->code != FIO_OP_WAITID)) {
     u->pooled++;
     to_pool(loop, op);
     return;
@@ -424,6 +434,18 @@ static void prep(fio_loop *loop, uring *u, fio_op *op) {
   case FIO_OP_SETXATTR:
     io_uring_prep_setxattr(sqe, op->path2, op->buf, op->path, (int)op->mode,
                            (unsigned)op->want);
+    break;
+  case FIO_OP_WAITID:
+    if ((u->probe & 1ull << IORING_OP_WAITID_NUM) &&
+        !(u->noring & 1u << FIO_OP_WAITID)) {
+      /* (liburing 2.3 has no io_uring_prep_waitid: its fields by hand) */
+      io_uring_prep_rw(IORING_OP_WAITID_NUM, sqe, op->fd, NULL, P_PIDFD, 0);
+      sqe->file_index = WEXITED | WNOWAIT; /* the options */
+      sqe->addr2 = (uint64_t)(uintptr_t)op->mem; /* siginfo_t */
+    } else {
+      /* before 6.7: a pidfd polls readable once its process has ended */
+      io_uring_prep_poll_add(sqe, op->fd, POLLIN);
+    }
     break;
   }
   io_uring_sqe_set_data(sqe, op);

@@ -5,6 +5,7 @@
 
 #include "core/loop.h"
 #include "lib/lib.h"
+#include "util/process.h"
 
 int fio_errresult(lua_State *L, const char *what, int err) {
   lua_pushnil(L);
@@ -17,6 +18,7 @@ int fio_errresult(lua_State *L, const char *what, int err) {
 /* The one symbol the module exports (the build hides every other). */
 __attribute__((visibility("default"))) int luaopen_fiberio_core(lua_State *L);
 int luaopen_fiberio_core(lua_State *L) {
+  fio_ignore_sigpipe();
   lua_newtable(L);
   fio_loop_new(L); /* module, loop */
   fio_open_fiber(L);
@@ -24,6 +26,7 @@ int luaopen_fiberio_core(lua_State *L) {
   fio_open_file(L);
   fio_open_fs(L);
   fio_open_walk(L);
+  fio_open_process(L);
   fio_open_sync(L);
   fio_open_parallel(L);
   /* worker threads find their state's loop here */

@@ -68,3 +68,19 @@ long fio_ncpu(void) {
   atomic_store_explicit(&cached, n, memory_order_relaxed);
   return n;
 }
+
+static void ignore_sigpipe(void) {
+  struct sigaction old, sa;
+  if (sigaction(SIGPIPE, NULL, &old) < 0 || (old.sa_flags & SA_SIGINFO) ||
+      old.sa_handler != SIG_DFL)
+    return; /* (the host chose: leave it) */
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_IGN;
+  sigemptyset(&sa.sa_mask);
+  (void)sigaction(SIGPIPE, &sa, NULL);
+}
+
+void fio_ignore_sigpipe(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, ignore_sigpipe);
+}

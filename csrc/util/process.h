@@ -23,6 +23,12 @@ int fio_claim_signal(const int *cands, int n, void (*handler)(int), int flags);
  * taken (then nothing is ever interrupted). Claimed on the first call. */
 int fio_interrupt_signal(void);
 
+/* SIGPIPE ignored if its disposition is the default (once): a write to a
+ * pipe or socket whose reader has gone then fails with EPIPE ("Broken
+ * pipe", 32) instead of killing the process, as in Python and Node.
+ * Children get the default back (util/spawn.h). */
+void fio_ignore_sigpipe(void);
+
 /* The CPUs online, read once per process (sysconf reads /sys each time);
  * at least 1. */
 long fio_ncpu(void);

@@ -200,6 +200,7 @@ end
 local later = {
   semaphore = "fiberio.sync", mutex = "fiberio.sync", condition = "fiberio.sync",
   queue = "fiberio.sync", mkdirp = "fiberio.fs", scandir = "fiberio.fs", walk = "fiberio.fs", rmtree = "fiberio.fs",
+  spawn = "fiberio.process", exec = "fiberio.process", popen = "fiberio.process",
 }
 setmetatable(M, { __index = function(_, name)
   local layer = later[name]

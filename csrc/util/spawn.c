@@ -1,0 +1,148 @@
+/* spawn.c — fio_spawn (vfork and exec, as glibc's posix_spawn does it, but
+ * with the umask and the disposition reset posix_spawn cannot express) and
+ * the reaper of children nobody waits for. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util/spawn.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+extern char **environ;
+
+/* The child, between vfork and exec: async-signal-safe calls only, and no
+ * write to memory but *err (vfork shares it with the parent, suspended
+ * until the exec or the _exit). */
+static void child(const fio_spawn_req *r, volatile int *err) {
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int s = 1; s < NSIG; s++)
+    if (s != SIGKILL && s != SIGSTOP) (void)sigaction(s, &dfl, NULL);
+  if ((r->flags & FIO_SPAWN_SETSID) && setsid() < 0) goto fail;
+  if ((r->flags & FIO_SPAWN_PGROUP) && !(r->flags & FIO_SPAWN_SETSID) &&
+      setpgid(0, 0) < 0)
+    goto fail;
+  if (r->umask >= 0) umask((mode_t)r->umask);
+  if (r->cwd && chdir(r->cwd) < 0) goto fail;
+  /* Sources among 0..2 that another target overwrites first: move them up. */
+  int fds[3];
+  for (int i = 0; i < 3; i++) {
+    fds[i] = r->fds[i];
+    if (fds[i] >= 0 && fds[i] < 3 && fds[i] != i &&
+        (fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3)) < 0)
+      goto fail;
+  }
+  for (int i = 0; i < 3; i++) {
+    if (fds[i] < 0) continue;
+    if (fds[i] == i) { /* (given its own number: keep it across the exec) */
+      if (fcntl(i, F_SETFD, 0) < 0) goto fail;
+    } else if (dup2(fds[i], i) < 0) {
+      goto fail;
+    }
+  }
+  /* Only 0, 1 and 2: fds this process inherited open across exec (its
+   * parent's, a library's) stay out too, as with Python's close_fds. */
+  (void)syscall(SYS_close_range, 3u, ~0u, 0u);
+  sigset_t none;
+  sigemptyset(&none);
+  (void)sigprocmask(SIG_SETMASK, &none, NULL);
+  char *const *envp = r->envp ? r->envp : environ;
+  if (strchr(r->file, '/')) execve(r->file, r->argv, envp);
+  else execvpe(r->file, r->argv, envp);
+fail:
+  *err = errno;
+  _exit(127);
+}
+
+int fio_spawn_process(const fio_spawn_req *r, pid_t *pid, int *pidfd) {
+  volatile int err = 0;
+  /* No signal handler may run in the child before its dispositions are
+   * reset (it shares this memory): all blocked across the vfork. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t p = vfork();
+  if (p == 0) child(r, &err);
+  int forked = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (p < 0) return -forked;
+  if (err) {
+    int st;
+    while (waitpid(p, &st, 0) < 0 && errno == EINTR) {}
+    return -err;
+  }
+  int fd = (int)syscall(SYS_pidfd_open, p, 0); /* (close-on-exec) */
+  if (fd < 0) {
+    /* (ENOSYS: before Linux 5.3) the child runs on; reaped when it ends
+     * only if this process waits for it otherwise */
+    return -errno;
+  }
+  *pid = p;
+  *pidfd = fd;
+  return 0;
+}
+
+/* --- the reaper ------------------------------------------------------------ */
+
+static int reaper_ep = -1;
+
+static void *reaper(void *arg) {
+  (void)arg;
+  struct epoll_event ev[32];
+  for (;;) {
+    int n = epoll_wait(reaper_ep, ev, 32, -1);
+    for (int i = 0; i < n; i++) {
+      int fd = ev[i].data.fd;
+      siginfo_t si;
+      memset(&si, 0, sizeof si);
+      if (waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) == 0 && si.si_pid == 0)
+        continue; /* (not yet: a spurious wake; still registered) */
+      epoll_ctl(reaper_ep, EPOLL_CTL_DEL, fd, NULL);
+      close(fd);
+    }
+  }
+  return NULL;
+}
+
+static void reaper_start(void) {
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) return;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* (inherited by the thread) */
+  pthread_t t;
+  reaper_ep = ep;
+  if (pthread_create(&t, &attr, reaper, NULL) != 0) {
+    reaper_ep = -1;
+    close(ep);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+}
+
+void fio_reap_later(int pidfd) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, reaper_start);
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN;
+  ev.data.fd = pidfd;
+  if (reaper_ep < 0 || epoll_ctl(reaper_ep, EPOLL_CTL_ADD, pidfd, &ev) < 0)
+    close(pidfd); /* (left to this process's end: its parent reaps it) */
+}
