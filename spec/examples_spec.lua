@@ -511,3 +511,60 @@ describe("examples/du.lua", function()
     assert.matches("unknown option %-q", err)
   end)
 end)
+
+describe("examples/xargs.lua", function()
+  -- Both tools on the same input and command: sorted output lines (with -P
+  -- the order is the finishing order) and the exit status.
+  local function both(input, ...)
+    local args = {}
+    for i = 1, select("#", ...) do args[i] = q((select(i, ...))) end
+    local file = tmp .. "/xargs.in"
+    write(file, input)
+    local a, aerr, acode = sh("xargs " .. table.concat(args, " ") .. " < " .. q(file))
+    local b, berr, bcode = sh(ENV .. "lua5.4 " .. q(examples .. "/xargs.lua") .. " " .. table.concat(args, " ") .. " < " .. q(file))
+    assert.same(lines_sorted(a), lines_sorted(b))
+    assert.same(lines_sorted(aerr), lines_sorted(berr))
+    assert.equal(acode, bcode)
+    return b, bcode
+  end
+
+  it_("splits and quotes input as GNU xargs: blanks, quotes, backslashes, -0, -d", function()
+    both("a b\nc \"d e\" 'f g' h\\ i\n")
+    both("x\0y z\0", "-0")
+    both("a b\nc d\n", "-d", "\\n")
+    both("", "echo", "nothing")
+    both("", "-r", "echo", "nothing")
+    both("a \"b", "echo") -- unmatched quote: what came before runs, status 1
+  end)
+
+  it_("-n and -P: the same commands, N at a time", function()
+    local items = {}
+    for i = 1, 200 do items[i] = "item" .. i end
+    local input = table.concat(items, "\n") .. "\n"
+    both(input, "-n", "3", "echo", "x")
+    local out = both(input, "-P", "8", "-n", "1", "sh", "-c", "sleep 0.0$(($$ % 3)); echo $0")
+    assert.equal(200, count_lines(out))
+    both(input, "-P", "0", "-n", "7", "echo")
+  end)
+
+  it_("exit status: 123, 124, 125, 126, 127 as GNU xargs", function()
+    local _, code = both("1 2 3\n", "-n", "1", "sh", "-c", "exit $0")
+    assert.equal(123, code)
+    _, code = both("255 3\n", "-n", "1", "sh", "-c", "exit $0")
+    assert.equal(124, code)
+    _, code = both("1 2\n", "-n", "1", "sh", "-c", "kill -9 $$")
+    assert.equal(125, code)
+    _, code = both("a\n", "/etc/passwd")
+    assert.equal(126, code)
+    _, code = both("a\n", "no-such-command-fiberio")
+    assert.equal(127, code)
+    _, code = both("a b\n", "-P", "4", "-n", "1", "true")
+    assert.equal(0, code)
+  end)
+
+  it_("bad usage exits 1 with a message", function()
+    local _, err, code = sh(ENV .. "lua5.4 " .. q(examples .. "/xargs.lua") .. " -P x echo < /dev/null")
+    assert.equal(1, code)
+    assert.matches("invalid number for %-P", err)
+  end)
+end)
