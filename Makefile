@@ -95,7 +95,7 @@ TSAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=thread --param=tsan-instr
 # every operation), and fio.parallel's specs on io_uring too (worker
 # threads with rings). tools/runspecs.sh starts Lua with the TSan runtime
 # and $(TSAN_BUILD)/longjmp_shim.so preloaded; see tools/longjmp_shim.c.
-TSAN_SPECS_RING = spec/parallel_spec.lua spec/walk_spec.lua
+TSAN_SPECS_RING = spec/parallel_spec.lua spec/walk_spec.lua spec/process_spec.lua
 
 $(TSAN_BUILD)/longjmp_shim.so: tools/longjmp_shim.c
 	@mkdir -p $(TSAN_BUILD)

@@ -21,22 +21,33 @@
 
 extern char **environ;
 
+/* The kernel's struct sigaction (rt_sigaction's): the child calls the
+ * kernel directly, past any interposer of sigaction and sigprocmask (a
+ * sanitizer's runtime keeps its own view of them). */
+struct k_sigaction {
+  void (*handler)(int);
+  unsigned long flags;
+  void (*restorer)(void);
+  unsigned long mask;
+};
+
 /* The child, between vfork and exec: async-signal-safe calls only, and no
- * write to memory but *err (vfork shares it with the parent, suspended
- * until the exec or the _exit). */
-static void child(const fio_spawn_req *r, volatile int *err) {
-  struct sigaction dfl;
-  memset(&dfl, 0, sizeof dfl);
-  dfl.sa_handler = SIG_DFL;
+ * write to memory the parent reads (vfork shares it, but some runtimes
+ * make it a fork): a failure is reported as its errno on errfd
+ * (close-on-exec: nothing comes through it once the exec succeeded). */
+static void child(const fio_spawn_req *r, int errfd) {
+  struct k_sigaction dfl = {SIG_DFL, 0, NULL, 0};
   for (int s = 1; s < NSIG; s++)
-    if (s != SIGKILL && s != SIGSTOP) (void)sigaction(s, &dfl, NULL);
+    if (s != SIGKILL && s != SIGSTOP)
+      (void)syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof dfl.mask);
   if ((r->flags & FIO_SPAWN_SETSID) && setsid() < 0) goto fail;
   if ((r->flags & FIO_SPAWN_PGROUP) && !(r->flags & FIO_SPAWN_SETSID) &&
       setpgid(0, 0) < 0)
     goto fail;
   if (r->umask >= 0) umask((mode_t)r->umask);
   if (r->cwd && chdir(r->cwd) < 0) goto fail;
-  /* Sources among 0..2 that another target overwrites first: move them up. */
+  /* Sources among 0..2 that another target overwrites first, and the error
+   * pipe if it sits there: moved up. */
   int fds[3];
   for (int i = 0; i < 3; i++) {
     fds[i] = r->fds[i];
@@ -52,33 +63,60 @@ static void child(const fio_spawn_req *r, volatile int *err) {
       goto fail;
     }
   }
-  /* Only 0, 1 and 2: fds this process inherited open across exec (its
-   * parent's, a library's) stay out too, as with Python's close_fds. */
-  (void)syscall(SYS_close_range, 3u, ~0u, 0u);
-  sigset_t none;
-  sigemptyset(&none);
-  (void)sigprocmask(SIG_SETMASK, &none, NULL);
+  /* Only 0, 1 and 2 (and errfd, close-on-exec, until the exec): fds this
+   * process inherited open across exec (its parent's, a library's) stay
+   * out too, as with Python's close_fds. */
+  if (errfd > 3) {
+    (void)syscall(SYS_close_range, 3u, (unsigned)errfd - 1, 0u);
+    (void)syscall(SYS_close_range, (unsigned)errfd + 1, ~0u, 0u);
+  } else {
+    (void)syscall(SYS_close_range, (unsigned)errfd + 1, ~0u, 0u);
+  }
+  unsigned long none = 0;
+  (void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof none);
   char *const *envp = r->envp ? r->envp : environ;
   if (strchr(r->file, '/')) execve(r->file, r->argv, envp);
   else execvpe(r->file, r->argv, envp);
-fail:
-  *err = errno;
+fail:;
+  int e = errno;
+  while (write(errfd, &e, sizeof e) < 0 && errno == EINTR) {}
   _exit(127);
 }
 
 int fio_spawn_process(const fio_spawn_req *r, pid_t *pid, int *pidfd) {
-  volatile int err = 0;
+  int ep[2]; /* the child's errno, if it cannot exec */
+  if (pipe2(ep, O_CLOEXEC) < 0) return -errno;
+  /* (above 0..2, which the child's dup2s overwrite) */
+  if (ep[1] < 3) {
+    int up = fcntl(ep[1], F_DUPFD_CLOEXEC, 3);
+    if (up < 0) {
+      int e = errno;
+      close(ep[0]);
+      close(ep[1]);
+      return -e;
+    }
+    close(ep[1]);
+    ep[1] = up;
+  }
   /* No signal handler may run in the child before its dispositions are
    * reset (it shares this memory): all blocked across the vfork. */
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t p = vfork();
-  if (p == 0) child(r, &err);
+  if (p == 0) child(r, ep[1]);
   int forked = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (p < 0) return -forked;
-  if (err) {
+  close(ep[1]);
+  if (p < 0) {
+    close(ep[0]);
+    return -forked;
+  }
+  int err = 0;
+  ssize_t n;
+  while ((n = read(ep[0], &err, sizeof err)) < 0 && errno == EINTR) {}
+  close(ep[0]);
+  if (n == (ssize_t)sizeof err) {
     int st;
     while (waitpid(p, &st, 0) < 0 && errno == EINTR) {}
     return -err;
