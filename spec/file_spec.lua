@@ -2048,8 +2048,8 @@ describe("canceled closes and canceled multi-step calls (issue 12)", function()
     local res, wtype
     fio.run(function()
       local r, w = fio.pipe()
-      w:setvbuf("full", 200000)
-      w:write(("x"):rep(150000)) -- more than a pipe holds, nobody reads
+      w:setvbuf("full", 700000)
+      w:write(("x"):rep(600000)) -- more than a pipe holds (256 KiB), nobody reads
       local c = fio.async(function() return w:close() end)
       fio.sleep(0.01)
       local t0 = fio.now()

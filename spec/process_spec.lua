@@ -26,7 +26,17 @@ end
 describe("fio.spawn", function()
   local dir
   before_each(function() dir = helper.mktempdir("proc") end)
-  after_each(function() helper.rmtree(dir) end)
+  after_each(function()
+    helper.rmtree(dir)
+    -- no zombie, and no child left running, after any of these
+    local left
+    for _ = 1, 50 do
+      left = children()
+      if #left == 0 then break end
+      fio.sleep(0.02) -- (one reaped by the reaper thread, just ending)
+    end
+    assert.same({}, left)
+  end)
 
   it("passes argv as is: spaces, quotes, empty strings, no shell", function()
     local out, err, how, code = fio.exec { "printf", "[%s]\\n", "a b", "c'd", 'e"f', "", "$HOME", "*" }
