@@ -16,14 +16,7 @@ local shq = helper.shquote
 
 local sh = helper.sh_ok
 
--- The lines a shell command prints.
-local function lines_of(cmd)
-  local p = assert(io.popen(cmd))
-  local t = {}
-  for l in p:lines() do t[#t + 1] = l end
-  p:close()
-  return t
-end
+local lines_of = helper.lines_of
 
 local put, get = helper.put, helper.get
 

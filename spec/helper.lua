@@ -246,6 +246,15 @@ function helper.sh(cmd)
   return out, err, how == "signal" and 128 + n or n
 end
 
+-- The lines a shell command prints on stdout, as an array.
+function helper.lines_of(cmd)
+  local p = assert(io.popen(cmd))
+  local t = {}
+  for l in p:lines() do t[#t + 1] = l end
+  p:close()
+  return t
+end
+
 -- helper.sh(cmd) for a command that must succeed: its stdout, or an error
 -- (at the caller) with cmd, its exit code and its stderr.
 function helper.sh_ok(cmd)
