@@ -27,6 +27,7 @@ build = {
     ["fiberio.sync"] = "lua/fiberio/sync.lua",
     ["fiberio.fs"] = "lua/fiberio/fs.lua",
     ["fiberio.process"] = "lua/fiberio/process.lua",
+    ["fiberio.watch"] = "lua/fiberio/watch.lua",
     ["fiberio.core"] = {
       sources = {
         "csrc/util/config.c", "csrc/util/fd.c", "csrc/util/process.c", "csrc/util/spawn.c",
@@ -36,6 +37,7 @@ build = {
         "csrc/lib/errno.c", "csrc/lib/fiber.c", "csrc/lib/file.c", "csrc/lib/fs.c",
         "csrc/lib/module.c", "csrc/lib/parallel.c", "csrc/lib/sync.c",
         "csrc/lib/time.c", "csrc/lib/walk.c", "csrc/lib/process.c",
+        "csrc/lib/watch.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(URING_INCDIR)" },

@@ -16,6 +16,7 @@ void fio_open_file(lua_State *L);
 void fio_open_fs(lua_State *L);
 void fio_open_walk(lua_State *L);
 void fio_open_process(lua_State *L);
+void fio_open_watch(lua_State *L);
 void fio_open_sync(lua_State *L);
 void fio_open_parallel(lua_State *L);
 /* Sets field "errno" of the table at -1: errno names to numbers. */

@@ -201,6 +201,7 @@ local later = {
   semaphore = "fiberio.sync", mutex = "fiberio.sync", condition = "fiberio.sync",
   queue = "fiberio.sync", mkdirp = "fiberio.fs", scandir = "fiberio.fs", walk = "fiberio.fs", rmtree = "fiberio.fs",
   spawn = "fiberio.process", exec = "fiberio.process", popen = "fiberio.process",
+  watch = "fiberio.watch",
 }
 setmetatable(M, { __index = function(_, name)
   local layer = later[name]
