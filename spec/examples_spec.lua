@@ -7,6 +7,7 @@
 
 local helper = require "helper"
 local q = helper.shquote
+local fio = helper.fio
 
 local examples = helper.examples_dir()
 
@@ -566,5 +567,134 @@ describe("examples/xargs.lua", function()
     local _, err, code = sh(ENV .. "lua5.4 " .. q(examples .. "/xargs.lua") .. " -P x echo < /dev/null")
     assert.equal(1, code)
     assert.matches("invalid number for %-P", err)
+  end)
+end)
+
+describe("examples/tail.lua", function()
+  local function lines(a, b)
+    local t = {}
+    for i = a, b do t[#t + 1] = ("line %d of the log"):format(i) end
+    return table.concat(t, "\n") .. "\n"
+  end
+  local function append(path, s)
+    local f = assert(io.open(path, "ab"))
+    f:write(s)
+    f:close()
+  end
+
+  it_("-n N prints the last lines as tail -n does", function()
+    local f = tmp .. "/tailn"
+    write(f, lines(1, 30000) .. "no newline at the end")
+    for _, n in ipairs { 0, 1, 10, 29999, 40000 } do
+      local want = sh("tail -n " .. n .. " " .. q(f))
+      local out, err, code = run("tail", "-n", tostring(n), f)
+      assert.equal("", err)
+      assert.equal(0, code)
+      assert.equal(want, out)
+    end
+    local _, err, code = run("tail", tmp .. "/nope")
+    assert.equal(1, code)
+    assert.matches("cannot open", err)
+  end)
+
+  -- Start tail -f and tail.lua -f (flags) on path in the background; stop()
+  -- ends both and returns their stdout and stderr.
+  local function both(flags, path)
+    local tag = path:match("[^/]*$")
+    sh("cd " .. q(tmp) .. " && (tail " .. flags .. " " .. q(path) .. " > " .. tag .. ".ref.out 2> " .. tag .. ".ref.err & echo $! > " .. tag .. ".ref.pid)")
+    sh("cd " .. q(tmp) .. " && (" .. ENV .. "lua5.4 " .. q(examples .. "/tail.lua") .. " " .. flags .. " " .. q(path)
+      .. " > " .. tag .. ".mine.out 2> " .. tag .. ".mine.err & echo $! > " .. tag .. ".mine.pid)")
+    fio.sleep(0.5)
+    return function()
+      fio.sleep(1.5) -- (GNU tail looks at least once a second)
+      for _, who in ipairs { "ref", "mine" } do
+        sh("kill -INT $(cat " .. q(tmp .. "/" .. tag .. "." .. who .. ".pid") .. ")")
+      end
+      fio.sleep(0.3)
+      local r = {}
+      for _, who in ipairs { "ref", "mine" } do
+        r[who] = { helper.get(tmp .. "/" .. tag .. "." .. who .. ".out"), helper.get(tmp .. "/" .. tag .. "." .. who .. ".err") }
+      end
+      return r
+    end
+  end
+
+  it_("-f follows 50,000 appended lines and a truncation as tail -f", function()
+    local f = tmp .. "/follow.log"
+    write(f, lines(1, 100))
+    local stop = both("-f", f)
+    for b = 0, 9 do
+      append(f, lines(101 + b * 5000, 100 + (b + 1) * 5000))
+      fio.sleep(0.02)
+    end
+    fio.sleep(1.2)
+    write(f, "after the truncation\n")
+    local r = stop()
+    assert.equal(r.ref[1], r.mine[1])
+    assert.equal(10 + 50000 + 1, count_lines(r.mine[1]))
+    assert.equal("tail: " .. f .. ": file truncated\n", r.mine[2])
+    assert.equal(r.ref[2], r.mine[2])
+  end)
+
+  it_("-F follows the name through a rotation (rename, new file) as tail -F", function()
+    local f = tmp .. "/rotate.log"
+    write(f, lines(1, 5))
+    local stop = both("-F", f)
+    append(f, lines(6, 8))
+    fio.sleep(0.3)
+    assert(os.rename(f, f .. ".1"))
+    append(f .. ".1", lines(9, 9)) -- (the old file, no longer followed)
+    write(f, lines(100, 102))
+    fio.sleep(1.5)
+    append(f, lines(103, 104))
+    local r = stop()
+    assert.equal(lines(1, 8) .. lines(100, 104), r.mine[1])
+    assert.equal(r.ref[1], r.mine[1])
+    assert.matches("following new file\n$", r.mine[2])
+    assert.equal(r.ref[2], r.mine[2])
+  end)
+end)
+
+describe("examples/onchange.lua", function()
+  it_("runs CMD once per burst of changes, again after the next change; Ctrl-C ends it", function()
+    local w, count = tmp .. "/watched", tmp .. "/count"
+    mkdir(w)
+    sh("cd " .. q(tmp) .. " && (" .. ENV .. "lua5.4 " .. q(examples .. "/onchange.lua") .. " " .. q(w)
+      .. " -- sh -c " .. q("echo run >> " .. q(count)) .. " > onchange.out 2> onchange.err & echo $! > onchange.pid)")
+    fio.sleep(0.4)
+    for k = 1, 50 do write(w .. "/f" .. k, tostring(k)) end
+    fio.sleep(0.6)
+    assert.equal("run\n", helper.get(count))
+    sh("mkdir -p " .. q(w .. "/new/deeper"))
+    fio.sleep(0.3)
+    write(w .. "/new/deeper/g", "x")
+    fio.sleep(0.6)
+    sh("kill -INT $(cat " .. q(tmp .. "/onchange.pid") .. ")")
+    fio.sleep(0.3)
+    local runs = count_lines(helper.get(count))
+    assert.is_true(runs == 2 or runs == 3, "runs: " .. runs) -- (the mkdir and the write: one burst or two)
+    assert.matches("^onchange: run 1\nonchange: run 2\n", helper.get(tmp .. "/onchange.err"))
+    -- ended (a zombie of PID 1, which may not reap here, counts)
+    local pid = helper.get(tmp .. "/onchange.pid"):match("%d+")
+    local stat = io.open("/proc/" .. pid .. "/stat")
+    local state = stat and stat:read("a"):match("%) (%a)")
+    if stat then stat:close() end
+    assert.is_true(state == nil or state == "Z", "still running: " .. tostring(state))
+  end)
+
+  it_("a change during a run stops it and runs again", function()
+    local w, log = tmp .. "/watched2", tmp .. "/log2"
+    mkdir(w)
+    sh("cd " .. q(tmp) .. " && (" .. ENV .. "lua5.4 " .. q(examples .. "/onchange.lua") .. " " .. q(w)
+      .. " -- sh -c " .. q("echo start >> " .. q(log) .. "; sleep 2; echo done >> " .. q(log))
+      .. " > onchange2.out 2> onchange2.err & echo $! > onchange2.pid)")
+    fio.sleep(0.4)
+    write(w .. "/a", "1")
+    fio.sleep(0.5) -- run 1 sleeping
+    write(w .. "/b", "2")
+    fio.sleep(2.8) -- run 2 ends
+    sh("kill -INT $(cat " .. q(tmp .. "/onchange2.pid") .. ")")
+    fio.sleep(0.2)
+    assert.equal("start\nstart\ndone\n", helper.get(log))
   end)
 end)
