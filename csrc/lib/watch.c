@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "core/loop.h"
@@ -13,7 +14,7 @@
 #include "lib/lib.h"
 
 /* core._inotify_init() -> fd | nil, msg, errno (close-on-exec, blocking:
- * its reads are ops). */
+ * its reads are ops when nothing is queued yet; see l_readsome). */
 static int l_init(lua_State *L) {
   int fd = inotify_init1(IN_CLOEXEC);
   if (fd < 0) {
@@ -81,13 +82,27 @@ static int readsome_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* core._readsome(fd, max) -> what one read(2) of fd gives (up to max
- * bytes; "" at end of file) | nil, msg, errno. Waits, cancelable. */
+ * bytes; "" at end of file) | nil, msg, errno. An fd that says what it
+ * holds (FIONREAD: inotify, pipes) and holds something is read at once,
+ * here; else the read is an op that waits (cancelable). */
 static int l_readsome(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   lua_Integer max = luaL_checkinteger(L, 2);
   luaL_argcheck(L, max > 0 && max <= FIO_MAXIO, 2, "size out of range");
   fio_loop *loop = fio_loop_get(L);
-  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
+  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo); /* (a pending
+                                                            * cancel raises) */
+  int queued = 0;
+  if (ioctl(fd, FIONREAD, &queued) == 0 && queued > 0) {
+    luaL_Buffer b;
+    size_t want = (size_t)queued < (size_t)max ? (size_t)max : (size_t)queued;
+    if (want > (size_t)max) want = (size_t)max;
+    char *p = luaL_buffinitsize(L, &b, want);
+    ssize_t n = read(fd, p, want); /* (cannot block) */
+    if (n < 0) return fio_errresult(L, NULL, errno);
+    luaL_pushresultsize(&b, (size_t)n);
+    return 1;
+  }
   fio_op *op = fio_op_new((size_t)max);
   if (!op) return luaL_error(L, "not enough memory");
   op->code = FIO_OP_READ;

@@ -23,8 +23,8 @@ local KINDS = {
 }
 local ALL = 0
 for _, bit in pairs(KINDS) do ALL = ALL | bit end
-local ORDER = { "create", "delete", "modify", "attrib", "move_from", "move_to", "close_write",
-  "delete_self", "move_self" }
+local KIND_OF = {} -- bit -> kind
+for k, bit in pairs(KINDS) do KIND_OF[bit] = k end
 local WATCH_OPTS = { kinds = true, recursive = true, links = true }
 local BUFSZ = 64 * 1024
 
@@ -95,8 +95,12 @@ return function(fio)
         local isdir = mask & B.IN_ISDIR ~= 0
         for w, dir in pairs(m or {}) do
           local path = name ~= "" and (dir == "/" and "/" .. name or dir .. "/" .. name) or dir
-          for _, kind in ipairs(ORDER) do
-            if mask & KINDS[kind] ~= 0 and w.want[kind] then
+          local bits = mask & ALL
+          while bits ~= 0 do -- (one kind per event, as a rule)
+            local bit = bits & -bits
+            bits = bits ~ bit
+            local kind = KIND_OF[bit]
+            if w.want[kind] then
               push(w, { kind = kind, path = path, name = name ~= "" and name or path:match("[^/]*$"),
                 cookie = cookie ~= 0 and cookie or nil, dir = isdir })
             end
@@ -114,23 +118,25 @@ return function(fio)
   -- Read the instance once (at most until deadline) and dispatch; the
   -- other waiters are woken after (one reader, one dispatch at a time:
   -- the order of events is the kernel's).
+  local function pump_read(cur, deadline)
+    local d, m
+    if deadline then
+      local left = deadline - fio.now()
+      if left <= 0 then return nil, "timeout" end
+      d, m = fio.timeout(left, readsome, cur.fd, BUFSZ)
+    else
+      d, m = readsome(cur.fd, BUFSZ)
+    end
+    if d and inst == cur then dispatch(d) end
+    return d, m
+  end
+
   local function pump(deadline)
     local cur = inst
     cur.reading = true
-    local ok, data, msg = pcall(function()
-      local d, m
-      if deadline then
-        local left = deadline - fio.now()
-        if left <= 0 then return nil, "timeout" end
-        d, m = fio.timeout(left, readsome, cur.fd, BUFSZ)
-      else
-        d, m = readsome(cur.fd, BUFSZ)
-      end
-      if d and inst == cur then dispatch(d) end
-      return d, m
-    end)
+    local ok, data, msg = pcall(pump_read, cur, deadline)
     cur.reading = false
-    cur.cond:broadcast()
+    if cur.waiting > 0 then cur.cond:broadcast() end
     if not ok then error(data, 0) end
     return data, msg
   end
@@ -139,7 +145,7 @@ return function(fio)
     local fd, msg, err = init()
     if not fd then return nil, msg, err end
     inst = { fd = fd, bywd = {}, watchers = setmetatable({}, { __mode = "k" }), nwatchers = 0,
-      reading = false, mu = fio.mutex(), cond = fio.condition() }
+      reading = false, waiting = 0, mu = fio.mutex(), cond = fio.condition() }
     return inst
   end
 
@@ -201,8 +207,15 @@ return function(fio)
         local cur = inst
         cur.mu:lock()
         local left = deadline and deadline - fio.now()
-        if left == nil or left > 0 then cur.cond:wait(cur.mu, left) end
+        local ok, err = true, nil
+        if left == nil or left > 0 then
+          cur.waiting = cur.waiting + 1
+          -- (a cancel raises with the mutex held again: let it go first)
+          ok, err = pcall(cur.cond.wait, cur.cond, cur.mu, left)
+          cur.waiting = cur.waiting - 1
+        end
         cur.mu:unlock()
+        if not ok then error(err, 0) end
       else
         local data, msg = pump(deadline)
         if not data and msg ~= "timeout" and self.first > self.last then
