@@ -676,9 +676,15 @@ describe("examples/onchange.lua", function()
     assert.matches("^onchange: run 1\nonchange: run 2\n", helper.get(tmp .. "/onchange.err"))
     -- ended (a zombie of PID 1, which may not reap here, counts)
     local pid = helper.get(tmp .. "/onchange.pid"):match("%d+")
-    local stat = io.open("/proc/" .. pid .. "/stat")
-    local state = stat and stat:read("a"):match("%) (%a)")
-    if stat then stat:close() end
+    local state
+    local deadline = fio.now() + helper.bound(5)
+    repeat
+      local stat = io.open("/proc/" .. pid .. "/stat")
+      state = stat and stat:read("a"):match("%) (%a)")
+      if stat then stat:close() end
+      if state == nil or state == "Z" then break end
+      fio.sleep(0.05)
+    until fio.now() > deadline
     assert.is_true(state == nil or state == "Z", "still running: " .. tostring(state))
   end)
 
