@@ -605,6 +605,11 @@ describe("examples/tail.lua", function()
     sh("cd " .. q(tmp) .. " && (" .. ENV .. "lua5.4 " .. q(examples .. "/tail.lua") .. " " .. flags .. " " .. q(path)
       .. " > " .. tag .. ".mine.out 2> " .. tag .. ".mine.err & echo $! > " .. tag .. ".mine.pid)")
     fio.sleep(0.5)
+    finally(function() -- (a failing spec leaves neither running)
+      for _, who in ipairs { "ref", "mine" } do
+        helper.sh("kill -INT $(cat " .. q(tmp .. "/" .. tag .. "." .. who .. ".pid") .. ") 2>/dev/null")
+      end
+    end)
     return function()
       fio.sleep(1.5) -- (GNU tail looks at least once a second)
       for _, who in ipairs { "ref", "mine" } do
