@@ -605,16 +605,16 @@ describe("examples/tail.lua", function()
     sh("cd " .. q(tmp) .. " && (" .. ENV .. "lua5.4 " .. q(examples .. "/tail.lua") .. " " .. flags .. " " .. q(path)
       .. " > " .. tag .. ".mine.out 2> " .. tag .. ".mine.err & echo $! > " .. tag .. ".mine.pid)")
     fio.sleep(0.5)
-    finally(function() -- (a failing spec leaves neither running)
-      for _, who in ipairs { "ref", "mine" } do
-        helper.sh("kill -INT $(cat " .. q(tmp .. "/" .. tag .. "." .. who .. ".pid") .. ") 2>/dev/null")
+    -- (GNU tail started with & by sh ignores SIGINT: TERM for it)
+    local function kill_both()
+      for who, sig in pairs { ref = "TERM", mine = "INT" } do
+        helper.sh("kill -" .. sig .. " $(cat " .. q(tmp .. "/" .. tag .. "." .. who .. ".pid") .. ") 2>/dev/null")
       end
-    end)
+    end
+    finally(kill_both) -- (a failing spec leaves neither running)
     return function()
       fio.sleep(1.5) -- (GNU tail looks at least once a second)
-      for _, who in ipairs { "ref", "mine" } do
-        sh("kill -INT $(cat " .. q(tmp .. "/" .. tag .. "." .. who .. ".pid") .. ")")
-      end
+      kill_both()
       fio.sleep(0.3)
       local r = {}
       for _, who in ipairs { "ref", "mine" } do
