@@ -33,13 +33,8 @@ while [ $i -lt "$ROUNDS" ]; do
   run pipe.fiberio lua5.4 bench/procs.lua pipe-fiberio "$MIB"
   run pipe.shell sh -c "head -c $((MIB * 1048576)) /dev/zero | cat | cat >/dev/null"
 done
-awk -v backend="${FIBERIO_BACKEND:-io_uring}" '
+cat >"$out/table.awk" <<'EOF'
   { t[$1] = t[$1] " " $2; names[$1] = 1 }
-  function median(list,   a, n, i, j, x) {
-    n = split(list, a, " ")
-    for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > x + 0; j--) a[j + 1] = a[j]; a[j + 1] = x }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
   END {
     print "| variant | median s (whole process) | ratio |"
     print "|---|--:|--:|"
@@ -52,4 +47,6 @@ awk -v backend="${FIBERIO_BACKEND:-io_uring}" '
       if (n == "pipe.fiberio") r = sprintf("%.2f x the shell (time)", median(t[n]) / median(t["pipe.shell"]))
       printf "| %s (%s) | %.3f | %s |\n", n, backend, median(t[n]), r
     }
-  }' "$out/runs"
+  }
+EOF
+awk -v backend="${FIBERIO_BACKEND:-io_uring}" -f bench/median.awk -f "$out/table.awk" "$out/runs"

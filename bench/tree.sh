@@ -87,13 +87,8 @@ while [ $i -lt "$ROUNDS" ]; do
 done
 
 # medians and ratios
-awk -v backend="${FIBERIO_BACKEND:-io_uring}" '
+cat >"$out/table.awk" <<'EOF'
   { t[$1] = t[$1] " " $2; m[$1] = m[$1] " " $3; names[$1] = 1 }
-  function median(list,   a, n, i, j, x) {
-    n = split(list, a, " ")
-    for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > x + 0; j--) a[j + 1] = a[j]; a[j + 1] = x }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
   END {
     print "| tool | median s | median peak RSS KiB | ratio to anchor |"
     print "|---|--:|--:|--:|"
@@ -110,4 +105,6 @@ awk -v backend="${FIBERIO_BACKEND:-io_uring}" '
       }
       printf "| %s (%s) | %.3f | %d | %s |\n", n, backend, median(t[n]), median(m[n]), r
     }
-  }' "$out/runs"
+  }
+EOF
+awk -v backend="${FIBERIO_BACKEND:-io_uring}" -f bench/median.awk -f "$out/table.awk" "$out/runs"

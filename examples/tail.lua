@@ -88,6 +88,16 @@ local function copy_from(f, pos)
   return pos
 end
 
+-- pos, or 0 if f was cut shorter than pos (said on stderr, as GNU tail).
+local function check_truncated(f, pos)
+  local now = f:stat()
+  if now and now.size < pos then
+    io.stderr:write(PROG, ": ", file, ": file truncated\n")
+    return 0
+  end
+  return pos
+end
+
 local function main()
   local f, msg = fio.open(file)
   if not f then
@@ -109,11 +119,7 @@ local function main()
     while true do
       pos = copy_from(f, pos)
       w:next()
-      local now = f:stat()
-      if now and now.size < pos then
-        io.stderr:write(PROG, ": ", file, ": file truncated\n")
-        pos = 0
-      end
+      pos = check_truncated(f, pos)
     end
   end
   -- -F: the name, through its directory: one watch sees appends to it,
@@ -140,11 +146,7 @@ local function main()
           f, pos = nf, 0
         end
       elseif f then
-        local now = f:stat()
-        if now and now.size < pos then
-          io.stderr:write(PROG, ": ", file, ": file truncated\n")
-          pos = 0
-        end
+        pos = check_truncated(f, pos)
       end
     end
   end

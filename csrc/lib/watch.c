@@ -95,10 +95,8 @@ static int l_readsome(lua_State *L) {
   int queued = 0;
   if (ioctl(fd, FIONREAD, &queued) == 0 && queued > 0) {
     luaL_Buffer b;
-    size_t want = (size_t)queued < (size_t)max ? (size_t)max : (size_t)queued;
-    if (want > (size_t)max) want = (size_t)max;
-    char *p = luaL_buffinitsize(L, &b, want);
-    ssize_t n = read(fd, p, want); /* (cannot block) */
+    char *p = luaL_buffinitsize(L, &b, (size_t)max);
+    ssize_t n = read(fd, p, (size_t)max); /* (cannot block) */
     if (n < 0) return fio_errresult(L, NULL, errno);
     luaL_pushresultsize(&b, (size_t)n);
     return 1;
