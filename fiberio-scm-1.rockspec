@@ -28,6 +28,7 @@ build = {
     ["fiberio.fs"] = "lua/fiberio/fs.lua",
     ["fiberio.process"] = "lua/fiberio/process.lua",
     ["fiberio.watch"] = "lua/fiberio/watch.lua",
+    ["fiberio.socket"] = "lua/fiberio/socket.lua",
     ["fiberio.core"] = {
       sources = {
         "csrc/util/config.c", "csrc/util/fd.c", "csrc/util/process.c", "csrc/util/spawn.c",
@@ -37,7 +38,7 @@ build = {
         "csrc/lib/errno.c", "csrc/lib/fiber.c", "csrc/lib/file.c", "csrc/lib/fs.c",
         "csrc/lib/module.c", "csrc/lib/parallel.c", "csrc/lib/sync.c",
         "csrc/lib/time.c", "csrc/lib/walk.c", "csrc/lib/process.c",
-        "csrc/lib/watch.c",
+        "csrc/lib/watch.c", "csrc/lib/socket.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(URING_INCDIR)" },

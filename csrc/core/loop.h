@@ -188,7 +188,7 @@ struct fio_loop {
    * and completions found on the loop thread, to complete after the wait
    * (linked through qnext). */
   fio_dlist inline_q, done_q;
-  unsigned inline_codes;        /* FIO_OP_* bits the loop thread may run
+  uint64_t inline_codes;        /* FIO_OP_* bits the loop thread may run
                                  * (op.h's FIO_OPS_HERE, less what the
                                  * backend's init takes out) */
   struct fio_here {             /* by FIO_OP_* code (core/op.c) */

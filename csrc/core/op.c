@@ -83,11 +83,11 @@ void fio_buf_put(fio_loop *loop, char *buf, size_t size) {
 
 /* --- submitting and canceling -------------------------------------------- */
 
-_Static_assert(FIO_OP_LAST <= 32, "op codes index 32-bit masks");
+_Static_assert(FIO_OP_LAST <= 64, "op codes index 64-bit masks");
 
 /* Whether the loop thread may run op itself (the file comment). */
 static int runs_here(fio_loop *loop, const fio_op *op) {
-  if (op->executor || !(loop->inline_codes & 1u << op->code)) return 0;
+  if (op->executor || !(loop->inline_codes & FIO_OP_BIT(op->code))) return 0;
   if ((op->code == FIO_OP_READ || op->code == FIO_OP_WRITE) && !op->may_inline)
     return 0;
   struct fio_here *h = &loop->here[op->code];

@@ -33,6 +33,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "core/loop.h"
 
@@ -78,6 +79,26 @@ enum {
   FIO_OP_STATVFS,  /* statvfs(path) into mem */
   FIO_OP_WAITID,   /* until the process of pidfd fd has ended, without
                     * reaping it (waitid WEXITED|WNOWAIT): res = 0 */
+  /* Sockets. Their fds are blocking, but for listeners and a connect in
+   * progress (O_NONBLOCK, set by the binding): no call may block on one
+   * where the threads backend tries it, on the loop thread. */
+  FIO_OP_ACCEPT,   /* accept4(fd, the peer's address into mem, a struct
+                    * fio_sockaddr, SOCK_CLOEXEC) -> fd (-EAGAIN: none
+                    * yet, where the runner does not wait: poll, again) */
+  FIO_OP_CONNECT,  /* connect(fd, the fio_sockaddr at mem) (-EINPROGRESS
+                    * on a nonblocking fd: poll for POLLOUT, then SO_ERROR) */
+  FIO_OP_POLL,     /* until fd is ready for mode (POLLIN or POLLOUT):
+                    * res = revents */
+  FIO_OP_RECV,     /* recv(fd, buf, len, flags) */
+  FIO_OP_SEND,     /* send(fd, buf, len, flags | MSG_NOSIGNAL) */
+  FIO_OP_RECVMSG,  /* recvmsg(fd, the struct msghdr at mem, flags) */
+  FIO_OP_SENDMSG,  /* sendmsg(fd, the struct msghdr at mem, flags |
+                    * MSG_NOSIGNAL) */
+  FIO_OP_GETADDRINFO, /* getaddrinfo(path, path2 (the service, or NULL),
+                    * hints: family flags, socktype mode, ai_flags off):
+                    * the list at buf (freed with the op), res = 0;
+                    * -errno; or FIO_GAI_ERR(code) for getaddrinfo's other
+                    * EAI_* codes */
   FIO_OP_LAST
 };
 enum { FIO_OPS_IDLE = 0, FIO_OPS_INFLIGHT, FIO_OPS_DONE };
@@ -88,22 +109,40 @@ enum { FIO_OPS_IDLE = 0, FIO_OPS_INFLIGHT, FIO_OPS_DONE };
  * only when its binding set may_inline (a regular file); an open is made
  * without waiting (a FIFO's goes to the backend). Not fsync or copy
  * (a disk's time by design), nor tasks. */
-#define FIO_OPS_HERE                                                       \
-  (1u << FIO_OP_READ | 1u << FIO_OP_WRITE | 1u << FIO_OP_CLOSE |            \
-   1u << FIO_OP_OPENAT | 1u << FIO_OP_STATX | 1u << FIO_OP_FTRUNCATE |      \
-   1u << FIO_OP_UNLINKAT | 1u << FIO_OP_RENAMEAT | 1u << FIO_OP_MKDIRAT |   \
-   1u << FIO_OP_SYMLINKAT | 1u << FIO_OP_LINKAT | 1u << FIO_OP_GETDENTS |   \
-   1u << FIO_OP_READLINK | 1u << FIO_OP_CHMOD | 1u << FIO_OP_ACCESS |       \
-   1u << FIO_OP_REALPATH | 1u << FIO_OP_MKDTEMP | 1u << FIO_OP_TRUNCATE |   \
-   1u << FIO_OP_READFILE | 1u << FIO_OP_UTIME | 1u << FIO_OP_CHOWN |        \
-   1u << FIO_OP_MKNOD | 1u << FIO_OP_GETXATTR | 1u << FIO_OP_SETXATTR |     \
-   1u << FIO_OP_LISTXATTR | 1u << FIO_OP_STATVFS)
+/* An op code's bit in a mask of codes. */
+#define FIO_OP_BIT(code) (UINT64_C(1) << (code))
+#define FIO_OPS_HERE                                                         \
+  (FIO_OP_BIT(FIO_OP_READ) | FIO_OP_BIT(FIO_OP_WRITE) |                       \
+   FIO_OP_BIT(FIO_OP_CLOSE) | FIO_OP_BIT(FIO_OP_OPENAT) |                     \
+   FIO_OP_BIT(FIO_OP_STATX) | FIO_OP_BIT(FIO_OP_FTRUNCATE) |                  \
+   FIO_OP_BIT(FIO_OP_UNLINKAT) | FIO_OP_BIT(FIO_OP_RENAMEAT) |                \
+   FIO_OP_BIT(FIO_OP_MKDIRAT) | FIO_OP_BIT(FIO_OP_SYMLINKAT) |                \
+   FIO_OP_BIT(FIO_OP_LINKAT) | FIO_OP_BIT(FIO_OP_GETDENTS) |                  \
+   FIO_OP_BIT(FIO_OP_READLINK) | FIO_OP_BIT(FIO_OP_CHMOD) |                   \
+   FIO_OP_BIT(FIO_OP_ACCESS) | FIO_OP_BIT(FIO_OP_REALPATH) |                  \
+   FIO_OP_BIT(FIO_OP_MKDTEMP) | FIO_OP_BIT(FIO_OP_TRUNCATE) |                 \
+   FIO_OP_BIT(FIO_OP_READFILE) | FIO_OP_BIT(FIO_OP_UTIME) |                   \
+   FIO_OP_BIT(FIO_OP_CHOWN) | FIO_OP_BIT(FIO_OP_MKNOD) |                      \
+   FIO_OP_BIT(FIO_OP_GETXATTR) | FIO_OP_BIT(FIO_OP_SETXATTR) |                \
+   FIO_OP_BIT(FIO_OP_LISTXATTR) | FIO_OP_BIT(FIO_OP_STATVFS))
 /* What an op closes (its `owns` bits; see the top comment). */
 enum {
   FIO_OWN_FD = 1,      /* fd, when the op is freed */
   FIO_OWN_FD2 = 2,     /* fd2, when the op is freed */
   FIO_OWN_RESULT = 4,  /* res >= 0 is an fd: closed if nobody takes it */
   FIO_OWN_FD_LAST = 8  /* fd, when the last op of the loop on it completes */
+};
+
+/* GETADDRINFO's result for an EAI_* code (negative in glibc) other than
+ * EAI_SYSTEM, below every -errno; and back. */
+#define FIO_GAI_ERR(eai) (-4096 + (eai))
+#define FIO_GAI_CODE(res) ((res) + 4096)
+#define FIO_IS_GAI_ERR(res) ((res) <= -4096)
+
+/* A socket address and its length: what ACCEPT fills and CONNECT reads. */
+struct fio_sockaddr {
+  struct sockaddr_storage addr;
+  socklen_t len;
 };
 
 /* The most one read(2) or write(2) moves on Linux. */

@@ -5,10 +5,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -498,6 +500,47 @@ static int exec_op(fio_op *op) {
     /* (a pool thread's blocking wait: a cancel interrupts it, EINTR) */
     siginfo_t si;
     return waitid(P_PIDFD, (id_t)op->fd, &si, WEXITED | WNOWAIT) < 0 ? -errno : 0;
+  }
+  case FIO_OP_ACCEPT: {
+    struct fio_sockaddr *sa = (struct fio_sockaddr *)(void *)op->mem;
+    sa->len = sizeof sa->addr;
+    r = accept4(op->fd, (struct sockaddr *)&sa->addr, &sa->len, SOCK_CLOEXEC);
+    return r < 0 ? -errno : (int)r;
+  }
+  case FIO_OP_CONNECT: {
+    const struct fio_sockaddr *sa = (const struct fio_sockaddr *)(void *)op->mem;
+    return connect(op->fd, (const struct sockaddr *)&sa->addr, sa->len) < 0 ? -errno : 0;
+  }
+  case FIO_OP_POLL: {
+    /* (a pool thread's blocking wait: a cancel interrupts it, EINTR) */
+    struct pollfd p = {op->fd, (short)op->mode, 0};
+    r = poll(&p, 1, -1);
+    return r < 0 ? -errno : p.revents;
+  }
+  case FIO_OP_RECV:
+    r = recv(op->fd, op->buf, op->len, op->flags);
+    return r < 0 ? -errno : (int)r;
+  case FIO_OP_SEND:
+    r = send(op->fd, op->buf, op->len, op->flags | MSG_NOSIGNAL);
+    return r < 0 ? -errno : (int)r;
+  case FIO_OP_RECVMSG:
+    r = recvmsg(op->fd, (struct msghdr *)(void *)op->mem, op->flags);
+    return r < 0 ? -errno : (int)r;
+  case FIO_OP_SENDMSG:
+    r = sendmsg(op->fd, (struct msghdr *)(void *)op->mem, op->flags | MSG_NOSIGNAL);
+    return r < 0 ? -errno : (int)r;
+  case FIO_OP_GETADDRINFO: {
+    struct addrinfo hints, *list = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = op->flags;
+    hints.ai_socktype = (int)op->mode;
+    hints.ai_flags = (int)op->off;
+    int rc = getaddrinfo(op->path, op->path2, &hints, &list);
+    if (rc == 0) {
+      op->buf = (char *)list; /* (the op's dtor frees it) */
+      return 0;
+    }
+    return rc == EAI_SYSTEM ? -errno : FIO_GAI_ERR(rc);
   }
   }
   return -ENOSYS;

@@ -135,6 +135,37 @@ static int rec_sync(threads *t, int fd, fdrec *r) {
 
 /* --- trying a call without blocking ------------------------------------------ */
 
+/* Whether op waits for room to write (its fd's writers), not for data. */
+static int writes(const fio_op *op) {
+  return op->code == FIO_OP_WRITE || op->code == FIO_OP_SEND ||
+         op->code == FIO_OP_SENDMSG ||
+         (op->code == FIO_OP_POLL && (op->mode & EPOLLOUT));
+}
+
+/* One try of a socket's op, without waiting (a listener is nonblocking). */
+static ssize_t try_sock(fio_op *op) {
+  switch (op->code) {
+  case FIO_OP_ACCEPT: {
+    struct fio_sockaddr *sa = (struct fio_sockaddr *)(void *)op->mem;
+    sa->len = sizeof sa->addr;
+    return accept4(op->fd, (struct sockaddr *)&sa->addr, &sa->len, SOCK_CLOEXEC);
+  }
+  case FIO_OP_RECVMSG:
+    return recvmsg(op->fd, (struct msghdr *)(void *)op->mem, op->flags | MSG_DONTWAIT);
+  case FIO_OP_SENDMSG:
+    return sendmsg(op->fd, (struct msghdr *)(void *)op->mem,
+                   op->flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+  case FIO_OP_RECV:
+    return recv(op->fd, op->buf, op->len, op->flags | MSG_DONTWAIT);
+  case FIO_OP_SEND:
+    return send(op->fd, op->buf, op->len, op->flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+  case FIO_OP_WRITE:
+    return send(op->fd, op->buf, op->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+  default: /* FIO_OP_READ */
+    return recv(op->fd, op->buf, op->len, MSG_DONTWAIT);
+  }
+}
+
 /* One try of op on the loop thread: res >= 0 or -errno; -EAGAIN: not ready;
  * -EOPNOTSUPP: this fd cannot be tried that way. */
 static int try_op(fio_op *op, int kind) {
@@ -143,8 +174,7 @@ static int try_op(fio_op *op, int kind) {
   for (;;) {
     if (kind == K_SOCK) {
       if (op->off != (uint64_t)-1) return -ESPIPE; /* as pread would say */
-      r = wr ? send(op->fd, op->buf, op->len, MSG_DONTWAIT)
-             : recv(op->fd, op->buf, op->len, MSG_DONTWAIT);
+      r = try_sock(op);
     } else {
       struct iovec iov = {op->buf, op->len};
       off_t off = op->off == (uint64_t)-1 ? (off_t)-1 : (off_t)op->off;
@@ -182,7 +212,7 @@ static void park(fio_loop *loop, threads *t, fio_op *op, int kind) {
     fio_op_done(loop, op, -ENOMEM);
     return;
   }
-  int wr = op->code == FIO_OP_WRITE;
+  int wr = writes(op);
   if (wr) {
     fio_dlist_push(&r->writers, &op->queue_node);
     r->wkind = (uint8_t)kind;
@@ -205,7 +235,7 @@ static void submit_polled(fio_loop *loop, threads *t, fio_op *op,
   int kind = S_ISSOCK(mode) ? K_SOCK : K_NOWAIT;
   t->polled++;
   fdrec *r = (size_t)op->fd < t->nfds ? &t->fds[op->fd] : NULL;
-  int wr = op->code == FIO_OP_WRITE;
+  int wr = writes(op);
   if (r && (wr ? r->writers.head : r->readers.head)) {
     /* Others wait on this fd in this direction: queue behind them rather
      * than take data (or room) that is theirs. */
@@ -310,6 +340,25 @@ static void threads_submit(fio_loop *loop, fio_op *op) {
     t->polled++;
     park(loop, t, op, K_READY);
     return;
+  }
+  if (t->poll) {
+    switch (op->code) {
+    case FIO_OP_CONNECT: /* (nonblocking: ends at once; a POLL follows) */
+      t->polled++;
+      fio_op_done(loop, op, fio_exec(op, NULL));
+      return;
+    case FIO_OP_POLL:
+      t->polled++;
+      park(loop, t, op, K_READY);
+      return;
+    case FIO_OP_ACCEPT:
+    case FIO_OP_RECV:
+    case FIO_OP_SEND:
+    case FIO_OP_RECVMSG:
+    case FIO_OP_SENDMSG:
+      submit_polled(loop, t, op, S_IFSOCK);
+      return;
+    }
   }
   if (t->poll && (op->code == FIO_OP_READ || op->code == FIO_OP_WRITE)) {
     if (op->fd < 0 || fstat(op->fd, &st) < 0) {

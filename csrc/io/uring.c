@@ -67,9 +67,9 @@ typedef struct uring {
   unsigned flags;          /* setup flags the kernel took */
   uint64_t probe;          /* supported opcodes < 64 */
   int wake_armed;          /* the wake poll is in the kernel */
-  unsigned noring;         /* FIO_OP_* bits forced onto the pool (a test
+  uint64_t noring;         /* FIO_OP_* bits forced onto the pool (a test
                             * build's FIBERIO_NO_RING_OPS; else 0) */
-  unsigned einval;         /* FIO_OP_* bits whose ring result is replaced by
+  uint64_t einval;         /* FIO_OP_* bits whose ring result is replaced by
                             * -EINVAL (a test build's stand-in for a kernel
                             * refusing the call; else 0) */
   uint64_t pooled, reruns; /* ops sent to the pool: no opcode / refused */
@@ -102,14 +102,14 @@ static void arm_wake(fio_loop *loop, uring *u) {
 
 #ifdef FIBERIO_TEST_HOOKS
 /* The FIO_OP_* bits named in a test hook's list (util/config.h). */
-static unsigned op_mask(const char *list) {
+static uint64_t op_mask(const char *list) {
   static const char *const names[FIO_OP_LAST] = {
       NULL,       "read",      "write",    "close",    "openat",
       "statx",    "fsync",     "ftruncate", "unlinkat", "renameat",
       "mkdirat",  "symlinkat", "linkat", [FIO_OP_WAITID] = "waitid"};
-  unsigned m = 0;
+  uint64_t m = 0;
   for (int c = 1; list && c < FIO_OP_LAST; c++)
-    if (names[c] && fio_list_has(list, names[c])) m |= 1u << c;
+    if (names[c] && fio_list_has(list, names[c])) m |= FIO_OP_BIT(c);
   return m;
 }
 
@@ -267,7 +267,7 @@ static void reap(fio_loop *loop, uring *u) {
       } else if (tag) {
         fio_op *op = (fio_op *)(uintptr_t)tag;
         int res = cqe->res;
-        if (u->einval & (1u << op->code)) res = -EINVAL;
+        if (u->einval & FIO_OP_BIT(op->code)) res = -EINVAL;
         if ((res == -EOPNOTSUPP || res == -EINVAL) && !op->cancel_sent &&
             op->code != FIO_OP_READ && op->code != FIO_OP_WRITE) {
           /* The probe listed the opcode, but this kernel or filesystem
@@ -349,6 +349,13 @@ static int opcode_of(int code) {
   case FIO_OP_GETXATTR: return IORING_OP_GETXATTR;
   case FIO_OP_SETXATTR: return IORING_OP_SETXATTR;
   case FIO_OP_WAITID: return IORING_OP_POLL_ADD; /* (WAITID where probed: prep) */
+  case FIO_OP_ACCEPT: return IORING_OP_ACCEPT;
+  case FIO_OP_CONNECT: return IORING_OP_CONNECT;
+  case FIO_OP_POLL: return IORING_OP_POLL_ADD;
+  case FIO_OP_RECV: return IORING_OP_RECV;
+  case FIO_OP_SEND: return IORING_OP_SEND;
+  case FIO_OP_RECVMSG: return IORING_OP_RECVMSG;
+  case FIO_OP_SENDMSG: return IORING_OP_SENDMSG;
   }
   return -1;
 }
@@ -378,7 +385,7 @@ static void uring_submit(fio_loop *loop, fio_op *op) {
       (op->flags & AT_SYMLINK_NOFOLLOW))
     opc = -1; /* (the ring has no l- form) */
   if (opc < 0 || opc >= 64 || !(u->probe & (1ull << opc)) ||
-      ((u->noring & (1u << op->code)) && op->code != FIO_OP_WAITID)) {
+      ((u->noring & FIO_OP_BIT(op->code)) && op->code != FIO_OP_WAITID)) {
     u->pooled++;
     to_pool(loop, op);
     return;
@@ -437,7 +444,7 @@ static void prep(fio_loop *loop, uring *u, fio_op *op) {
     break;
   case FIO_OP_WAITID:
     if ((u->probe & 1ull << IORING_OP_WAITID_NUM) &&
-        !(u->noring & 1u << FIO_OP_WAITID)) {
+        !(u->noring & FIO_OP_BIT(FIO_OP_WAITID))) {
       /* (liburing 2.3 has no io_uring_prep_waitid: its fields by hand) */
       io_uring_prep_rw(IORING_OP_WAITID_NUM, sqe, op->fd, NULL, P_PIDFD, 0);
       sqe->file_index = WEXITED | WNOWAIT; /* the options */
@@ -446,6 +453,35 @@ static void prep(fio_loop *loop, uring *u, fio_op *op) {
       /* before 6.7: a pidfd polls readable once its process has ended */
       io_uring_prep_poll_add(sqe, op->fd, POLLIN);
     }
+    break;
+  case FIO_OP_ACCEPT: {
+    struct fio_sockaddr *sa = (struct fio_sockaddr *)(void *)op->mem;
+    sa->len = sizeof sa->addr;
+    io_uring_prep_accept(sqe, op->fd, (struct sockaddr *)&sa->addr, &sa->len,
+                         SOCK_CLOEXEC);
+    break;
+  }
+  case FIO_OP_CONNECT: {
+    const struct fio_sockaddr *sa = (const struct fio_sockaddr *)(void *)op->mem;
+    io_uring_prep_connect(sqe, op->fd, (const struct sockaddr *)&sa->addr, sa->len);
+    break;
+  }
+  case FIO_OP_POLL:
+    io_uring_prep_poll_add(sqe, op->fd, op->mode);
+    break;
+  case FIO_OP_RECV:
+    io_uring_prep_recv(sqe, op->fd, op->buf, op->len, op->flags);
+    break;
+  case FIO_OP_SEND:
+    io_uring_prep_send(sqe, op->fd, op->buf, op->len, op->flags | MSG_NOSIGNAL);
+    break;
+  case FIO_OP_RECVMSG:
+    io_uring_prep_recvmsg(sqe, op->fd, (struct msghdr *)(void *)op->mem,
+                          (unsigned)op->flags);
+    break;
+  case FIO_OP_SENDMSG:
+    io_uring_prep_sendmsg(sqe, op->fd, (const struct msghdr *)(void *)op->mem,
+                          (unsigned)op->flags | MSG_NOSIGNAL);
     break;
   }
   io_uring_sqe_set_data(sqe, op);
@@ -490,7 +526,8 @@ static void prep(fio_loop *loop, uring *u, fio_op *op) {
 #define RF_SLOTS_SPREAD 16
 
 static void rf_init(uring *u) {
-  const unsigned need = 1u << FIO_OP_OPENAT | 1u << FIO_OP_READ | 1u << FIO_OP_CLOSE;
+  const uint64_t need =
+      FIO_OP_BIT(FIO_OP_OPENAT) | FIO_OP_BIT(FIO_OP_READ) | FIO_OP_BIT(FIO_OP_CLOSE);
   if (!(u->probe & 1ull << IORING_OP_OPENAT) || !(u->probe & 1ull << IORING_OP_READ) ||
       !(u->probe & 1ull << IORING_OP_CLOSE) ||
       !(u->probe & 1ull << IORING_OP_POLL_ADD) || (u->noring & need) ||
@@ -597,7 +634,7 @@ static void rf_step_done(fio_loop *loop, uring *u, fio_op *op) {
     rf_end(loop, u, op, open);
     return;
   }
-  if (!uop(op)->rf_step && (u->einval & 1u << FIO_OP_OPENAT) && open >= 0) {
+  if (!uop(op)->rf_step && (u->einval & FIO_OP_BIT(FIO_OP_OPENAT)) && open >= 0) {
     /* FIBERIO_TEST_RING_EINVAL=openat: as if the kernel refused it */
     rf_slot_close(u, op);
     open = -EINVAL;

@@ -37,37 +37,11 @@
 
 #include "core/loop.h"
 #include "core/op.h"
+#include "lib/file.h"
 #include "lib/fs.h"
 #include "lib/lib.h"
 #include "util/process.h"
 
-#define BUFSZ (64 * 1024)
-
-enum { BUF_FULL, BUF_LINE, BUF_NO };
-
-typedef struct fio_file {
-  int fd;             /* -1: closed */
-  uint8_t isstd;      /* fio.stdin/stdout/stderr: close refuses */
-  uint8_t cstdout;    /* fio.stdout: writes go through C's stdout */
-  uint8_t mode;       /* BUF_* */
-  int8_t seekable;    /* -1: not known yet */
-  uint8_t append;     /* O_APPEND (known with seekable) */
-  int8_t disk;        /* a regular file or block device; -1: not known */
-  uint8_t eof;        /* the last fill of this read call read nothing */
-  uint8_t canread, canwrite; /* from the open mode, as stdio's */
-  int busy;           /* an op of this handle's buffered I/O is in flight */
-  int inflight;       /* ops in flight on fd (pread, pwrite, sync, ...) */
-  fio_op *bufop;      /* the op that borrows a buffer, and which one */
-  char *bufop_base;
-  fio_list idle;      /* callers waiting for busy to clear */
-  size_t bufsize;     /* capacity for new buffers (setvbuf) */
-  char *rbuf;         /* unread bytes: rbuf[rpos, rlen) */
-  size_t rcap, rpos, rlen;
-  char *wbuf;         /* unwritten bytes: wbuf[wpos, wlen) */
-  size_t wcap, wpos, wlen;
-  struct fio_file *eprev, *enext; /* the at-exit list */
-  int etracked;                   /* on it (from the first buffered write) */
-} fio_file;
 
 /* --- flushing at exit --------------------------------------------------------- */
 
@@ -114,22 +88,48 @@ static void exit_untrack(fio_file *f) {
 
 /* --- handles ----------------------------------------------------------------- */
 
-/* A new closed handle, pushed (liolib's newprefile). */
-static fio_file *newfile(lua_State *L) {
+/* (liolib's newprefile) */
+fio_file *fio_file_new(lua_State *L, const char *tname) {
   fio_file *f = lua_newuserdatauv(L, sizeof *f, 0);
   memset(f, 0, sizeof *f);
   f->fd = -1;
   f->seekable = -1;
   f->disk = -1;
-  f->bufsize = BUFSZ;
-  luaL_setmetatable(L, FIO_FILE);
+  f->bufsize = FIO_FILE_BUFSZ;
+  f->timeout = -1;
+  luaL_setmetatable(L, tname);
   return f;
 }
 
-static fio_file *tofile(lua_State *L, int idx) {
-  fio_file *f = luaL_checkudata(L, idx, FIO_FILE);
+static fio_file *newfile(lua_State *L) { return fio_file_new(L, FIO_FILE); }
+
+fio_file *fio_file_test(lua_State *L, int idx) {
+  fio_file *f = luaL_testudata(L, idx, FIO_FILE);
+  if (!f) f = luaL_testudata(L, idx, FIO_SOCKET);
+  if (!f) f = luaL_testudata(L, idx, FIO_SERVER);
+  return f;
+}
+
+/* A handle at idx, open or closed, or raise as luaL_checkudata. */
+static fio_file *checkhandle(lua_State *L, int idx) {
+  fio_file *f = fio_file_test(L, idx);
+  if (!f) luaL_typeerror(L, idx, FIO_FILE);
+  return f;
+}
+
+fio_file *fio_file_check(lua_State *L, int idx) {
+  fio_file *f = checkhandle(L, idx);
   if (f->fd < 0) luaL_error(L, "attempt to use a closed file");
   return f;
+}
+
+static fio_file *tofile(lua_State *L, int idx) { return fio_file_check(L, idx); }
+
+int fio_file_ioerr(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushstring(L, err == ETIMEDOUT ? "timeout" : strerror(err));
+  lua_pushinteger(L, err);
+  return 3;
 }
 
 static int seekable(fio_file *f) {
@@ -221,7 +221,7 @@ static void flush_collected(fio_file *f) {
 }
 
 static int f_gc(lua_State *L) {
-  fio_file *f = luaL_checkudata(L, 1, FIO_FILE);
+  fio_file *f = checkhandle(L, 1);
   if (f->fd >= 0) {
     flush_collected(f);
     int deferred = 0;
@@ -238,16 +238,18 @@ static int f_gc(lua_State *L) {
 }
 
 static int f_tostring(lua_State *L) {
-  fio_file *f = luaL_checkudata(L, 1, FIO_FILE);
-  if (f->fd < 0) lua_pushliteral(L, "file (closed)");
-  else lua_pushfstring(L, "file (%p)", (void *)f);
+  fio_file *f = checkhandle(L, 1);
+  const char *kind = luaL_testudata(L, 1, FIO_FILE) ? "file"
+                     : luaL_testudata(L, 1, FIO_SOCKET) ? "socket" : "server";
+  if (f->fd < 0) lua_pushfstring(L, "%s (closed)", kind);
+  else lua_pushfstring(L, "%s (%p)", kind, (void *)f);
   return 1;
 }
 
 /* fio.type(x): "file", "closed file", or nil — as io.type. */
 static int l_type(lua_State *L) {
   luaL_checkany(L, 1);
-  fio_file *f = luaL_testudata(L, 1, FIO_FILE);
+  fio_file *f = fio_file_test(L, 1);
   if (!f) luaL_pushfail(L);
   else if (f->fd < 0) lua_pushliteral(L, "closed file");
   else lua_pushliteral(L, "file");
@@ -291,6 +293,7 @@ static int buf_io(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
                   fio_fiber *pseudo, int code, char *buf, size_t len,
                   char *base, lua_KFunction k) {
   w = suspend_begin(L, loop, w, pseudo);
+  if (f->timeout >= 0) fio_timer_arm_in(L, loop, w, f->timeout);
   fio_op *op = mkop(L, f, code, f->fd, buf, len);
   f->busy = 1;
   f->bufop = op;
@@ -328,7 +331,8 @@ static fio_op *mkop(lua_State *L, fio_file *f, int code, int fd, char *buf,
                     size_t len) {
   fio_op *op = fio_op_new(0);
   if (!op) luaL_error(L, "not enough memory");
-  op->code = (uint8_t)code;
+  op->code = (uint8_t)(!f->sock ? code : code == FIO_OP_READ ? FIO_OP_RECV
+                                                              : FIO_OP_SEND);
   op->fd = fd;
   op->buf = buf;
   op->len = len > FIO_MAXIO ? FIO_MAXIO : len;
@@ -648,12 +652,12 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
     return run_read(L, w, NULL);
   }
   int code = w->op->code;
-  if (code == FIO_OP_WRITE) {
+  if (code == FIO_OP_WRITE || code == FIO_OP_SEND) {
     int res = flush_done(L, f, w);
     if (res < 0) {
       int mode = (int)lua_tointeger(L, 2);
       if (mode & LINES) return luaL_error(L, "%s", strerror(-res));
-      return fio_errresult(L, NULL, -res);
+      return fio_file_ioerr(L, -res);
     }
     return run_read(L, w, NULL);
   }
@@ -661,9 +665,7 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
   if (res < 0) {
     int mode = (int)lua_tointeger(L, 2), n = mode & 0xffff;
     lua_settop(L, 2 + n);
-    lua_pushnil(L);
-    lua_pushstring(L, strerror(-res));
-    lua_pushinteger(L, -res);
+    fio_file_ioerr(L, -res);
     return read_finish(L, mode, 3);
   }
   if (res == 0) f->eof = 1;
@@ -790,13 +792,13 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
   if (f->bufop_base == NULL && f->bufop == w->op) {
     /* a direct write from the string */
     int res = buf_done(L, f, w);
-    if (res < 0) return fio_errresult(L, NULL, -res);
+    if (res < 0) return fio_file_ioerr(L, -res);
     lua_pushinteger(L, lua_tointeger(L, 3) + res);
     lua_replace(L, 3);
     return run_write(L, w, NULL);
   }
   int res = flush_done(L, f, w);
-  if (res < 0) return fio_errresult(L, NULL, -res);
+  if (res < 0) return fio_file_ioerr(L, -res);
   return run_write(L, w, NULL);
 }
 
@@ -905,7 +907,7 @@ static int run_ctl(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
 static int close_result(lua_State *L, int res) {
   int ferr = lua_type(L, 3) == LUA_TNUMBER ? (int)lua_tointeger(L, 3) : 0;
   if (ferr) return fio_errresult(L, NULL, ferr);
-  if (res < 0) return fio_errresult(L, NULL, -res);
+  if (res < 0) return fio_file_ioerr(L, -res);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -929,7 +931,7 @@ static int ctl_k(lua_State *L, int status, lua_KContext ctx) {
         lua_replace(L, 3);
         return ctl_finish(L, f, kind, w, NULL);
       }
-      return fio_errresult(L, NULL, -res);
+      return fio_file_ioerr(L, -res);
     }
     return run_ctl(L, w, NULL);
   }
@@ -945,7 +947,7 @@ static int ctl_k(lua_State *L, int status, lua_KContext ctx) {
   w->op = NULL;
   fio_op_free(op);
   if (kind == K_CLOSE) return close_result(L, res);
-  if (res < 0) return fio_errresult(L, NULL, -res);
+  if (res < 0) return fio_file_ioerr(L, -res);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1049,7 +1051,7 @@ static int f_seek(lua_State *L) {
   return start_ctl(L, K_SEEK);
 }
 
-static int f_close(lua_State *L) {
+int fio_file_close(lua_State *L) {
   tofile(L, 1);
   lua_settop(L, 1);
   lua_pushnil(L); /* 3: flush error */
@@ -1087,7 +1089,7 @@ static int f_setvbuf(lua_State *L) {
   static const int cmodes[] = {_IOFBF, _IOLBF, _IONBF};
   fio_file *f = tofile(L, 1);
   int op = luaL_checkoption(L, 2, NULL, modenames);
-  lua_Integer sz = luaL_optinteger(L, 3, BUFSZ);
+  lua_Integer sz = luaL_optinteger(L, 3, FIO_FILE_BUFSZ);
   luaL_argcheck(L, sz >= 0, 3, "size must not be negative");
   if (f->cstdout) { /* C's stdout, as io.stdout:setvbuf */
     if (setvbuf(stdout, NULL, cmodes[op], 0) != 0)
@@ -1096,7 +1098,7 @@ static int f_setvbuf(lua_State *L) {
     return 1;
   }
   f->mode = (uint8_t)modes[op];
-  f->bufsize = sz == 0 ? BUFSZ : sz > MAXBUF ? MAXBUF : (size_t)sz;
+  f->bufsize = sz == 0 ? FIO_FILE_BUFSZ : sz > MAXBUF ? MAXBUF : (size_t)sz;
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1112,7 +1114,7 @@ static int pio_k(lua_State *L, int status, lua_KContext ctx) {
   w->op = NULL;
   if (res < 0) {
     fio_op_free(op);
-    return fio_errresult(L, NULL, -res);
+    return fio_file_ioerr(L, -res);
   }
   if (op->code == FIO_OP_READ) {
     if (res == 0) lua_pushnil(L);
@@ -1351,7 +1353,7 @@ static int l_pipe(lua_State *L) {
 static const luaL_Reg file_methods[] = {
     {"read", f_read},         {"write", f_write},       {"lines", f_lines},
     {"seek", f_seek},         {"flush", f_flush},       {"setvbuf", f_setvbuf},
-    {"close", f_close},       {"pread", f_pread},       {"pwrite", f_pwrite},
+    {"close", fio_file_close},       {"pread", f_pread},       {"pwrite", f_pwrite},
     {"sync", f_sync},         {"datasync", f_datasync}, {"stat", f_stat},
     {"truncate", f_truncate}, {"fd", f_fd},             {NULL, NULL}};
 
@@ -1359,6 +1361,20 @@ static const luaL_Reg file_meta[] = {{"__gc", f_gc},
                                      {"__close", f_gc},
                                      {"__tostring", f_tostring},
                                      {NULL, NULL}};
+
+void fio_file_stream_methods(lua_State *L, int loop) {
+  static const luaL_Reg stream[] = {
+      {"read", f_read},   {"write", f_write}, {"lines", f_lines},
+      {"flush", f_flush}, {"setvbuf", f_setvbuf}, {"close", fio_file_close},
+      {"stat", f_stat},   {"fd", f_fd},       {NULL, NULL}};
+  lua_pushvalue(L, loop);
+  luaL_setfuncs(L, stream, 1);
+}
+
+void fio_file_metamethods(lua_State *L, int loop) {
+  lua_pushvalue(L, loop);
+  luaL_setfuncs(L, file_meta, 1);
+}
 
 static void stdfile(lua_State *L, int fd, const char *name, const char *reg) {
   fio_file *f = newfile(L);

@@ -17,6 +17,7 @@ void fio_open_fs(lua_State *L);
 void fio_open_walk(lua_State *L);
 void fio_open_process(lua_State *L);
 void fio_open_watch(lua_State *L);
+void fio_open_socket(lua_State *L);
 void fio_open_sync(lua_State *L);
 void fio_open_parallel(lua_State *L);
 /* Sets field "errno" of the table at -1: errno names to numbers. */

@@ -28,6 +28,7 @@ int luaopen_fiberio_core(lua_State *L) {
   fio_open_walk(L);
   fio_open_process(L);
   fio_open_watch(L);
+  fio_open_socket(L);
   fio_open_sync(L);
   fio_open_parallel(L);
   /* worker threads find their state's loop here */

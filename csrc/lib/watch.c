@@ -81,17 +81,19 @@ static int readsome_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-/* core._readsome(fd, max) -> what one read(2) of fd gives (up to max
- * bytes; "" at end of file) | nil, msg, errno. An fd that says what it
- * holds (FIONREAD: inotify, pipes) and holds something is read at once,
- * here; else the read is an op that waits (cancelable). */
+/* core._readsome(fd, max [, nowait]) -> what one read(2) of fd gives (up
+ * to max bytes; "" at end of file) | nil, msg, errno. An fd that says what
+ * it holds (FIONREAD: inotify, pipes) and holds something is read at once,
+ * here; else the read is an op that waits (cancelable), or, with nowait,
+ * nothing is read: nil. */
 static int l_readsome(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   lua_Integer max = luaL_checkinteger(L, 2);
   luaL_argcheck(L, max > 0 && max <= FIO_MAXIO, 2, "size out of range");
+  int nowait = lua_toboolean(L, 3);
   fio_loop *loop = fio_loop_get(L);
-  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo); /* (a pending
-                                                            * cancel raises) */
+  fio_fiber pseudo, *w = nowait ? NULL : fio_wait_begin(loop, L, &pseudo);
+  /* (a pending cancel raises there) */
   int queued = 0;
   if (ioctl(fd, FIONREAD, &queued) == 0 && queued > 0) {
     luaL_Buffer b;
@@ -99,6 +101,10 @@ static int l_readsome(lua_State *L) {
     ssize_t n = read(fd, p, (size_t)max); /* (cannot block) */
     if (n < 0) return fio_errresult(L, NULL, errno);
     luaL_pushresultsize(&b, (size_t)n);
+    return 1;
+  }
+  if (nowait) {
+    lua_pushnil(L);
     return 1;
   }
   fio_op *op = fio_op_new((size_t)max);

@@ -202,6 +202,8 @@ local later = {
   queue = "fiberio.sync", mkdirp = "fiberio.fs", scandir = "fiberio.fs", walk = "fiberio.fs", rmtree = "fiberio.fs",
   spawn = "fiberio.process", exec = "fiberio.process", popen = "fiberio.process",
   watch = "fiberio.watch",
+  resolve = "fiberio.socket", connect = "fiberio.socket", listen = "fiberio.socket",
+  udp = "fiberio.socket", socketpair = "fiberio.socket",
 }
 setmetatable(M, { __index = function(_, name)
   local layer = later[name]

@@ -192,7 +192,7 @@ return function(fio)
     if timeout ~= nil and type(timeout) ~= "number" then
       argerror(1, "next", "timeout must be a number of seconds")
     end
-    local deadline = timeout and fio.now() + timeout
+    local deadline -- (taken once there is nothing to hand out)
     while true do
       if self.closed then return nil, "closed" end
       if self.first <= self.last then
@@ -201,7 +201,14 @@ return function(fio)
         self.first = self.first + 1
         return ev
       end
-      if self.closed or not inst then return nil, "closed" end
+      if not inst then return nil, "closed" end
+      -- what the kernel holds already, read with no wait (nor timer)
+      local data = not inst.reading and readsome(inst.fd, BUFSZ, true)
+      if data then
+        dispatch(data)
+        goto continue
+      end
+      if timeout and not deadline then deadline = fio.now() + timeout end
       if deadline and fio.now() >= deadline then return nil, "timeout" end
       if inst.reading then
         local cur = inst
@@ -222,6 +229,7 @@ return function(fio)
           return nil, msg
         end
       end
+      ::continue::
     end
   end
 
