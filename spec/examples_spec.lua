@@ -709,3 +709,130 @@ describe("examples/onchange.lua", function()
     assert.equal("start\nstart\ndone\n", helper.get(log))
   end)
 end)
+
+describe("examples/serve.lua and examples/fetch.lua", function()
+  local www, port, server
+
+  -- One request (or several, pipelined) in raw HTTP; the whole answer, up
+  -- to the server's close.
+  local function http(req)
+    local s = assert(fio.connect("127.0.0.1", port))
+    assert(s:write(req))
+    local out = s:read("a")
+    s:close()
+    return out
+  end
+  local function get(path, extra)
+    return http("GET " .. path .. " HTTP/1.1\r\nHost: x\r\n" .. (extra or "") .. "Connection: close\r\n\r\n")
+  end
+  local function status_of(resp) return tonumber(resp:match("^HTTP/1%.1 (%d+)")) end
+  local function body_of(resp) return resp:match("\r\n\r\n(.*)$") end
+
+  lazy_setup(function()
+    if unavailable then return end
+    www = tmp .. "/www"
+    mkdir(www)
+    mkdir(www .. "/sub")
+    mkdir(www .. "/withindex")
+    write(www .. "/f4k", ("0123456789abcdef"):rep(256))
+    write(www .. "/sub/a.txt", "hello\n")
+    write(www .. "/withindex/index.html", "<p>index</p>\n")
+    write(tmp .. "/secret", "secret\n")
+    assert(fio.symlink(tmp .. "/secret", www .. "/out"))
+    assert(fio.symlink("sub/a.txt", www .. "/in"))
+    server = assert(fio.spawn({ "sh", "-c", ENV .. "exec lua5.4 " .. q(examples .. "/serve.lua")
+      .. " " .. q(www) .. " 0" }, { stderr = "pipe" }))
+    local line = assert(server.stderr:read("l"))
+    port = tonumber(line:match(":(%d+)/$"))
+    assert(port, line)
+  end)
+
+  lazy_teardown(function()
+    if server then
+      server:kill()
+      server:wait()
+      server:close()
+    end
+  end)
+
+  it_("serves a file whole, HEAD without its body, 404 for what is not there", function()
+    local r = get("/f4k")
+    assert.equal(200, status_of(r))
+    assert.equal(helper.get(www .. "/f4k"), body_of(r))
+    assert.matches("\r\nContent%-Length: 4096\r\n", r)
+    assert.matches("\r\nLast%-Modified: %a+, %d+ %a+ %d+ [%d:]+ GMT\r\n", r)
+    r = http("HEAD /f4k HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert.equal(200, status_of(r))
+    assert.matches("\r\nContent%-Length: 4096\r\n", r)
+    assert.equal("", body_of(r))
+    assert.equal(404, status_of(get("/nothing")))
+    assert.equal(405, status_of(http("POST /f4k HTTP/1.1\r\nConnection: close\r\n\r\n")))
+  end)
+
+  it_("refuses paths out of DIR: .., its encoded forms, a symlink pointing outside", function()
+    for _, path in ipairs { "/../secret", "/%2e%2e/secret", "/sub/%2E%2E/%2e%2e/secret", "/sub/..%2f..%2fsecret",
+      "/out" } do
+      local r = get(path)
+      assert.equal(403, status_of(r), path)
+      assert.is_nil(r:find("secret\n", 1, true), path)
+    end
+    assert.equal("hello\n", body_of(get("/in"))) -- (a symlink within DIR is fine)
+  end)
+
+  it_("ranges, If-Modified-Since, keep-alive", function()
+    local r = get("/f4k", "Range: bytes=16-31\r\n")
+    assert.equal(206, status_of(r))
+    assert.equal("0123456789abcdef", body_of(r))
+    assert.matches("\r\nContent%-Range: bytes 16%-31/4096\r\n", r)
+    assert.equal("cdef", body_of(get("/f4k", "Range: bytes=-4\r\n")))
+    assert.equal(416, status_of(get("/f4k", "Range: bytes=5000-\r\n")))
+    local lm = get("/f4k"):match("\r\nLast%-Modified: ([^\r]+)")
+    r = get("/f4k", "If-Modified-Since: " .. lm .. "\r\n")
+    assert.equal(304, status_of(r))
+    assert.equal("", body_of(r))
+    assert.equal(200, status_of(get("/f4k", "If-Modified-Since: Mon, 01 Jan 2001 00:00:00 GMT\r\n")))
+    -- two requests on one connection (pipelined), the second closing it
+    r = http("GET /sub/a.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /in HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    local n = 0
+    for _ in r:gmatch("HTTP/1%.1 200 OK") do n = n + 1 end
+    assert.equal(2, n)
+    -- HTTP/1.0 closes after one
+    r = http("GET /sub/a.txt HTTP/1.0\r\n\r\n")
+    assert.equal(200, status_of(r))
+    assert.matches("\r\nConnection: close\r\n", r)
+  end)
+
+  it_("directories: a redirect to DIR/, the index.html, else a listing", function()
+    local r = get("/sub")
+    assert.equal(301, status_of(r))
+    assert.matches("\r\nLocation: /sub/\r\n", r)
+    assert.equal("<p>index</p>\n", body_of(get("/withindex/")))
+    r = get("/sub/")
+    assert.equal(200, status_of(r))
+    assert.matches('<a href="a.txt">a.txt</a>', r)
+    assert.matches('<a href="sub/">sub/</a>', get("/"))
+  end)
+
+  it_("fetch.lua gets many URLs at once, in order on stdout; a failure is reported, exit 1", function()
+    local base = "http://127.0.0.1:" .. port
+    local out, err, code = run("fetch", base .. "/f4k", base .. "/sub/a.txt", base .. "/in")
+    assert.same({ helper.get(www .. "/f4k") .. "hello\nhello\n", "", 0 }, { out, err, code })
+    out, err, code = run("fetch", base .. "/sub/a.txt", base .. "/nothing", "http://127.0.0.1:1/")
+    assert.equal("hello\n", out)
+    assert.equal(1, code)
+    assert.matches("fetch: " .. base:gsub("%p", "%%%0") .. "/nothing: 404 Not Found\n", err)
+    assert.matches("fetch: http://127.0.0.1:1/: 127.0.0.1:1: Connection refused\n", err)
+    -- a redirect followed; -o saves each by its name
+    local dest = tmp .. "/fetched"
+    mkdir(dest)
+    out, err, code = run("fetch", "-o", dest, base .. "/sub", base .. "/f4k")
+    assert.same({ "", "", 0 }, { out, err, code })
+    assert.equal(helper.get(www .. "/f4k"), helper.get(dest .. "/f4k"))
+    assert.matches("Index of /sub/", helper.get(dest .. "/sub"))
+    -- 100 URLs, 8 at a time
+    local urls = {}
+    for k = 1, 100 do urls[k] = base .. (k % 2 == 0 and "/sub/a.txt" or "/in") end
+    out, err, code = run("fetch", "-c", "8", table.unpack(urls))
+    assert.same({ ("hello\n"):rep(100), "", 0 }, { out, err, code })
+  end)
+end)
