@@ -195,7 +195,7 @@ struct fio_loop {
     uint64_t paused_until;      /* the slow rule's pause (fio_now_ns), or 0 */
     uint32_t avg_ns;            /* its time on the loop thread, on average */
     uint8_t strikes;            /* slow runs in a row */
-  } here[32];
+  } here[64];                   /* (op.c asserts FIO_OP_LAST <= 64) */
   uint64_t inlined, direct;     /* ops the loop thread ran; of those, ops
                                  * run at once, in their fiber's call */
   uint64_t slowed;              /* times the slow rule paused a kind */

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -124,6 +125,18 @@ fio_file *fio_file_check(lua_State *L, int idx) {
 }
 
 static fio_file *tofile(lua_State *L, int idx) { return fio_file_check(L, idx); }
+
+ssize_t fio_file_send_now(fio_file *f, const char *p, size_t n) {
+  if (!f->sock || f->sending || (f->busy && f->bufop &&
+                                 f->bufop->code == FIO_OP_SEND))
+    return 0;
+  for (;;) {
+    ssize_t r = send(f->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r >= 0) return r;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+  }
+}
 
 int fio_file_ioerr(lua_State *L, int err) {
   lua_pushnil(L);
@@ -350,6 +363,10 @@ static fio_op *mkop(lua_State *L, fio_file *f, int code, int fd, char *buf,
  * caller returns the suspension via *ret); 0 when nothing is left. */
 static int flush_step(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
                       fio_fiber *pseudo, lua_KFunction k, int *ret) {
+  if (f->wpos < f->wlen) { /* (a socket: what it takes at once) */
+    ssize_t now = fio_file_send_now(f, f->wbuf + f->wpos, f->wlen - f->wpos);
+    if (now > 0) f->wpos += (size_t)now; /* (an error: the op says it) */
+  }
   if (f->wpos >= f->wlen) {
     f->wpos = f->wlen = 0;
     return 0;
@@ -772,7 +789,16 @@ static int run_write(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
     }
     if (f->wlen > f->wpos) break; /* flush first */
     /* Larger than the buffer (or unbuffered): straight from the string,
-     * which the suspended call keeps alive on its stack. */
+     * which the suspended call keeps alive on its stack; a socket first
+     * takes what it can at once. */
+    ssize_t now = fio_file_send_now(f, s + off, left);
+    if (now < 0) return fio_file_ioerr(L, (int)-now);
+    if (now > 0) {
+      off += (size_t)now;
+      lua_pushinteger(L, (lua_Integer)off);
+      lua_replace(L, 3);
+      continue;
+    }
     return buf_io(L, loop, f, w, pseudo, FIO_OP_WRITE, (char *)s + off, left,
                   NULL, write_k);
   }

@@ -3,6 +3,8 @@
 #ifndef FIBERIO_FILE_H
 #define FIBERIO_FILE_H
 
+#include <sys/types.h>
+
 #include <lauxlib.h>
 #include <lua.h>
 
@@ -41,6 +43,7 @@ typedef struct fio_file {
   struct fio_file *eprev, *enext; /* the at-exit list */
   int etracked;                   /* on it (from the first buffered write) */
   uint8_t sock;       /* a socket: its reads and writes are recv and send */
+  int sending;        /* a Socket's send() calls in flight (socket.c) */
   lua_Number timeout; /* a Socket's, per operation, in seconds; < 0: none */
 } fio_file;
 
@@ -59,6 +62,11 @@ void fio_file_stream_methods(lua_State *L, int loop);
 int fio_file_close(lua_State *L);
 /* The metamethods of every handle (__gc, __close, __tostring): likewise. */
 void fio_file_metamethods(lua_State *L, int loop);
+/* A socket's bytes sent at once, on this thread, when nothing of f is
+ * on its way out already (so nothing overtakes it): what send(2) with
+ * MSG_DONTWAIT took (0: none, the socket is full), or -errno. luv's
+ * uv_try_write; the rest goes as an op, which waits. */
+ssize_t fio_file_send_now(fio_file *f, const char *p, size_t n);
 /* Push nil, the message for err ("timeout" for ETIMEDOUT: a Socket's
  * deadline), err; returns 3. */
 int fio_file_ioerr(lua_State *L, int err);

@@ -440,6 +440,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
   fio_fiber *w = (fio_fiber *)ctx;
   fio_file *f = lua_touserdata(L, 1);
   fio_op *op = w->op;
+  f->sending--;
   int res = step_result(L, w, f, NULL);
   fio_op_free(op);
   lua_Integer done = lua_tointeger(L, 3);
@@ -463,11 +464,27 @@ static int run_send(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
     return 1;
   }
   if (f->fd < 0) return fio_file_ioerr(L, EBADF);
+  if (f->wpos == f->wlen) { /* (nothing written before it waits) */
+    ssize_t now = fio_file_send_now(f, s + done, len - (size_t)done);
+    if (now < 0) {
+      fio_file_ioerr(L, (int)-now);
+      lua_pushinteger(L, done);
+      return 4;
+    }
+    done += now;
+    if ((size_t)done >= len) {
+      lua_pushinteger(L, done);
+      return 1;
+    }
+    lua_pushinteger(L, done);
+    lua_replace(L, 3);
+  }
   fio_loop *loop = fio_loop_get(L);
   w = step_begin(L, loop, w, pseudo, 4);
   fio_op *op = newop(L, FIO_OP_SEND, f->fd, 0);
   op->buf = (char *)s + done; /* (the string stays on the stack) */
   op->len = len - (size_t)done > FIO_MAXIO ? FIO_MAXIO : len - (size_t)done;
+  f->sending++;
   return step_wait(L, loop, w, f, op, send_k);
 }
 
@@ -502,6 +519,8 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
     return fio_file_ioerr(L, -res);
   }
   lua_pushlstring(L, op->mem, (size_t)res);
+  fio_buf_put(w->loop, op->mem, op->cap); /* (the loop's, again) */
+  op->mem = NULL;
   fio_op_free(op);
   return 1;
 }
@@ -523,7 +542,16 @@ static int s_recv(lua_State *L) {
   push_deadline(L, f);
   fio_loop *loop = fio_loop_get(L);
   fio_fiber pseudo, *w = step_begin(L, loop, NULL, &pseudo, 3);
-  fio_op *op = newop(L, FIO_OP_RECV, f->fd, (size_t)max);
+  fio_op *op = newop(L, FIO_OP_RECV, f->fd, 0);
+  /* (one of the loop's buffers, when max fits: no malloc per call; an op
+   * freed before it completes frees it with its mem) */
+  op->mem = max <= FIO_BUFSZ ? fio_buf_get(loop) : malloc((size_t)max);
+  if (!op->mem) {
+    fio_op_free(op);
+    return luaL_error(L, "not enough memory");
+  }
+  op->buf = op->mem;
+  op->cap = max <= FIO_BUFSZ ? FIO_BUFSZ : (size_t)max;
   op->len = (size_t)max;
   return step_wait(L, loop, w, f, op, recv_k);
 }

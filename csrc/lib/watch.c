@@ -1,22 +1,24 @@
 /* watch.c — the C half of fio.watch (lua/fiberio/watch.lua is the other):
  * an inotify instance's descriptor, its watches, and one read of its
- * events as an op (cancelable; on the ring, or waited for by the threads
- * backend's epoll). The events are parsed in Lua (string.unpack). */
+ * events (a poll op when there are none yet: cancelable; on the ring, or
+ * in the threads backend's epoll). The events are parsed in Lua (string.unpack). */
 #include <errno.h>
+#include <math.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "core/loop.h"
 #include "core/op.h"
 #include "lib/lib.h"
+#include "util/clock.h"
 
-/* core._inotify_init() -> fd | nil, msg, errno (close-on-exec, blocking:
- * its reads are ops when nothing is queued yet; see l_readsome). */
+/* core._inotify_init() -> fd | nil, msg, errno (close-on-exec,
+ * nonblocking: read when a poll says so; see l_readsome). */
 static int l_init(lua_State *L) {
-  int fd = inotify_init1(IN_CLOEXEC);
+  int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   if (fd < 0) {
     int e = errno;
     if (e == EMFILE)
@@ -66,52 +68,82 @@ static int l_fdclose(lua_State *L) {
   return 0;
 }
 
+/* One nonblocking read of fd into L's stack: 1 (the bytes pushed, "" at
+ * end of file), 0 (nothing there yet), or -errno. */
+static int read_now(lua_State *L, int fd) {
+  char buf[4096]; /* (room for many events; one is at most 272 bytes) */
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n >= 0) {
+      lua_pushlstring(L, buf, (size_t)n);
+      return 1;
+    }
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+  }
+}
+
 static int readsome_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   fio_fiber *w = (fio_fiber *)ctx;
   fio_op *op = w->op;
   int res = fio_op_result(L, w); /* a cancel raises (op freed) */
   w->op = NULL;
-  if (res < 0) {
-    fio_op_free(op);
-    return fio_errresult(L, NULL, -res);
-  }
-  lua_pushlstring(L, op->mem, (size_t)res);
   fio_op_free(op);
-  return 1;
+  if (res == -ETIMEDOUT) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  if (res < 0) return fio_errresult(L, NULL, -res);
+  int r = read_now(L, (int)lua_tointeger(L, 1));
+  if (r < 0) return fio_errresult(L, NULL, -r);
+  if (r > 0) return 1;
+  /* (another reader took it first: wait again, till the same deadline) */
+  fio_wait_again(L, w);
+  uint64_t deadline = (uint64_t)lua_tointeger(L, 3);
+  if (deadline) fio_timer_arm(L, w->loop, w, deadline);
+  op = fio_op_new(0);
+  if (!op) return luaL_error(L, "not enough memory");
+  op->code = FIO_OP_POLL;
+  op->fd = (int)lua_tointeger(L, 1);
+  op->mode = POLLIN;
+  return fio_op_wait(w->loop, L, w, op, readsome_k);
 }
 
-/* core._readsome(fd, max [, nowait]) -> what one read(2) of fd gives (up
- * to max bytes; "" at end of file) | nil, msg, errno. An fd that says what
- * it holds (FIONREAD: inotify, pipes) and holds something is read at once,
- * here; else the read is an op that waits (cancelable), or, with nowait,
- * nothing is read: nil. */
+/* core._readsome(fd [, nowait [, timeout]]) -> what one read(2) of the
+ * nonblocking fd gives (at most 4 KiB; "" at end of file) | nil, msg,
+ * errno. Nothing there yet: it waits for the fd to be readable (a poll
+ * op, cancelable), then reads, or returns nil, "timeout" after timeout
+ * seconds; with nowait, returns nil at once. */
 static int l_readsome(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
-  lua_Integer max = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, max > 0 && max <= FIO_MAXIO, 2, "size out of range");
-  int nowait = lua_toboolean(L, 3);
-  fio_loop *loop = fio_loop_get(L);
-  fio_fiber pseudo, *w = nowait ? NULL : fio_wait_begin(loop, L, &pseudo);
-  /* (a pending cancel raises there) */
-  int queued = 0;
-  if (ioctl(fd, FIONREAD, &queued) == 0 && queued > 0) {
-    luaL_Buffer b;
-    char *p = luaL_buffinitsize(L, &b, (size_t)max);
-    ssize_t n = read(fd, p, (size_t)max); /* (cannot block) */
-    if (n < 0) return fio_errresult(L, NULL, errno);
-    luaL_pushresultsize(&b, (size_t)n);
-    return 1;
-  }
+  int nowait = lua_toboolean(L, 2);
+  lua_Number timeout = fio_opttimeout(L, 3);
+  lua_settop(L, 1);
+  int r = read_now(L, fd);
+  if (r < 0) return fio_errresult(L, NULL, -r);
+  if (r > 0) return 1;
   if (nowait) {
     lua_pushnil(L);
     return 1;
   }
-  fio_op *op = fio_op_new((size_t)max);
+  fio_loop *loop = fio_loop_get(L);
+  uint64_t deadline = 0;
+  if (timeout >= 0 && timeout != HUGE_VAL) {
+    deadline = fio_now_ns() + (uint64_t)(timeout * 1e9);
+    if (!deadline) deadline = 1;
+  }
+  lua_pushnil(L); /* (2: unused) */
+  lua_pushinteger(L, (lua_Integer)deadline); /* 3: for readsome_k */
+  fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo); /* (a pending
+                                                            * cancel raises) */
+  if (deadline) fio_timer_arm(L, loop, w, deadline);
+  fio_op *op = fio_op_new(0);
   if (!op) return luaL_error(L, "not enough memory");
-  op->code = FIO_OP_READ;
+  op->code = FIO_OP_POLL;
   op->fd = fd;
-  op->len = (size_t)max;
+  op->mode = POLLIN;
   return fio_op_wait(loop, L, w, op, readsome_k);
 }
 

@@ -26,7 +26,8 @@ for _, bit in pairs(KINDS) do ALL = ALL | bit end
 local KIND_OF = {} -- bit -> kind
 for k, bit in pairs(KINDS) do KIND_OF[bit] = k end
 local WATCH_OPTS = { kinds = true, recursive = true, links = true }
-local BUFSZ = 64 * 1024
+local IN_ISDIR = B.IN_ISDIR
+local NONE = {}
 
 return function(fio)
   local inst -- { fd, bywd = {wd -> {[watcher] = dir path}}, nwatchers, reading, mu, cond }
@@ -52,6 +53,7 @@ return function(fio)
     end
     m[w] = path
     w.wds[wd] = path
+    w.base[wd] = path:match("[^/]*$") -- (the name of the watched file's own events)
     return wd
   end
 
@@ -75,7 +77,7 @@ return function(fio)
   local function drop_wd(wd)
     local m = inst.bywd[wd]
     if not m then return end
-    for w in pairs(m) do w.wds[wd] = nil end
+    for w in pairs(m) do w.wds[wd] = nil; w.base[wd] = nil end
     inst.bywd[wd] = nil
   end
 
@@ -84,7 +86,7 @@ return function(fio)
     local pos, n = 1, #data
     while pos + 15 <= n do
       local wd, mask, cookie, len = unpack("=i4I4I4I4", data, pos)
-      local name = len > 0 and data:sub(pos + 16, pos + 15 + len):gsub("%z+$", "") or ""
+      local name = len > 0 and unpack("z", data, pos + 16) or "" -- (NUL-padded)
       pos = pos + 16 + len
       if mask & B.IN_Q_OVERFLOW ~= 0 then
         for w in pairs(inst.watchers) do push(w, { kind = "overflow" }) end
@@ -92,8 +94,8 @@ return function(fio)
         drop_wd(wd) -- (the watch is gone: its file deleted, or removed)
       else
         local m = inst.bywd[wd]
-        local isdir = mask & B.IN_ISDIR ~= 0
-        for w, dir in pairs(m or {}) do
+        local isdir = mask & IN_ISDIR ~= 0
+        for w, dir in next, m or NONE do
           local path = name ~= "" and (dir == "/" and "/" .. name or dir .. "/" .. name) or dir
           local bits = mask & ALL
           while bits ~= 0 do -- (one kind per event, as a rule)
@@ -101,8 +103,10 @@ return function(fio)
             bits = bits ~ bit
             local kind = KIND_OF[bit]
             if w.want[kind] then
-              push(w, { kind = kind, path = path, name = name ~= "" and name or path:match("[^/]*$"),
-                cookie = cookie ~= 0 and cookie or nil, dir = isdir })
+              local last = w.last + 1
+              w.last = last
+              w.q[last] = { kind = kind, path = path, name = name ~= "" and name or w.base[wd],
+                cookie = cookie ~= 0 and cookie or nil, dir = isdir }
             end
           end
           if w.recursive and isdir and name ~= "" and mask & (B.IN_CREATE | B.IN_MOVED_TO) ~= 0 then
@@ -123,9 +127,9 @@ return function(fio)
     if deadline then
       local left = deadline - fio.now()
       if left <= 0 then return nil, "timeout" end
-      d, m = fio.timeout(left, readsome, cur.fd, BUFSZ)
+      d, m = readsome(cur.fd, false, left)
     else
-      d, m = readsome(cur.fd, BUFSZ)
+      d, m = readsome(cur.fd)
     end
     if d and inst == cur then dispatch(d) end
     return d, m
@@ -168,7 +172,7 @@ return function(fio)
       local ok, msg, err = new_instance()
       if not ok then return nil, msg, err end
     end
-    local w = setmetatable({ q = {}, first = 1, last = 0, wds = {}, want = want,
+    local w = setmetatable({ q = {}, first = 1, last = 0, wds = {}, base = {}, want = want,
       recursive = opts.recursive and true or false, root = path }, Watcher)
     local ok, msg, err = watch_one(w, path, opts.links ~= false)
     if not ok then
@@ -203,7 +207,7 @@ return function(fio)
       end
       if not inst then return nil, "closed" end
       -- what the kernel holds already, read with no wait (nor timer)
-      local data = not inst.reading and readsome(inst.fd, BUFSZ, true)
+      local data = not inst.reading and readsome(inst.fd, true)
       if data then
         dispatch(data)
         goto continue
@@ -257,7 +261,7 @@ return function(fio)
         end
       end
     end
-    self.wds = {}
+    self.wds, self.base = {}, {}
     inst.watchers[self] = nil
     inst.nwatchers = inst.nwatchers - 1
     if inst.nwatchers == 0 then
