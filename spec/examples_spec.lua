@@ -813,6 +813,38 @@ describe("examples/serve.lua and examples/fetch.lua", function()
     assert.matches('<a href="sub/">sub/</a>', get("/"))
   end)
 
+  it_("-w 2: two threads, each with its own listener on the one port, serve together", function()
+    local two = assert(fio.spawn({ "sh", "-c", ENV .. "exec lua5.4 " .. q(examples .. "/serve.lua")
+      .. " -w 2 " .. q(www) .. " 0" }, { stderr = "pipe" }))
+    local p2 = tonumber(assert(two.stderr:read("l")):match(":(%d+)/$"))
+    local listeners
+    local deadline = fio.now() + helper.bound(5)
+    repeat -- (the second worker's listener comes up in its thread)
+      listeners = 0
+      for line in io.lines("/proc/net/tcp") do
+        local lport, state = line:match("^%s*%d+: %x+:(%x+) %x+:%x+ (%x+)")
+        if lport and tonumber(lport, 16) == p2 and state == "0A" then listeners = listeners + 1 end
+      end
+      if listeners < 2 then fio.sleep(0.05) end
+    until listeners >= 2 or fio.now() > deadline
+    assert.equal(2, listeners)
+    local g = fio.group()
+    local ok = 0
+    for _ = 1, 50 do
+      g:async(function()
+        local s = assert(fio.connect("127.0.0.1", p2))
+        s:write("GET /sub/a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        if s:read("a"):match("\r\n\r\nhello\n$") then ok = ok + 1 end
+        s:close()
+      end)
+    end
+    g:wait()
+    two:kill()
+    two:wait()
+    two:close()
+    assert.equal(50, ok)
+  end)
+
   it_("fetch.lua gets many URLs at once, in order on stdout; a failure is reported, exit 1", function()
     local base = "http://127.0.0.1:" .. port
     local out, err, code = run("fetch", base .. "/f4k", base .. "/sub/a.txt", base .. "/in")

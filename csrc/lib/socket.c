@@ -828,14 +828,15 @@ static int membership(lua_State *L, int fd, int add, int idx) {
 
 /* setoption(name, value [, iface]) -> handle | nil, msg, errno. Names:
  * nodelay, keepalive, linger (seconds, or false), rcvbuf, sndbuf,
- * reuseaddr, broadcast, ttl, multicast_ttl, multicast_loop,
- * add_membership and drop_membership (a group address, the interface's). */
+ * reuseaddr, broadcast, ttl, multicast_ttl, multicast_loop, multicast_if
+ * (the IPv4 address of the interface multicasts leave by), add_membership
+ * and drop_membership (a group address, the interface's). */
 static int s_setoption(lua_State *L) {
   fio_file *f = toany(L, 1);
   static const char *const opts[] = {
       "nodelay", "keepalive", "linger", "rcvbuf", "sndbuf", "reuseaddr",
       "broadcast", "ttl", "multicast_ttl", "multicast_loop", "add_membership",
-      "drop_membership", NULL};
+      "drop_membership", "multicast_if", NULL};
   int which = luaL_checkoption(L, 2, NULL, opts), r;
   int on = lua_isboolean(L, 3) ? lua_toboolean(L, 3) : 0;
   switch (which) {
@@ -857,6 +858,13 @@ static int s_setoption(lua_State *L) {
   case 7: r = setint(f->fd, IPPROTO_IP, IP_TTL, (int)luaL_checkinteger(L, 3)); break;
   case 8: r = setint(f->fd, IPPROTO_IP, IP_MULTICAST_TTL, (int)luaL_checkinteger(L, 3)); break;
   case 9: r = setint(f->fd, IPPROTO_IP, IP_MULTICAST_LOOP, on); break;
+  case 12: {
+    struct in_addr a;
+    if (inet_pton(AF_INET, luaL_checkstring(L, 3), &a) != 1)
+      luaL_argerror(L, 3, "not an IPv4 address");
+    r = setsockopt(f->fd, IPPROTO_IP, IP_MULTICAST_IF, &a, sizeof a);
+    break;
+  }
   default: r = membership(L, f->fd, which == 10, 3); break;
   }
   if (r < 0) return fio_errresult(L, lua_tostring(L, 2), errno);
