@@ -1,7 +1,8 @@
 /* echoload.c — load for an echo server: C connections to 127.0.0.1:PORT,
  * each sending a SIZE-byte message and waiting for it to come back, again
  * and again, for SECONDS (after a warm-up of a tenth of that). One thread,
- * epoll. Prints "requests/s p50_us p99_us".
+ * epoll. Prints "requests/s p50_us p99_us total", total counting the
+ * warm-up's requests too.
  *
  *   cc -O2 -o bench/out/echoload bench/echoload.c
  *   bench/out/echoload PORT [C=100] [SECONDS=5] [SIZE=64] */
@@ -71,7 +72,7 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
-  long done = 0;
+  long done = 0, total = 0;
   struct epoll_event evs[256];
   for (;;) {
     double t = now();
@@ -87,6 +88,7 @@ int main(int argc, char **argv) {
       c->got += (size_t)r;
       if (c->got < size) continue;
       c->got = 0;
+      total++;
       double tt = now();
       if (tt >= warm && tt < end) {
         done++;
@@ -101,7 +103,7 @@ int main(int argc, char **argv) {
     }
   }
   qsort(lat, nlat, sizeof *lat, cmp);
-  printf("%.0f %.1f %.1f\n", (double)done / secs, nlat ? lat[nlat / 2] * 1e6 : 0,
-         nlat ? lat[(size_t)((double)nlat * 0.99)] * 1e6 : 0);
+  printf("%.0f %.1f %.1f %ld\n", (double)done / secs, nlat ? lat[nlat / 2] * 1e6 : 0,
+         nlat ? lat[(size_t)((double)nlat * 0.99)] * 1e6 : 0, total);
   return 0;
 }

@@ -8,7 +8,9 @@
 #
 # echo: bench/echo.lua fiberio | luv | cqueues, loaded by bench/echoload.c
 #       (100 connections, 64-byte messages, one at a time per connection):
-#       requests/s, p50 and p99 latency in microseconds.
+#       requests/s, p50 and p99 latency in microseconds, and the server's
+#       CPU time per request (the client and the server each hold a core:
+#       requests/s is bounded by both, the CPU time is the server's own).
 # http: examples/serve.lua -w W against nginx with W worker processes
 #       (NET_WORKERS, default 1), the same 4 KiB file, loaded by wrk
 #       (1 thread, 50 connections, keep-alive): requests/s, p99 latency.
@@ -77,7 +79,11 @@ while [ $i -lt "$ROUNDS" ]; do
       echo)
         for v in fiberio luv cqueues; do
           start "echo.$v" lua5.4 bench/echo.lua $v
-          echo "echo.$v $("$out/echoload" "$port" 100 "$SECS" 64)" | tee -a "$out/runs"
+          load=$("$out/echoload" "$port" 100 "$SECS" 64)
+          # the server's CPU time (user + system) per request, in µs
+          cpu=$(awk -v hz="$(getconf CLK_TCK)" -v n="${load##* }" \
+            '{ printf "%.2f", ($14 + $15) / hz * 1e6 / n }' "/proc/$pid/stat")
+          echo "echo.$v ${load% *} $cpu" | tee -a "$out/runs"
           stop
         done ;;
       http)
@@ -98,10 +104,11 @@ done
 # (the ratio: the median of each round's ratio, fiberio's run against the
 # anchor's run next to it, which drifts less than a ratio of medians)
 cat >"$out/table.awk" <<'EOF'
-  { r[$1] = r[$1] " " $2; p99[$1] = p99[$1] " " $NF; names[$1] = 1; k = ++round[$1]; v[$1, k] = $2 }
+  { r[$1] = r[$1] " " $2; p99[$1] = p99[$1] " " ($1 ~ /^echo/ ? $4 : $3); names[$1] = 1; k = ++round[$1]; v[$1, k] = $2
+    if (NF > 4) cpu[$1] = cpu[$1] " " $5 }
   END {
-    print "| server | median requests/s | median p99 µs | fiberio's requests/s, ratio (range over rounds) |"
-    print "|---|--:|--:|--:|"
+    print "| server | median requests/s | median p99 µs | server CPU µs per request | fiberio's requests/s, ratio (range over rounds) |"
+    print "|---|--:|--:|--:|--:|"
     split("echo.fiberio echo.luv echo.cqueues http.fiberio http.nginx", order, " ")
     for (k = 1; k in order; k++) {
       n = order[k]
@@ -118,7 +125,8 @@ cat >"$out/table.awk" <<'EOF'
         }
         x = sprintf("%.2f x %s (%.2f-%.2f)", median(rs), q[2], lo, hi)
       }
-      printf "| %s (%s) | %.0f | %.0f | %s |\n", n, backend, median(r[n]), median(p99[n]), x
+      c = (n in cpu) ? sprintf("%.2f", median(cpu[n])) : ""
+      printf "| %s (%s) | %.0f | %.0f | %s | %s |\n", n, backend, median(r[n]), median(p99[n]), c, x
     }
   }
 EOF

@@ -66,7 +66,11 @@ enum { K_NOWAIT = 1, /* preadv2/pwritev2 with RWF_NOWAIT */
 /* The ops waiting on one fd, FIFO per direction (linked through qnext). */
 typedef struct fdrec {
   fio_dlist readers, writers;
-  uint32_t mask; /* events registered in the epoll set; 0: not in it */
+  uint32_t mask; /* events armed in the epoll set (one shot); 0: none */
+  uint8_t reg;   /* added to the epoll set (armed or not since) */
+  uint8_t drained; /* a socket whose last read took all it had: the next
+                    * waits for readiness before it tries (as a loop on
+                    * epoll reads only when told) */
   uint8_t rkind, wkind;
 } fdrec;
 
@@ -83,7 +87,8 @@ typedef struct threads {
   int poll;               /* the loop-thread path is on */
   int pwait2;             /* epoll_pwait2 works (else epoll_wait, in ms) */
   fdrec *fds;             /* indexed by fd */
-  size_t nreg;            /* fds in the epoll set (the wake eventfd aside) */
+  size_t nreg;            /* fds armed in the epoll set (the wake eventfd
+                           * aside) */
   size_t nfds;
   uint64_t polled, pooled; /* ops taken on the loop-thread path / to the pool */
   uint64_t helped;        /* readfiles taken back from the pool and run here */
@@ -106,23 +111,28 @@ static fdrec *rec_get(threads *t, int fd) {
   return &t->fds[fd];
 }
 
-/* Make fd's registration match its waiters. 0, or -errno from epoll_ctl
- * (EPERM: fd cannot be polled). */
+/* Arm fd in the epoll set for what its waiters wait for. Registrations
+ * are one-shot (EPOLLONESHOT): an event disarms the fd, and the next wait
+ * re-arms it with one EPOLL_CTL_MOD, where a registration that came and
+ * went (ADD, then DEL) cost two calls per wait. 0, or -errno from
+ * epoll_ctl (EPERM: fd cannot be polled). */
 static int rec_sync(threads *t, int fd, fdrec *r) {
   uint32_t want = (r->readers.head ? EPOLLIN : 0) | (r->writers.head ? EPOLLOUT : 0);
   if (want == r->mask) return 0;
   struct epoll_event ev;
   memset(&ev, 0, sizeof ev);
-  ev.events = want;
+  ev.events = want | EPOLLONESHOT;
   ev.data.u64 = (uint64_t)fd;
   if (!want) {
-    /* ENOENT/EBADF: the kernel dropped it already (the file is gone). */
+    /* Armed with nobody waiting (a wait canceled): out of the set.
+     * ENOENT/EBADF: the kernel dropped it already (the file is gone). */
     (void)epoll_ctl(t->epfd, EPOLL_CTL_DEL, fd, &ev);
     r->mask = 0;
+    r->reg = 0;
     t->nreg--;
     return 0;
   }
-  int rc = epoll_ctl(t->epfd, r->mask ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+  int rc = epoll_ctl(t->epfd, r->reg ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
   if (rc < 0 && errno == ENOENT) /* dropped by the kernel: fd was reused */
     rc = epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev);
   else if (rc < 0 && errno == EEXIST)
@@ -130,6 +140,7 @@ static int rec_sync(threads *t, int fd, fdrec *r) {
   if (rc < 0) return -errno;
   if (!r->mask) t->nreg++;
   r->mask = want;
+  r->reg = 1;
   return 0;
 }
 
@@ -229,6 +240,13 @@ static void park(fio_loop *loop, threads *t, fio_op *op, int kind) {
   }
 }
 
+/* After a try of op: whether its socket was left with nothing to read. */
+static void note_drained(threads *t, const fio_op *op, int kind, int res) {
+  if (kind != K_SOCK || writes(op) || op->code == FIO_OP_ACCEPT) return;
+  fdrec *r = rec_get(t, op->fd);
+  if (r) r->drained = res == -EAGAIN || (res >= 0 && (size_t)res < op->len);
+}
+
 /* The loop-thread path for a read or write on a pollable fd of type mode. */
 static void submit_polled(fio_loop *loop, threads *t, fio_op *op,
                           mode_t mode) {
@@ -242,14 +260,21 @@ static void submit_polled(fio_loop *loop, threads *t, fio_op *op,
     park(loop, t, op, wr ? r->wkind : r->rkind);
     return;
   }
+  if (r && r->drained && kind == K_SOCK && !wr && op->code != FIO_OP_ACCEPT) {
+    /* (its data is most likely not there yet: a try would fail; armed,
+     * the epoll set says at once if it is) */
+    park(loop, t, op, kind);
+    return;
+  }
   int res = try_op(op, kind);
+  note_drained(t, op, kind, res);
   if (res == -EAGAIN) park(loop, t, op, kind);
   else if (res == -EOPNOTSUPP && kind == K_NOWAIT) park(loop, t, op, K_POOL);
   else fio_op_done(loop, op, res);
 }
 
 /* Serve the waiters of one list in order while the fd has data or room. */
-static void serve(fio_loop *loop, fio_dlist *q, int kind) {
+static void serve(fio_loop *loop, threads *t, fio_dlist *q, int kind) {
   while (q->head) {
     if (kind == K_READY) {
       fio_op_done(loop, fio_op_of(fio_dlist_pop(q)), 0);
@@ -262,6 +287,7 @@ static void serve(fio_loop *loop, fio_dlist *q, int kind) {
       return;
     }
     int res = try_op(fio_op_of(q->head), kind);
+    note_drained(t, fio_op_of(q->head), kind, res);
     if (res == -EAGAIN) return;
     fio_op_done(loop, fio_op_of(fio_dlist_pop(q)), res);
   }
@@ -270,10 +296,14 @@ static void serve(fio_loop *loop, fio_dlist *q, int kind) {
 static void on_ready(fio_loop *loop, threads *t, int fd, uint32_t events) {
   if ((size_t)fd >= t->nfds) return;
   fdrec *r = &t->fds[fd];
+  if (r->mask) { /* (the event disarmed it) */
+    r->mask = 0;
+    t->nreg--;
+  }
   if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-    serve(loop, &r->readers, r->rkind);
+    serve(loop, t, &r->readers, r->rkind);
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-    serve(loop, &r->writers, r->wkind);
+    serve(loop, t, &r->writers, r->wkind);
   rec_sync(t, fd, r);
 }
 
