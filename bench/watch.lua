@@ -54,7 +54,7 @@ if variant == "latency-fiberio" or variant == "latency-luv" then
   else
     local uv = require "luv"
     local ev = uv.new_fs_event()
-    local seen = false
+    local seen
     ev:start(path, {}, function(err) assert(not err, err) seen = true end)
     for i = 1, N do
       seen = false

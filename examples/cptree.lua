@@ -224,7 +224,7 @@ local function main(src, dst)
   for k, sig in ipairs(SIGNALS) do
     local s = fio.signal(sig[1]) -- from now on delivered here, not fatal
     watchers[k] = fio.async(function()
-      local sigs <close> = s
+      local guard <close> = s
       return s:wait()
     end)
   end

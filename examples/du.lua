@@ -57,9 +57,8 @@ local function usage_of(path, xdev)
     -- is below it: the walk lists that right after it.
     local skip
     for p, _, st in fio.walk(path, { stat = true, xdev = xdev, onerror = onerror }) do
-      if skip and p:sub(1, #skip) == skip then
-        -- below a directory counted already
-      elseif st then
+      -- (an entry below a directory counted already: skipped)
+      if not (skip and p:sub(1, #skip) == skip) and st then
         skip = nil
         if seen_dirs and st.type == "directory" and seen_dirs[st.dev .. ":" .. st.ino] then
           skip = p .. "/"
@@ -75,7 +74,7 @@ end
 local xdev, paths = false, {}
 for _, a in ipairs(arg) do
   if a == "-x" then xdev = true
-  elseif a == "-s" then -- (the only form: accepted for du's sake)
+  elseif a == "-s" then xdev = xdev -- (the only form: accepted for du's sake)
   elseif a:sub(1, 1) == "-" and #a > 1 then usage("unknown option " .. a)
   else paths[#paths + 1] = a end
 end

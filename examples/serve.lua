@@ -164,7 +164,7 @@ local function serve(root, host, port, reuseport, quiet, srv)
     local len = last - first + 1
     if head then return respond(c, true, status, hdrs, nil, keep, len) end
     if size <= BIG then
-      local data, msg = fio.readfile(path)
+      local data = fio.readfile(path)
       if not data then return fail(c, head, 500, keep) end
       if first ~= 0 or last ~= #data - 1 then data = data:sub(first + 1, last + 1) end
       return respond(c, false, status, hdrs, data, keep)

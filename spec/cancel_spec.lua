@@ -212,9 +212,9 @@ describe("<close> variables on cancel", function()
     local outer, inner = helper.closer("outer", rec), helper.closer("inner", rec)
     fio.run(function()
       local f = fio.async(function()
-        local x <close> = outer
+        local guard <close> = outer
         do
-          local y <close> = inner
+          local guard_inner <close> = inner
           fio.sleep(LONG)
           rec("not reached")
         end
@@ -230,7 +230,7 @@ describe("<close> variables on cancel", function()
   it("closes a plain setmetatable({}, {__close = ...}) variable when the fiber is canceled", function()
     local closed_with
     local f = fio.async(function()
-      local x <close> = setmetatable({}, { __close = function(_, e) closed_with = e end })
+      local guard <close> = setmetatable({}, { __close = function(_, e) closed_with = e end })
       fio.sleep(LONG)
     end)
     fio.sleep(0.005)
@@ -273,7 +273,7 @@ describe("fio.canceled and fio.checkcancel", function()
       local f = fio.async(function()
         fio.shield(fio.sleep, 0.02)
         local n = 0
-        local ok, err = pcall(function()
+        local _, err = pcall(function()
           while true do
             fio.checkcancel()
             n = n + 1

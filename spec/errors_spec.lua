@@ -53,7 +53,7 @@ describe("errors between fibers", function()
 
   it("an error raised by a <close> handler while unwinding a fiber replaces the fiber's error, as in plain Lua", function()
     local f = fio.async(function()
-      local x <close> = setmetatable({}, { __close = function() error("from close", 0) end })
+      local guard <close> = setmetatable({}, { __close = function() error("from close", 0) end })
       error("original", 0)
     end)
     assert.same({ false, "from close" }, { pcall(fio.await, f) })

@@ -465,7 +465,7 @@ describe("fio.rename", function()
   -- Each case: a setup, then the two paths. os.rename runs first; as it
   -- fails, nothing changes before fio.rename runs the same case.
   local cases = {
-    { "a missing source", function(d) end, "missing", "x" },
+    { "a missing source", function() end, "missing", "x" },
     { "a missing destination directory", function(d) put(d .. "/a", "") end, "a", "no/such/b" },
     { "a directory onto a non-empty directory", function(d)
         sh("mkdir -p " .. shq(d .. "/d1") .. " " .. shq(d .. "/d2/x"))
@@ -1103,7 +1103,7 @@ describe("fio.readfile and fio.writefile", function()
   end)
 
   -- 3 MiB of numbered 16-byte lines: any piece at a wrong offset shows.
-  local function numbered(mib)
+  local function numbered_mib(mib)
     local t = {}
     for i = 1, mib * 65536 do t[i] = ("%015d\n"):format(i) end
     return table.concat(t)
@@ -1119,7 +1119,7 @@ describe("fio.readfile and fio.writefile", function()
       return
     end
     finally(function() helper.umount(mnt) end)
-    local data = numbered(3)
+    local data = numbered_mib(3)
     local p = mnt .. "/f"
     assert.same(pack(nil, p .. ": No space left on device", 28), pack(fio.writefile(p, data)))
     local got = assert(get(p))

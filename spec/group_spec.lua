@@ -256,7 +256,7 @@ describe("fio.group{limit = n} bounds what it holds", function()
     fio.run(function()
       local g = fio.group { limit = 4 }
       local seen = setmetatable({}, { __mode = "k" })
-      for i = 1, 200 do seen[g:async(fio.yield)] = true end
+      for _ = 1, 200 do seen[g:async(fio.yield)] = true end
       g:wait()
       helper.fullgc()
       assert.is_nil(next(seen), "the group still holds its finished members")

@@ -4,7 +4,6 @@
 -- a call that was slow stops its kind from running there for a while.
 -- Each spec runs in a child, whose loop has nothing else in flight.
 local helper = require "helper"
-local fio = helper.fio
 if helper.backend_gate(describe, it, pending) then return end
 
 local function child(code, env)

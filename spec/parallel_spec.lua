@@ -556,7 +556,7 @@ describe("many parallel tasks", function()
       sum = sum + a
     end
     assert.equal(N * (N + 1), sum)
-    fs = nil
+    fs = nil -- luacheck: ignore 311 (the handles dropped: collected below)
     helper.fullgc()
     assert.equal(fds0, helper.open_fds())
   end)
@@ -599,7 +599,7 @@ describe("canceling a parallel task", function()
   local function blocker(marker, how)
     return fio.parallel(function(marker, how)
       local fio = require "fiberio"
-      local mark <close> = setmetatable({}, { __close = function(_, err)
+      local guard <close> = setmetatable({}, { __close = function(_, err)
         local f = io.open(marker, "w")
         f:write(rawequal(err, fio.Canceled) and "canceled" or ("closed with " .. tostring(err)))
         f:close()
@@ -610,7 +610,7 @@ describe("canceling a parallel task", function()
         fio.sleep(10)
       elseif how == "pipe" then
         local r, w = fio.pipe()
-        local ends <close> = setmetatable({}, { __close = function() r:close() w:close() end })
+        local guard_pipe <close> = setmetatable({}, { __close = function() r:close() w:close() end })
         r:read("a") -- nobody writes: blocks until canceled
       elseif how == "compute" then
         local x = 0
@@ -791,8 +791,8 @@ describe("canceling a parallel task", function()
       log[#log + 1] = gen(1)
       log[#log + 1] = gen(5)
       log[#log + 1] = select(2, pcall(gen))
-      local ok, e = pcall(coroutine.wrap(function()
-        local c <close> = setmetatable({}, { __close = function() log[#log + 1] = "closed" end })
+      local _, e = pcall(coroutine.wrap(function()
+        local guard <close> = setmetatable({}, { __close = function() log[#log + 1] = "closed" end })
         error("boom")
       end))
       log[#log + 1] = e

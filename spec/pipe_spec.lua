@@ -6,7 +6,6 @@ local fio = helper.fio
 if helper.backend_gate(describe, it, pending) then return end
 local pack = helper.pack
 local send = helper.send
-local LONG = helper.LONG
 
 describe("fio.pipe", function()
   it("returns a read end and a write end, two userdata", function()
@@ -179,7 +178,7 @@ describe("canceling pipe I/O", function()
       local guard <close> = helper.closing(r, w)
       local c = helper.closer("reader")
       local reader = fio.async(function()
-        local guard <close> = c
+        local guard_reader <close> = c
         return r:read(5)
       end)
       fio.sleep(0.01)

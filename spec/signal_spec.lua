@@ -157,7 +157,7 @@ describe("fio.signal", function()
       fio.async(function() -- a producer: g:async waits for a turn
         for i = 1, 4 do
           g:async(function()
-            local c <close> = helper.closer("member " .. i, rec)
+            local guard <close> = helper.closer("member " .. i, rec)
             fio.sleep(LONG)
           end)
         end
@@ -227,7 +227,7 @@ describe("fio.signal", function()
     s:close()
     assert.equal(n0, helper.open_fds())
     do
-      local t <close> = fio.signal("TERM")
+      local guard <close> = fio.signal("TERM")
       assert.equal(n0 + 1, helper.open_fds())
     end
     assert.equal(n0, helper.open_fds())

@@ -3,7 +3,6 @@
 -- fio.stdin shows what was written to stdout first (a prompt); setvbuf on
 -- them takes what io's takes (issue 12).
 local helper = require "helper"
-local fio = helper.fio
 local shq = helper.shquote
 
 if helper.backend_gate(describe, it, pending) then return end

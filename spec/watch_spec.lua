@@ -173,7 +173,7 @@ describe("fio.watch", function()
       assert.same(pack(nil, "closed"), pack(w:next(0)))
     end
     do
-      local w <close> = assert(fio.watch(dir))
+      local guard <close> = assert(fio.watch(dir))
     end
     assert.equal(before, helper.open_fds())
   end)

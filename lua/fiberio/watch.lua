@@ -228,8 +228,8 @@ return function(fio)
         cur.mu:unlock()
         if not ok then error(err, 0) end
       else
-        local data, msg = pump(deadline)
-        if not data and msg ~= "timeout" and self.first > self.last then
+        local got, msg = pump(deadline)
+        if not got and msg ~= "timeout" and self.first > self.last then
           return nil, msg
         end
       end
