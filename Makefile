@@ -3,11 +3,13 @@
 #   make         build build/fiberio/core.so (what `make install` ships)
 #   make test    deps + a test build (build-test/) + the whole busted suite;
 #                ends with "N passed, M failed"
-#   make check   the layering and rockspec checks, then the suite under
+#   make check   the layering, rockspec and luacheck checks, then the suite under
 #                ASan+UBSan and ThreadSanitizer (fails on any report)
 #   make bench   the benchmarks in bench/
 #   make demo    run an example that shows what fiberio does
 #   make install install with luarocks (Lua 5.4)
+#   make dist    the release tarball and source rock, of HEAD
+#   make docs    docs/REFERENCE.md from the editor types (library/)
 
 LUA      ?= lua5.4
 LUA_INC  ?= /usr/include/lua5.4
@@ -38,12 +40,14 @@ SO        = $(BUILD)/fiberio/core.so
 DEB_BUILD = gcc make pkg-config lua5.4 liblua5.4-dev liburing-dev lua-busted luarocks lua-filesystem attr
 DEB_BENCH = lua-luv lua-cqueues wrk nginx-light
 DEB_VALGRIND = valgrind
+DEB_CHECK = lua-check
+DEB_DIST = zip
 
 TEST_BUILD = build-test
 ASAN_BUILD = build-asan
 ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all $(TEST_DEFS)
 
-.PHONY: all deps test check bench demo install clean valgrind layers rockcheck
+.PHONY: all deps test check bench demo install clean valgrind layers rockcheck lint docs dist
 
 all: $(SO) $(BUILD)/noring $(BUILD)/host $(BUILD)/failalloc.so
 
@@ -112,7 +116,22 @@ layers: all
 rockcheck:
 	@sh tools/rockcheck.sh
 
-check: deps layers rockcheck
+# luacheck over the Lua of the tree (.luacheckrc), clean.
+lint: deps
+	@sh tools/deps.sh $(DEB_CHECK)
+	@luacheck --no-color -q . && echo "lint: luacheck clean"
+
+# docs/REFERENCE.md from the editor types (spec/annotations_spec.lua checks
+# that it is up to date).
+docs:
+	$(LUA) tools/gendoc.lua library/fiberio.lua > docs/REFERENCE.md
+
+# The release tarball and source rock (of HEAD: commit first).
+dist: deps
+	@sh tools/deps.sh $(DEB_DIST)
+	@sh tools/dist.sh
+
+check: deps layers rockcheck lint
 	@$(MAKE) --no-print-directory all BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
 	@FIBERIO_SANITIZE=asan sh tools/runspecs.sh $(ASAN_BUILD)
 	@$(MAKE) --no-print-directory all $(TSAN_BUILD)/longjmp_shim.so BUILD=$(TSAN_BUILD) CFLAGS="$(TSAN_FLAGS)" LDFLAGS="-fsanitize=thread"
@@ -136,7 +155,7 @@ demo: deps all
 	@$(DEMO_ENV) $(LUA) examples/treesum.lua /usr/share/lua/5.1/busted
 
 install: deps
-	luarocks --lua-version 5.4 make fiberio-scm-1.rockspec
+	luarocks --lua-version 5.4 make fiberio-0.1.0-1.rockspec
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

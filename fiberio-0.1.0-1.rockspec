@@ -1,8 +1,12 @@
 rockspec_format = "3.0"
 package = "fiberio"
-version = "scm-1"
+version = "0.1.0-1"
+-- The release tarball (make dist). `luarocks make` in a checkout builds the
+-- checkout instead; the source rock (make dist) carries the tarball, so
+-- `luarocks install fiberio-0.1.0-1.src.rock` needs no network.
 source = {
-  url = "git+file:///dev/null", -- built from a checkout: luarocks make
+  url = "https://github.com/fiberio/fiberio/releases/download/v0.1.0/fiberio-0.1.0.tar.gz",
+  dir = "fiberio-0.1.0",
 }
 description = {
   summary = "Async I/O for Lua 5.4: fibers with async/await/cancel over io_uring",
@@ -12,6 +16,8 @@ with async, await and real cancellation, and file, pipe and timer operations
 that run on Linux io_uring, one ring per thread.
 ]],
   license = "MIT",
+  homepage = "https://github.com/fiberio/fiberio",
+  maintainer = "the fiberio authors",
   labels = { "io_uring", "async", "coroutines", "linux" },
 }
 supported_platforms = { "linux" }
@@ -47,4 +53,10 @@ build = {
       libdirs = { "$(URING_LIBDIR)" },
     },
   },
+  -- the LuaLS type definitions (library/: point .luarc.json's
+  -- workspace.library at it) and the reference, into the rock's directory
+  copy_directories = { "library", "docs" },
+}
+test = {
+  type = "busted",
 }

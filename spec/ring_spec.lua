@@ -107,7 +107,7 @@ end)
 
 describe("packaging", function()
   it("the rockspec builds every C source of the core", function()
-    local f = assert(io.open("fiberio-scm-1.rockspec"))
+    local f = assert(io.open("fiberio-0.1.0-1.rockspec"))
     local spec = f:read("a")
     f:close()
     local p = assert(io.popen("find csrc -name '*.c'"))

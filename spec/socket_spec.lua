@@ -365,7 +365,10 @@ describe("sockets", function()
         assert(s:sendfd(f, "here"))
         f:close()
         s:close()
-      ]]):format(dir .. "/s", dir .. "/secret") })
+      ]]):format(dir .. "/s", dir .. "/secret") }, { addenv = {
+        LUA_PATH = os.getenv("LUA_PATH") or package.path,
+        LUA_CPATH = os.getenv("LUA_CPATH") or package.cpath } })
+      srv:settimeout(helper.bound(10)) -- (a child that failed never connects)
       local c = assert(srv:accept())
       local f, data = c:recvfd()
       assert.equal("here", data)

@@ -25,7 +25,7 @@ local pack, unpack = table.pack, table.unpack
 
 local argerror, checkfunction, checkopts = check.argerror, check.func, check.opts
 
-M._VERSION = "fiberio scm"
+M._VERSION = "fiberio 0.1.0"
 M._info = core._info -- what the backend says about itself (specs, debugging)
 
 -- fio.shield(fn, ...): run fn with cancellation held off; a cancel that
