@@ -32,6 +32,8 @@
 -- Exit status: 0 if everything was copied, 1 if anything failed or was
 -- skipped (the rest is still copied, each failure reported as
 -- "cptree: path: message"), 2 on bad usage, 130 or 143 when interrupted.
+-- On a terminal, a progress line on stderr (files and bytes copied, rate,
+-- time); -q: none.
 local fio = require "fiberio"
 
 local PROG = "cptree"
@@ -39,15 +41,25 @@ local WORKERS = 64 -- copies in flight at most
 local S_700 = tonumber("700", 8)
 local EPERM, ENOTSUP, ENODATA = fio.errno.EPERM, fio.errno.ENOTSUP, fio.errno.ENODATA
 
+local USAGE, ABOUT = "[-q] SRC DST",
+  "  copy the tree SRC to DST (which must not exist) as cp -a does; -q: no progress line"
+local cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
+cli.standard_options(PROG, USAGE, ABOUT, arg)
+
 local function usage(msg)
   if msg then io.stderr:write(PROG, ": ", msg, "\n") end
-  io.stderr:write("usage: ", PROG, " SRC DST\n",
-    "  copy the tree SRC to DST (which must not exist) as cp -a does\n")
+  io.stderr:write("usage: ", PROG, " ", USAGE, "\n", ABOUT, "\n")
   os.exit(2)
 end
 
+local quiet = arg[1] == "-q"
+if quiet then table.remove(arg, 1) end
+local progress = cli.progress(quiet)
+local copied, copied_bytes = 0, 0
+
 local status = 0
 local function fail(msg)
+  progress:done()
   io.stderr:write(PROG, ": ", msg, "\n")
   status = 1
 end
@@ -55,7 +67,7 @@ end
 -- What a copy needs of an entry's lstat (the walk refills its table).
 local function meta(st)
   return { type = st.type, perm = st.perm, uid = st.uid, gid = st.gid, rdev = st.rdev,
-    atime_ns = st.atime_ns, mtime_ns = st.mtime_ns }
+    atime_ns = st.atime_ns, mtime_ns = st.mtime_ns, size = st.size }
 end
 
 -- Extended attributes of src onto dst (the link's own, as cp -a). A file
@@ -189,6 +201,8 @@ local function copy(src, dst)
         local item = q:get()
         if not item then return end
         copy_one(item[1], item[2], item[3])
+        copied, copied_bytes = copied + 1, copied_bytes + item[3].size
+        progress:update(copied, copied_bytes)
       end
     end)
   end
@@ -231,6 +245,7 @@ local function main(src, dst)
   local copying = fio.async(copy, src, dst)
   local ok, i, name = pcall(fio.select, copying, table.unpack(watchers))
   for _, w in ipairs(watchers) do w:cancel() end
+  progress:done()
   if not ok then error(i, 0) end -- (a bug: the watchers go first)
   if i == 1 then return copying:await() end
   copying:cancel()

@@ -20,12 +20,23 @@ local status = 0
 local seen = {} -- "dev:ino" of files with several links, counted already
 local seen_dirs -- with several PATHs: "dev:ino" of directories counted
 
+local USAGE, ABOUT = "[-q] [-x] PATH...",
+  "  the disk usage of each PATH in KiB, as du -s; -x: stay on its file system;\n" ..
+  "  -q: no progress line"
+local cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
+cli.standard_options(PROG, USAGE, ABOUT, arg)
+
 local function usage(msg)
-  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " [-x] PATH...\n")
+  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " ", USAGE, "\n")
   os.exit(2)
 end
 
+local quiet = false
+local progress -- (made once the options are read)
+local counted, counted_bytes = 0, 0
+
 local function onerror(_, msg)
+  progress:done()
   io.stderr:write(PROG, ": ", msg, "\n")
   status = 1
 end
@@ -64,6 +75,8 @@ local function usage_of(path, xdev)
           skip = p .. "/"
         else
           total = total + blocks(st)
+          counted, counted_bytes = counted + 1, counted_bytes + st.size
+          progress:update(counted, counted_bytes)
         end
       end
     end
@@ -74,15 +87,18 @@ end
 local xdev, paths = false, {}
 for _, a in ipairs(arg) do
   if a == "-x" then xdev = true
+  elseif a == "-q" then quiet = true
   elseif a == "-s" then xdev = xdev -- (the only form: accepted for du's sake)
   elseif a:sub(1, 1) == "-" and #a > 1 then usage("unknown option " .. a)
   else paths[#paths + 1] = a end
 end
 if #paths == 0 then paths[1] = "." end
 if #paths > 1 then seen_dirs = {} end
+progress = cli.progress(quiet)
 
 for _, p in ipairs(paths) do
   local kib = usage_of(p, xdev)
+  progress:done()
   if kib then io.write(kib, "\t", p, "\n") end
 end
 os.exit(status)

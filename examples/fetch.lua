@@ -16,8 +16,14 @@ local fio = require "fiberio"
 local PROG = "fetch"
 local MAX_REDIRECTS = 5
 
+local USAGE, ABOUT = "[-c N] [-o DIR] URL...",
+  "  GET each http:// URL, N at a time (default 16), redirects followed; the\n" ..
+  "  bodies to stdout in order, or each to DIR/NAME with -o"
+local cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
+cli.standard_options(PROG, USAGE, ABOUT, arg)
+
 local function usage(msg)
-  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " [-c N] [-o DIR] URL...\n")
+  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " ", USAGE, "\n")
   os.exit(2)
 end
 

@@ -25,13 +25,15 @@ local fio = require "fiberio"
 local PROG = "grep"
 local WORKERS = 32
 
+local USAGE, ABOUT = "[-n] [-r] [-p N] PATTERN PATH...",
+  "  print the lines of the files that match the Lua pattern PATTERN;\n" ..
+  "  -n  prefix each line with its line number\n" ..
+  "  -r  search directories recursively\n" ..
+  "  -p N  read and search on N worker threads (fio.parallel); 0: here"
+
 local function usage(msg)
   if msg then io.stderr:write(PROG, ": ", msg, "\n") end
-  io.stderr:write("usage: ", PROG, " [-n] [-r] [-p N] PATTERN PATH...\n",
-    "  print the lines of the files that match the Lua pattern PATTERN;\n",
-    "  -n  prefix each line with its line number\n",
-    "  -r  search directories recursively\n",
-    "  -p N  read and search on N worker threads (fio.parallel); 0: here\n")
+  io.stderr:write("usage: ", PROG, " ", USAGE, "\n", ABOUT, "\n")
   os.exit(2)
 end
 
@@ -114,6 +116,7 @@ end
 -- Options.
 local numbers, recursive, threads = false, false, 0
 local i = 1
+dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua").standard_options(PROG, USAGE, ABOUT, arg, true)
 while arg[i] and arg[i]:sub(1, 1) == "-" and #arg[i] > 1 do
   local a = arg[i]
   if a == "--" then i = i + 1 break end

@@ -15,8 +15,14 @@ local fio = require "fiberio"
 
 local PROG = "onchange"
 
+local USAGE, ABOUT = "[-q MS] DIR -- CMD [ARG...]",
+  "  run CMD whenever something below DIR changes, once per burst of changes\n" ..
+  "  (MS milliseconds quiet, default 100); a run still going is stopped first"
+local cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
+cli.standard_options(PROG, USAGE, ABOUT, arg)
+
 local function usage(msg)
-  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " [-q MS] DIR -- CMD [ARG...]\n")
+  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " ", USAGE, "\n")
   os.exit(2)
 end
 

@@ -269,10 +269,15 @@ end
 if ... == "--module" then return serve end
 
 local fio = require "fiberio"
+local USAGE, ABOUT = "[-b HOST] [-w N] DIR [PORT]",
+  "  serve the files below DIR over HTTP/1.1 on HOST (127.0.0.1) and PORT\n" ..
+  "  (8000; 0: any free one), with N threads (1)"
+local cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
+cli.standard_options(PROG, USAGE, ABOUT, arg)
 local host, workers, root, port = "127.0.0.1", 1, nil, 8000
 local args, i = { ... }, 1
 local function usage(msg)
-  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " [-b HOST] [-w N] DIR [PORT]\n")
+  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " ", USAGE, "\n")
   os.exit(2)
 end
 while args[i] do

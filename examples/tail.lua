@@ -22,8 +22,14 @@ local fio = require "fiberio"
 local PROG = "tail"
 local CHUNK = 64 * 1024
 
+local USAGE, ABOUT = "[-f | -F] [-n N] FILE",
+  "  the last N lines of FILE (default 10); -f: then what is appended, as it\n" ..
+  "  comes; -F: the same through a rename or a new FILE (log rotation)"
+local cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
+cli.standard_options(PROG, USAGE, ABOUT, arg)
+
 local function usage(msg)
-  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " [-f | -F] [-n N] FILE\n")
+  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " ", USAGE, "\n")
   os.exit(2)
 end
 

@@ -16,19 +16,24 @@
 -- worker threads (fio.parallel, at most N of them; fio.config{threads = N}):
 -- SHA-256 in Lua then uses every core. -p 0 hashes on this thread.
 -- Exit status: 0 if every file was summed, 1 if any could not be read,
--- 2 on bad usage.
+-- 2 on bad usage. On a terminal, a progress line on stderr while it works
+-- (files and bytes summed, rate, time); -q: none.
 local fio = require "fiberio"
 
 local PROG = "treesum"
 local BIG = 64 * 1024 * 1024 -- above this, read in chunks
 local CHUNK = 1024 * 1024
 
+local cli -- examples/cli.lua: loaded by the script, not by a worker (below)
+local USAGE, ABOUT = "[-q] [-j N] [-p N] ROOT",
+  "  print `sha256sum` lines for every regular file below ROOT, sorted by path;\n" ..
+  "  -j N  read at most N files at once (default 16)\n" ..
+  "  -p N  hash on N worker threads (fio.parallel); 0: on this thread (default)\n" ..
+  "  -q    no progress line"
+
 local function usage(msg)
   if msg then io.stderr:write(PROG, ": ", msg, "\n") end
-  io.stderr:write("usage: ", PROG, " [-j N] [-p N] ROOT\n",
-    "  print `sha256sum` lines for every regular file below ROOT, sorted by path;\n",
-    "  -j N  read at most N files at once (default 16)\n",
-    "  -p N  hash on N worker threads (fio.parallel); 0: on this thread (default)\n")
+  io.stderr:write("usage: ", PROG, " ", USAGE, "\n", ABOUT, "\n")
   os.exit(2)
 end
 
@@ -173,11 +178,13 @@ end
 
 -- The command line: jobs, ROOT, workers (usage() exits on a bad one).
 local function parse(argv)
-  local jobs, root, workers = 16, nil, 0
+  local jobs, root, workers, quiet = 16, nil, 0, false
   local i = 1
   while i <= #argv do
     local a = argv[i]
-    if a == "-p" then
+    if a == "-q" then
+      quiet = true
+    elseif a == "-p" then
       workers = tonumber(argv[i + 1] or "")
       i = i + 1
       if not workers or workers < 0 or workers > 1024 or workers ~= math.floor(workers) then
@@ -203,10 +210,10 @@ local function parse(argv)
   end
   if not jobs or jobs < 1 or jobs ~= math.floor(jobs) then usage("-j needs a positive integer") end
   if not root then usage("ROOT expected") end
-  return math.tointeger(jobs), root, math.tointeger(workers)
+  return math.tointeger(jobs), root, math.tointeger(workers), quiet
 end
 
-local function main(jobs, root, workers)
+local function main(jobs, root, workers, quiet)
   local summer = sum_file
   if workers > 0 then
     local script = arg and arg[0]
@@ -224,8 +231,10 @@ local function main(jobs, root, workers)
   local status = 0
   local results = {} -- path -> output line
   local nfiles, nbytes = 0, 0
+  local progress = cli.progress(quiet)
 
   local function fail(m)
+    progress:done()
     io.stderr:write(PROG, ": ", m, "\n")
     status = 1
   end
@@ -240,6 +249,7 @@ local function main(jobs, root, workers)
     if not hex then return fail(size) end
     results[path] = sumline(hex, path)
     nfiles, nbytes = nfiles + 1, nbytes + size
+    progress:update(nfiles, nbytes)
   end
 
   -- The walk puts the paths of regular files in a queue and closes it at
@@ -270,6 +280,7 @@ local function main(jobs, root, workers)
   g:async(walk)
   for _ = 1, jobs do g:async(worker) end
   g:wait()
+  progress:done()
 
   local paths = {}
   for p in pairs(results) do paths[#paths + 1] = p end
@@ -290,7 +301,9 @@ end
 if not arg then -- loaded by a worker (remote_sum): a library
   return { sum_file = sum_file }
 end
-local jobs, root, workers = parse(arg)
+cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
+cli.standard_options(PROG, USAGE, ABOUT, arg)
+local jobs, root, workers, quiet = parse(arg)
 -- -p N bounds the worker threads: configuration, before the loop runs.
 if workers > 0 then fio.config{ threads = workers } end
-os.exit(fio.run(main, jobs, root, workers), true) -- close the state: workers are joined
+os.exit(fio.run(main, jobs, root, workers, quiet), true) -- close the state: workers are joined

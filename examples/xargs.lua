@@ -23,9 +23,14 @@ local fio = require "fiberio"
 local PROG = "xargs"
 local MAX_CHARS = 128 * 1024
 
+local USAGE, ABOUT = "[-P N] [-n M] [-0 | -d DELIM] [-r] [CMD [ARG...]]",
+  "  run CMD (default echo) with the words of stdin as arguments, M at a time,\n" ..
+  "  N at once (-P 0: as many as there are CPUs), as GNU xargs does"
+local cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
+cli.standard_options(PROG, USAGE, ABOUT, arg, true) -- (options end at CMD)
+
 local function usage(msg)
-  io.stderr:write(PROG, ": ", msg, "\n",
-    "usage: ", PROG, " [-P N] [-n M] [-0 | -d DELIM] [-r] [CMD [ARG...]]\n")
+  io.stderr:write(PROG, ": ", msg, "\n", "usage: ", PROG, " ", USAGE, "\n")
   os.exit(1)
 end
 
