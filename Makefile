@@ -37,7 +37,7 @@ SO        = $(BUILD)/fiberio/core.so
 
 # Debian packages: what the build and the tests need; the peers the
 # benchmarks measure against; valgrind for `make valgrind`.
-DEB_BUILD = gcc make pkg-config lua5.4 liblua5.4-dev liburing-dev lua-busted luarocks lua-filesystem attr
+DEB_BUILD = gcc make pkg-config lua5.4 liblua5.4-dev liburing-dev lua-busted luarocks lua-filesystem attr zip
 DEB_BENCH = lua-luv lua-cqueues wrk nginx-light
 DEB_VALGRIND = valgrind
 DEB_CHECK = lua-check
