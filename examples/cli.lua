@@ -22,6 +22,17 @@ function cli.standard_options(prog, usage, about, args, operands_end)
   end
 end
 
+-- The tool's usage(msg): "prog: msg" and the usage line on stderr, then
+-- exit with status (default 2, as coreutils on bad usage); with about, the
+-- lines that say what the tool does follow the usage line.
+function cli.usage(prog, usage, about, status)
+  return function(msg)
+    if msg then io.stderr:write(prog, ": ", msg, "\n") end
+    io.stderr:write("usage: ", prog, " ", usage, "\n", about and about .. "\n" or "")
+    os.exit(status or 2)
+  end
+end
+
 local function human(n)
   local units = { "B", "KiB", "MiB", "GiB", "TiB" }
   local u = 1

@@ -45,12 +45,7 @@ local USAGE, ABOUT = "[-q] SRC DST",
   "  copy the tree SRC to DST (which must not exist) as cp -a does; -q: no progress line"
 local cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
 cli.standard_options(PROG, USAGE, ABOUT, arg)
-
-local function usage(msg)
-  if msg then io.stderr:write(PROG, ": ", msg, "\n") end
-  io.stderr:write("usage: ", PROG, " ", USAGE, "\n", ABOUT, "\n")
-  os.exit(2)
-end
+local usage = cli.usage(PROG, USAGE, ABOUT)
 
 local quiet = arg[1] == "-q"
 if quiet then table.remove(arg, 1) end

@@ -26,10 +26,7 @@ local USAGE, ABOUT = "[-q] [-x] PATH...",
 local cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
 cli.standard_options(PROG, USAGE, ABOUT, arg)
 
-local function usage(msg)
-  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " ", USAGE, "\n")
-  os.exit(2)
-end
+local usage = cli.usage(PROG, USAGE)
 
 local quiet = false
 local progress -- (made once the options are read)

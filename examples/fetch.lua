@@ -22,10 +22,7 @@ local USAGE, ABOUT = "[-c N] [-o DIR] URL...",
 local cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
 cli.standard_options(PROG, USAGE, ABOUT, arg)
 
-local function usage(msg)
-  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " ", USAGE, "\n")
-  os.exit(2)
-end
+local usage = cli.usage(PROG, USAGE)
 
 -- "http://host:port/path?q" -> host, port, "/path?q"; nil, msg if not one.
 local function parse_url(url)

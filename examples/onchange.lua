@@ -21,10 +21,7 @@ local USAGE, ABOUT = "[-q MS] DIR -- CMD [ARG...]",
 local cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
 cli.standard_options(PROG, USAGE, ABOUT, arg)
 
-local function usage(msg)
-  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " ", USAGE, "\n")
-  os.exit(2)
-end
+local usage = cli.usage(PROG, USAGE)
 
 local quiet, dir = 0.1, nil
 local i = 1

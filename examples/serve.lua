@@ -276,10 +276,7 @@ local cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
 cli.standard_options(PROG, USAGE, ABOUT, arg)
 local host, workers, root, port = "127.0.0.1", 1, nil, 8000
 local args, i = { ... }, 1
-local function usage(msg)
-  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " ", USAGE, "\n")
-  os.exit(2)
-end
+local usage = cli.usage(PROG, USAGE)
 while args[i] do
   local a = args[i]
   if a == "-b" then host = args[i + 1] or usage("-b needs a host"); i = i + 2

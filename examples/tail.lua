@@ -28,10 +28,7 @@ local USAGE, ABOUT = "[-f | -F] [-n N] FILE",
 local cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
 cli.standard_options(PROG, USAGE, ABOUT, arg)
 
-local function usage(msg)
-  io.stderr:write(PROG, ": ", msg, "\nusage: ", PROG, " ", USAGE, "\n")
-  os.exit(2)
-end
+local usage = cli.usage(PROG, USAGE)
 
 local follow, byname, n, file = false, false, 10, nil
 local i = 1

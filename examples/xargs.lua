@@ -29,10 +29,7 @@ local USAGE, ABOUT = "[-P N] [-n M] [-0 | -d DELIM] [-r] [CMD [ARG...]]",
 local cli = dofile((arg[0]:match("^(.*)/") or ".") .. "/cli.lua")
 cli.standard_options(PROG, USAGE, ABOUT, arg, true) -- (options end at CMD)
 
-local function usage(msg)
-  io.stderr:write(PROG, ": ", msg, "\n", "usage: ", PROG, " ", USAGE, "\n")
-  os.exit(1)
-end
+local usage = cli.usage(PROG, USAGE, nil, 1) -- (GNU xargs: 1 on bad usage)
 
 -- Options.
 local procs, maxargs, delim, norun = 1, nil, nil, false
