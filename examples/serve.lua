@@ -243,9 +243,19 @@ local function serve(root, host, port, reuseport, quiet, srv)
     c:close()
   end
 
+  local E = fio.errno
+  local transient = { [E.EMFILE] = true, [E.ENFILE] = true, [E.ENOBUFS] = true, [E.ENOMEM] = true,
+    [E.ECONNABORTED] = true, [E.EPROTO] = true }
   while true do
-    local c = srv:accept()
-    if not c then break end
+    local c, amsg, aerr = srv:accept()
+    if not c then
+      if not transient[aerr] then break end
+      -- (out of fds or memory, or a client gone before its accept: say
+      -- so, let the connections in hand finish, go on)
+      io.stderr:write(PROG, ": accept: ", amsg, "\n")
+      fio.sleep(0.05)
+      goto next_connection
+    end
     c:setoption("nodelay", true)
     fio.async(function()
       -- (a bug in one request is reported; the server goes on)
@@ -255,6 +265,7 @@ local function serve(root, host, port, reuseport, quiet, srv)
         c:close()
       end
     end)
+    ::next_connection::
   end
   srv:close()
   return true

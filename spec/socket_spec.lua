@@ -65,6 +65,46 @@ describe("sockets", function()
     assert.equal(before, helper.open_fds())
   end)
 
+  it("full duplex: a fiber reading a socket does not hold up another's write on it", function()
+    with_group(function(g)
+      local a, b = fio.socketpair()
+      local got = {}
+      local reader = g:async(function()
+        for line in a:lines() do
+          got[#got + 1] = line
+          if #got == 3 then return end
+        end
+      end)
+      g:async(function() for line in b:lines() do b:write(line:upper(), "\n") end end)
+      fio.sleep(0.01) -- (the reader waits in a:lines() now)
+      for _, word in ipairs { "one", "two", "three" } do assert(a:write(word, "\n")) end
+      assert.is_true(fio.timeout(helper.bound(5), reader.await, reader) ~= nil or reader:done())
+      assert.same({ "ONE", "TWO", "THREE" }, got)
+      a:close(); b:close()
+    end)
+  end)
+
+  it("a Unix listener's full backlog: connect says EAGAIN, never a socket that is not connected", function()
+    local dir = helper.mktempdir("backlog")
+    fio.run(function()
+      local srv = assert(fio.listen(dir .. "/s", { backlog = 0 }))
+      local held, refused = {}, nil
+      for _ = 1, 4 do
+        local s, msg, err = fio.connect(dir .. "/s")
+        if s then
+          held[#held + 1] = s
+          assert.is_not_nil(s:getpeername()) -- (connected indeed)
+        else
+          refused = { msg, err }
+        end
+      end
+      assert.same({ dir .. "/s: Resource temporarily unavailable", fio.errno.EAGAIN }, refused)
+      for _, s in ipairs(held) do s:close() end
+      srv:close()
+    end)
+    helper.rmtree(dir)
+  end)
+
   it("listen with no host takes both IPv4 and IPv6 connections", function()
     with_group(function(g)
       local srv, port = echo_server(nil, g)

@@ -195,8 +195,18 @@ void fio_list_wake_all(fio_list *list, int reason) {
 static void deliver_cancel(fio_loop *loop, fio_fiber *w) {
   switch (w->wait) {
   case FIO_W_OP:
-    /* The op's completion wakes w; its buffer stays alive until then. */
-    if (w->op && w->op->state == FIO_OPS_INFLIGHT) fio_op_cancel(loop, w->op);
+    /* The op's completion wakes w; its buffer stays alive until then. An
+     * op its runner cannot stop (detach_on_cancel) is let go instead: w
+     * wakes now, the op is freed when it ends. */
+    if (w->op && w->op->state == FIO_OPS_INFLIGHT) {
+      fio_op *op = w->op;
+      fio_op_cancel(loop, op);
+      if (op->detach_on_cancel) {
+        op->waiter = NULL;
+        w->op = NULL;
+        fio_wake(w, FIO_WAKE_CANCEL);
+      }
+    }
     break;
   case FIO_W_YIELD:
     w->wake = FIO_WAKE_CANCEL;

@@ -195,6 +195,11 @@ struct fio_op {
                            * open does */
   uint32_t res_mode;      /* OPENAT: the opened file's st_mode, when its
                            * runner looked (0: not known) */
+  uint8_t detach_on_cancel; /* set by the binding: a cancel of the waiter
+                           * cannot stop this op (getaddrinfo): the waiter
+                           * wakes at once (its continuation finds w->op
+                           * NULL) and the op, orphaned, is freed when it
+                           * ends */
   _Alignas(16) unsigned char backend_area[FIO_OP_BACKEND_AREA];
 };
 

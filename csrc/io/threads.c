@@ -19,7 +19,10 @@
  *    reader takes the data first (writes on that path are capped at
  *    PIPE_BUF so a ready pipe takes them whole).
  * EAGAIN puts the op on its fd's wait list, and the fd in this loop's epoll
- * set (level-triggered, for the directions that have waiters). The epoll set
+ * set (armed one-shot for the directions that have waiters, re-armed with
+ * one EPOLL_CTL_MOD per wait). Each list is tried one way (its kind, set by
+ * the op that parked last): ops of different kinds never wait on one fd in
+ * one direction today (a POLL waits only where no read does). The epoll set
  * also holds the loop's wake eventfd, through which pool threads report
  * posted completions. A close of such an fd runs here too (it never
  * blocks). Everything else (regular files, directories, block devices, their

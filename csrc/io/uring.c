@@ -283,8 +283,19 @@ static void reap(fio_loop *loop, uring *u) {
           }
           res = -ECANCELED; /* (what it opened is op's: closed with it) */
         }
-        if (op->code == FIO_OP_READ && res > 0)
+        if ((op->code == FIO_OP_READ || op->code == FIO_OP_RECV) && res > 0)
           VALGRIND_MAKE_MEM_DEFINED(op->buf, res);
+        if (op->code == FIO_OP_ACCEPT && res >= 0) /* (fio_sockaddr) */
+          VALGRIND_MAKE_MEM_DEFINED(op->mem, sizeof(struct sockaddr_storage) +
+                                                 sizeof(socklen_t));
+        if (op->code == FIO_OP_RECVMSG && res >= 0) {
+          /* (the msghdr, its iovec, the peer, the control room, the data) */
+          const struct msghdr *m = (const struct msghdr *)(void *)op->mem;
+          VALGRIND_MAKE_MEM_DEFINED(op->mem, sizeof *m);
+          if (m->msg_name) VALGRIND_MAKE_MEM_DEFINED(m->msg_name, m->msg_namelen);
+          if (m->msg_control) VALGRIND_MAKE_MEM_DEFINED(m->msg_control, m->msg_controllen);
+          VALGRIND_MAKE_MEM_DEFINED(m->msg_iov[0].iov_base, res);
+        }
         if (op->code == FIO_OP_STATX && res == 0)
           VALGRIND_MAKE_MEM_DEFINED(op->mem, sizeof(struct statx));
         if (op->code == FIO_OP_GETXATTR && res > 0)

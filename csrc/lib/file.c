@@ -306,8 +306,10 @@ static int buf_io(lua_State *L, fio_loop *loop, fio_file *f, fio_fiber *w,
                   fio_fiber *pseudo, int code, char *buf, size_t len,
                   char *base, lua_KFunction k) {
   w = suspend_begin(L, loop, w, pseudo);
-  if (f->timeout >= 0) fio_timer_arm_in(L, loop, w, f->timeout);
   fio_op *op = mkop(L, f, code, f->fd, buf, len);
+  /* (a socket's deadline: armed once the op is made, so that out of
+   * memory in mkop leaves no timer behind) */
+  if (f->timeout >= 0) fio_timer_arm_in(L, loop, w, f->timeout);
   f->busy = 1;
   f->bufop = op;
   f->bufop_base = base;
@@ -829,7 +831,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* Strings and numbers (formatted as io formats them) into one string. */
-static void collect_args(lua_State *L, int first) {
+void fio_file_collect_args(lua_State *L, int first) {
   int n = lua_gettop(L);
   for (int i = first; i <= n; i++) {
     if (lua_type(L, i) == LUA_TNUMBER) {
@@ -849,9 +851,9 @@ static void collect_args(lua_State *L, int first) {
   else if (n > first) lua_concat(L, n - first + 1);
 }
 
-static int f_write(lua_State *L) {
+int fio_file_write(lua_State *L) {
   fio_file *f = tofile(L, 1);
-  collect_args(L, 2);
+  fio_file_collect_args(L, 2);
   if (f->cstdout) { /* the stream print and io.write use: one order */
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
@@ -1377,7 +1379,7 @@ static int l_pipe(lua_State *L) {
 }
 
 static const luaL_Reg file_methods[] = {
-    {"read", f_read},         {"write", f_write},       {"lines", f_lines},
+    {"read", f_read},         {"write", fio_file_write},       {"lines", f_lines},
     {"seek", f_seek},         {"flush", f_flush},       {"setvbuf", f_setvbuf},
     {"close", fio_file_close},       {"pread", f_pread},       {"pwrite", f_pwrite},
     {"sync", f_sync},         {"datasync", f_datasync}, {"stat", f_stat},
@@ -1390,7 +1392,7 @@ static const luaL_Reg file_meta[] = {{"__gc", f_gc},
 
 void fio_file_stream_methods(lua_State *L, int loop) {
   static const luaL_Reg stream[] = {
-      {"read", f_read},   {"write", f_write}, {"lines", f_lines},
+      {"read", f_read},   {"write", fio_file_write}, {"lines", f_lines},
       {"flush", f_flush}, {"setvbuf", f_setvbuf}, {"close", fio_file_close},
       {"stat", f_stat},   {"fd", f_fd},       {NULL, NULL}};
   lua_pushvalue(L, loop);

@@ -58,6 +58,10 @@ fio_file *fio_file_check(lua_State *L, int idx);
  * close, stat, fd; not seek, pread, pwrite, sync, truncate): set into the
  * table at -1, with the loop userdata at index loop as their upvalue. */
 void fio_file_stream_methods(lua_State *L, int loop);
+/* file:write(...), the method; and its arguments (strings and numbers,
+ * formatted as io formats them) from first on, made one string there. */
+int fio_file_write(lua_State *L);
+void fio_file_collect_args(lua_State *L, int first);
 /* handle:close(): a File's, a Socket's, a Server's (the method). */
 int fio_file_close(lua_State *L);
 /* The metamethods of every handle (__gc, __close, __tostring): likewise. */

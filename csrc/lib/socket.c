@@ -123,8 +123,8 @@ static int push_addr(lua_State *L, const struct sockaddr *sa, socklen_t len) {
       lua_pushliteral(L, "@");
       lua_pushlstring(L, un->sun_path + 1, n - 1);
       lua_concat(L, 2);
-    } else {
-      lua_pushstring(L, un->sun_path); /* (NUL-terminated within n) */
+    } else { /* (a path of the whole sun_path has no NUL) */
+      lua_pushlstring(L, un->sun_path, strnlen(un->sun_path, n));
     }
     lua_pushnil(L);
     return 2;
@@ -179,21 +179,20 @@ static int set_nonblock(int fd, int on) {
  * A call keeps its deadline (ns, 0: none) in stack slot DEADLINE (its
  * arguments are settled to fixed slots before its first wait). */
 
-/* Begin (w NULL: the first step, with pseudo) or continue waiting, arm the
- * deadline, and return the waiter: before the op is made, so a raise
- * (a pending cancel, no memory for the timer) has nothing to free. */
+/* Begin (w NULL: the first step, with pseudo) or continue waiting, and
+ * return the waiter: before the op is made, so that a pending cancel
+ * raises with nothing to free. */
 static fio_fiber *step_begin(lua_State *L, fio_loop *loop, fio_fiber *w,
-                             fio_fiber *pseudo, int deadline_slot) {
+                             fio_fiber *pseudo) {
   if (!w) w = fio_wait_begin(loop, L, pseudo);
   else fio_wait_again(L, w);
-  uint64_t deadline = (uint64_t)lua_tointeger(L, deadline_slot);
-  if (deadline) fio_timer_arm(L, loop, w, deadline);
   return w;
 }
 
-/* The deadline s seconds (>= 0, finite) from now: never 0 (no deadline). */
+/* The deadline s seconds (>= 0) from now: never 0 (no deadline); past a
+ * billion seconds, a billion (as fio_timer_arm_in). */
 static lua_Integer deadline_in(lua_Number s) {
-  uint64_t d = fio_now_ns() + (uint64_t)(s * 1e9);
+  uint64_t d = fio_now_ns() + (s >= 1e9 ? (uint64_t)1e18 : (uint64_t)(s * 1e9));
   return d ? (lua_Integer)d : 1;
 }
 
@@ -210,9 +209,14 @@ static fio_op *newop(lua_State *L, int code, int fd, size_t cap) {
   return op;
 }
 
-/* Submit op for f (counted in its inflight) and continue in k. */
+/* Arm the call's deadline (stack slot deadline_slot; 0: none), submit op
+ * for f (counted in its inflight) and continue in k. The timer is armed
+ * once the op is made: out of memory for it leaks that op, and never
+ * leaves a timer on a waiter that is gone. */
 static int step_wait(lua_State *L, fio_loop *loop, fio_fiber *w, fio_file *f,
-                     fio_op *op, lua_KFunction k) {
+                     fio_op *op, lua_KFunction k, int deadline_slot) {
+  uint64_t deadline = (uint64_t)lua_tointeger(L, deadline_slot);
+  if (deadline) fio_timer_arm(L, loop, w, deadline);
   f->inflight++;
   return fio_op_wait(loop, L, w, op, k);
 }
@@ -260,12 +264,12 @@ static int run_accept(lua_State *L, fio_fiber *w, fio_fiber *pseudo, int poll) {
   fio_file *f = lua_touserdata(L, 1);
   if (f->fd < 0) return fio_file_ioerr(L, EBADF);
   fio_loop *loop = fio_loop_get(L);
-  w = step_begin(L, loop, w, pseudo, 3);
+  w = step_begin(L, loop, w, pseudo);
   fio_op *op = newop(L, poll ? FIO_OP_POLL : FIO_OP_ACCEPT, f->fd,
                      poll ? 0 : sizeof(struct fio_sockaddr));
   if (poll) op->mode = POLLIN;
   else op->owns = FIO_OWN_RESULT; /* (closed if nobody takes it) */
-  return step_wait(L, loop, w, f, op, accept_k);
+  return step_wait(L, loop, w, f, op, accept_k, 3);
 }
 
 /* server:accept() -> Socket | nil, msg, errno */
@@ -308,13 +312,22 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   int res = step_result(L, w, s, s);
   int polled = op->code == FIO_OP_POLL;
   fio_op_free(op);
-  if (!polled && (res == -EINPROGRESS || res == -EAGAIN || res == -EALREADY))
+  /* (EAGAIN is not "in progress": a Unix socket's full backlog, nothing
+   * started; it is the result) */
+  if (!polled && (res == -EINPROGRESS || res == -EALREADY))
     return connect_step(L, w, NULL, 1);
   if (res < 0) return connect_end(L, s, -res);
   if (polled) {
+    /* Writable: connected, or failed (SO_ERROR says); a socket that is
+     * neither (POLLOUT|POLLHUP of an unconnected one) is not taken for
+     * connected: getpeername must agree. */
     int err = 0;
     socklen_t n = sizeof err;
     if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &n) < 0) err = errno;
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof peer;
+    if (!err && getpeername(s->fd, (struct sockaddr *)&peer, &plen) < 0)
+      err = errno == ENOTCONN ? ECONNREFUSED : errno;
     return connect_end(L, s, err);
   }
   return connect_end(L, s, 0);
@@ -323,7 +336,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
 static int connect_step(lua_State *L, fio_fiber *w, fio_fiber *pseudo, int poll) {
   fio_file *s = lua_touserdata(L, 4);
   fio_loop *loop = fio_loop_get(L);
-  w = step_begin(L, loop, w, pseudo, 3);
+  w = step_begin(L, loop, w, pseudo);
   fio_op *op = newop(L, poll ? FIO_OP_POLL : FIO_OP_CONNECT, s->fd,
                      poll ? 0 : sizeof(struct fio_sockaddr));
   if (poll) {
@@ -332,7 +345,7 @@ static int connect_step(lua_State *L, fio_fiber *w, fio_fiber *pseudo, int poll)
     struct fio_sockaddr *sa = (struct fio_sockaddr *)(void *)op->mem;
     (void)make_addr(lua_tostring(L, 1), lua_tointeger(L, 2), sa); /* (checked) */
   }
-  return step_wait(L, loop, w, s, op, connect_k);
+  return step_wait(L, loop, w, s, op, connect_k, 3);
 }
 
 /* core._connect(host, port [, timeout]) -> Socket | nil, "host:port: msg",
@@ -431,9 +444,29 @@ static int l_socketpair(lua_State *L) {
 }
 
 /* --- send and recv ----------------------------------------------------------- *
- * send: stack socket, data, i (bytes sent so far, from 0), j (end), deadline. */
+ * send: stack socket, data, bytes sent so far, deadline, and whether it is
+ * a write (its results are a write's: the socket, or nil, msg, errno). */
 
 static int run_send(lua_State *L, fio_fiber *w, fio_fiber *pseudo);
+
+/* A send that failed with err after done bytes: nil, msg, errno, done (a
+ * write: nil, msg, errno). */
+static int send_failed(lua_State *L, int err, lua_Integer done) {
+  fio_file_ioerr(L, err);
+  if (lua_toboolean(L, 5)) return 3;
+  lua_pushinteger(L, done); /* what went before the error */
+  return 4;
+}
+
+/* The send is whole. */
+static int send_done(lua_State *L, lua_Integer done) {
+  if (lua_toboolean(L, 5)) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  lua_pushinteger(L, done);
+  return 1;
+}
 
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
@@ -444,11 +477,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
   int res = step_result(L, w, f, NULL);
   fio_op_free(op);
   lua_Integer done = lua_tointeger(L, 3);
-  if (res < 0) {
-    fio_file_ioerr(L, -res);
-    lua_pushinteger(L, done); /* what went before the error */
-    return 4;
-  }
+  if (res < 0) return send_failed(L, -res, done);
   lua_pushinteger(L, done + res);
   lua_replace(L, 3);
   return run_send(L, w, NULL);
@@ -459,33 +488,23 @@ static int run_send(lua_State *L, fio_fiber *w, fio_fiber *pseudo) {
   size_t len;
   const char *s = lua_tolstring(L, 2, &len);
   lua_Integer done = lua_tointeger(L, 3);
-  if ((size_t)done >= len) {
-    lua_pushinteger(L, done);
-    return 1;
-  }
-  if (f->fd < 0) return fio_file_ioerr(L, EBADF);
+  if ((size_t)done >= len) return send_done(L, done);
+  if (f->fd < 0) return send_failed(L, EBADF, done);
   if (f->wpos == f->wlen) { /* (nothing written before it waits) */
     ssize_t now = fio_file_send_now(f, s + done, len - (size_t)done);
-    if (now < 0) {
-      fio_file_ioerr(L, (int)-now);
-      lua_pushinteger(L, done);
-      return 4;
-    }
+    if (now < 0) return send_failed(L, (int)-now, done);
     done += now;
-    if ((size_t)done >= len) {
-      lua_pushinteger(L, done);
-      return 1;
-    }
+    if ((size_t)done >= len) return send_done(L, done);
     lua_pushinteger(L, done);
     lua_replace(L, 3);
   }
   fio_loop *loop = fio_loop_get(L);
-  w = step_begin(L, loop, w, pseudo, 4);
+  w = step_begin(L, loop, w, pseudo);
   fio_op *op = newop(L, FIO_OP_SEND, f->fd, 0);
   op->buf = (char *)s + done; /* (the string stays on the stack) */
   op->len = len - (size_t)done > FIO_MAXIO ? FIO_MAXIO : len - (size_t)done;
   f->sending++;
-  return step_wait(L, loop, w, f, op, send_k);
+  return step_wait(L, loop, w, f, op, send_k, 4);
 }
 
 /* sock:send(data [, i [, j]]) -> bytes sent (all of data[i..j]) | nil, msg,
@@ -504,6 +523,24 @@ static int s_send(lua_State *L) {
   else lua_pushlstring(L, s + i - 1, (size_t)(j - i + 1));
   lua_pushinteger(L, 0);
   push_deadline(L, f);
+  lua_pushboolean(L, 0);
+  fio_fiber pseudo;
+  return run_send(L, NULL, &pseudo);
+}
+
+/* sock:write(...): a File's write. Unbuffered (a socket's default), it is
+ * a send, which waits for nothing but the socket (a File's write would
+ * wait for another fiber's read of it to end: a socket goes both ways). */
+static int s_write(lua_State *L) {
+  fio_file *f = tosock(L, 1);
+  /* (buffered, or a buffered write on its way: io's path, in its order) */
+  int writing = f->busy && !(f->bufop && f->bufop->code == FIO_OP_RECV);
+  if (f->mode != BUF_NO || f->wpos < f->wlen || writing) return fio_file_write(L);
+  fio_file_collect_args(L, 2);
+  lua_settop(L, 2);
+  lua_pushinteger(L, 0);
+  push_deadline(L, f);
+  lua_pushboolean(L, 1);
   fio_fiber pseudo;
   return run_send(L, NULL, &pseudo);
 }
@@ -541,7 +578,7 @@ static int s_recv(lua_State *L) {
   lua_pushnil(L);
   push_deadline(L, f);
   fio_loop *loop = fio_loop_get(L);
-  fio_fiber pseudo, *w = step_begin(L, loop, NULL, &pseudo, 3);
+  fio_fiber pseudo, *w = step_begin(L, loop, NULL, &pseudo);
   fio_op *op = newop(L, FIO_OP_RECV, f->fd, 0);
   /* (one of the loop's buffers, when max fits: no malloc per call; an op
    * freed before it completes frees it with its mem) */
@@ -553,7 +590,7 @@ static int s_recv(lua_State *L) {
   op->buf = op->mem;
   op->cap = max <= FIO_BUFSZ ? FIO_BUFSZ : (size_t)max;
   op->len = (size_t)max;
-  return step_wait(L, loop, w, f, op, recv_k);
+  return step_wait(L, loop, w, f, op, recv_k, 3);
 }
 
 /* --- messages: sendto, recvfrom, fd passing ------------------------------------ */
@@ -606,7 +643,7 @@ static int sendmsg_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int sendmsg_go(lua_State *L, fio_file *f, fio_op *op, fio_fiber *w) {
-  return step_wait(L, fio_loop_get(L), w, f, op, sendmsg_k);
+  return step_wait(L, fio_loop_get(L), w, f, op, sendmsg_k, 2);
 }
 
 /* sock:sendto(data, host, port) -> bytes | nil, msg, errno. On a connected
@@ -621,7 +658,7 @@ static int s_sendto(lua_State *L) {
   lua_settop(L, 1); /* (the data is copied into the op) */
   push_deadline(L, f);
   fio_loop *loop = fio_loop_get(L);
-  fio_fiber pseudo, *w = step_begin(L, loop, NULL, &pseudo, 2);
+  fio_fiber pseudo, *w = step_begin(L, loop, NULL, &pseudo);
   fio_op *op = msgop(L, f, FIO_OP_SENDMSG, s, len, 0);
   msgbuf *m = (msgbuf *)(void *)op->mem;
   if (to) {
@@ -696,9 +733,9 @@ static int s_recvfrom(lua_State *L) {
   lua_settop(L, 1);
   push_deadline(L, f);
   fio_loop *loop = fio_loop_get(L);
-  fio_fiber pseudo, *w = step_begin(L, loop, NULL, &pseudo, 2);
+  fio_fiber pseudo, *w = step_begin(L, loop, NULL, &pseudo);
   fio_op *op = msgop(L, f, FIO_OP_RECVMSG, NULL, (size_t)max, 0);
-  return step_wait(L, loop, w, f, op, recvmsg_k);
+  return step_wait(L, loop, w, f, op, recvmsg_k, 2);
 }
 
 /* sock:sendfd(file_or_fd [, data]) -> bytes | nil, msg, errno: the fd
@@ -725,7 +762,7 @@ static int s_sendfd(lua_State *L) {
   push_deadline(L, f);
   lua_insert(L, 2);
   fio_loop *loop = fio_loop_get(L);
-  fio_fiber pseudo, *w = step_begin(L, loop, NULL, &pseudo, 2);
+  fio_fiber pseudo, *w = step_begin(L, loop, NULL, &pseudo);
   fio_op *op = msgop(L, f, FIO_OP_SENDMSG, s, len, 1);
   msgbuf *m = (msgbuf *)(void *)op->mem;
   m->h.msg_name = NULL;
@@ -748,10 +785,10 @@ static int s_recvfd(lua_State *L) {
   lua_settop(L, 1);
   push_deadline(L, f);
   fio_loop *loop = fio_loop_get(L);
-  fio_fiber pseudo, *w = step_begin(L, loop, NULL, &pseudo, 2);
+  fio_fiber pseudo, *w = step_begin(L, loop, NULL, &pseudo);
   fio_op *op = msgop(L, f, FIO_OP_RECVMSG, NULL, (size_t)max, 1);
   op->flags = MSG_CMSG_CLOEXEC;
-  return step_wait(L, loop, w, f, op, recvmsg_k);
+  return step_wait(L, loop, w, f, op, recvmsg_k, 2);
 }
 
 /* --- plain calls --------------------------------------------------------------- */
@@ -911,6 +948,10 @@ static int resolve_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   fio_fiber *w = (fio_fiber *)ctx;
   fio_op *op = w->op;
+  if (!op) { /* canceled: the lookup goes on without us (detach_on_cancel) */
+    fio_wait_end(L, w);
+    return luaL_error(L, "resolve: woken without an answer"); /* (not reached) */
+  }
   int res = fio_op_result(L, w); /* (a cancel frees op: its dtor the list) */
   w->op = NULL;
   if (res < 0) {
@@ -958,6 +999,7 @@ static int l_resolve(lua_State *L) {
   op->flags = fam;
   op->mode = SOCK_STREAM;
   op->off = (uint64_t)((passive ? AI_PASSIVE : 0) | AI_ADDRCONFIG);
+  op->detach_on_cancel = 1; /* (getaddrinfo cannot be stopped) */
   return fio_op_wait(loop, L, w, op, resolve_k);
 }
 
@@ -971,6 +1013,7 @@ static int s_fd(lua_State *L) {
 /* Module table at -2, loop userdata at -1. */
 void fio_open_socket(lua_State *L) {
   static const luaL_Reg sock_methods[] = {
+      {"write", s_write},
       {"send", s_send},           {"recv", s_recv},
       {"sendto", s_sendto},       {"recvfrom", s_recvfrom},
       {"sendfd", s_sendfd},       {"recvfd", s_recvfd},

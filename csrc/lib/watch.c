@@ -13,7 +13,6 @@
 #include "core/loop.h"
 #include "core/op.h"
 #include "lib/lib.h"
-#include "util/clock.h"
 
 /* core._inotify_init() -> fd | nil, msg, errno (close-on-exec,
  * nonblocking: read when a poll says so; see l_readsome). */
@@ -83,7 +82,18 @@ static int read_now(lua_State *L, int fd) {
   }
 }
 
-static int readsome_k(lua_State *L, int status, lua_KContext ctx) {
+/* core._readsome(fd) -> what one read(2) of the nonblocking fd gives now
+ * (at most 4 KiB; "" at end of file), nil when nothing is there | nil,
+ * msg, errno. */
+static int l_readsome(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  int r = read_now(L, fd);
+  if (r < 0) return fio_errresult(L, NULL, -r);
+  if (r == 0) lua_pushnil(L);
+  return 1;
+}
+
+static int pollin_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   fio_fiber *w = (fio_fiber *)ctx;
   fio_op *op = w->op;
@@ -96,62 +106,38 @@ static int readsome_k(lua_State *L, int status, lua_KContext ctx) {
     return 2;
   }
   if (res < 0) return fio_errresult(L, NULL, -res);
-  int r = read_now(L, (int)lua_tointeger(L, 1));
-  if (r < 0) return fio_errresult(L, NULL, -r);
-  if (r > 0) return 1;
-  /* (another reader took it first: wait again, till the same deadline) */
-  fio_wait_again(L, w);
-  uint64_t deadline = (uint64_t)lua_tointeger(L, 3);
-  if (deadline) fio_timer_arm(L, w->loop, w, deadline);
-  op = fio_op_new(0);
-  if (!op) return luaL_error(L, "not enough memory");
-  op->code = FIO_OP_POLL;
-  op->fd = (int)lua_tointeger(L, 1);
-  op->mode = POLLIN;
-  return fio_op_wait(w->loop, L, w, op, readsome_k);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
-/* core._readsome(fd [, nowait [, timeout]]) -> what one read(2) of the
- * nonblocking fd gives (at most 4 KiB; "" at end of file) | nil, msg,
- * errno. Nothing there yet: it waits for the fd to be readable (a poll
- * op, cancelable), then reads, or returns nil, "timeout" after timeout
- * seconds; with nowait, returns nil at once. */
-static int l_readsome(lua_State *L) {
+/* core._pollin(fd [, timeout]) -> true once fd is readable | nil,
+ * "timeout" after timeout seconds | nil, msg, errno (a close of fd ends
+ * it: EBADF). Cancelable. The caller reads after it (_readsome), having
+ * checked that fd is still its own: a wait does not read, so a close
+ * meanwhile loses nobody's data. */
+static int l_pollin(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
-  int nowait = lua_toboolean(L, 2);
-  lua_Number timeout = fio_opttimeout(L, 3);
-  lua_settop(L, 1);
-  int r = read_now(L, fd);
-  if (r < 0) return fio_errresult(L, NULL, -r);
-  if (r > 0) return 1;
-  if (nowait) {
-    lua_pushnil(L);
-    return 1;
-  }
+  lua_Number timeout = fio_opttimeout(L, 2);
   fio_loop *loop = fio_loop_get(L);
-  uint64_t deadline = 0;
-  if (timeout >= 0 && timeout != HUGE_VAL) {
-    deadline = fio_now_ns() + (uint64_t)(timeout * 1e9);
-    if (!deadline) deadline = 1;
-  }
-  lua_pushnil(L); /* (2: unused) */
-  lua_pushinteger(L, (lua_Integer)deadline); /* 3: for readsome_k */
   fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo); /* (a pending
                                                             * cancel raises) */
-  if (deadline) fio_timer_arm(L, loop, w, deadline);
   fio_op *op = fio_op_new(0);
   if (!op) return luaL_error(L, "not enough memory");
   op->code = FIO_OP_POLL;
   op->fd = fd;
   op->mode = POLLIN;
-  return fio_op_wait(loop, L, w, op, readsome_k);
+  /* (armed once the op is made: out of memory here leaks that op, never
+   * leaves a timer on a waiter that is gone) */
+  if (timeout >= 0 && timeout != HUGE_VAL) fio_timer_arm_in(L, loop, w, timeout);
+  return fio_op_wait(loop, L, w, op, pollin_k);
 }
 
 /* Module table at -2, loop userdata at -1. */
 void fio_open_watch(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"_inotify_init", l_init}, {"_inotify_add", l_add}, {"_inotify_rm", l_rm},
-      {"_fdclose", l_fdclose},   {"_readsome", l_readsome}, {NULL, NULL}};
+      {"_fdclose", l_fdclose},   {"_readsome", l_readsome},
+      {"_pollin", l_pollin},     {NULL, NULL}};
   lua_pushvalue(L, -2);
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, funcs, 1);

@@ -12,8 +12,8 @@ local check = require "fiberio.check"
 
 local argerror, checkopts = check.argerror, check.opts
 local B = core._inotify_bits
-local init, add, rm, fdclose, readsome =
-  core._inotify_init, core._inotify_add, core._inotify_rm, core._fdclose, core._readsome
+local init, add, rm, fdclose, readsome, pollin =
+  core._inotify_init, core._inotify_add, core._inotify_rm, core._fdclose, core._readsome, core._pollin
 local unpack = string.unpack
 
 local KINDS = {
@@ -119,26 +119,33 @@ return function(fio)
     end
   end
 
-  -- Read the instance once (at most until deadline) and dispatch; the
-  -- other waiters are woken after (one reader, one dispatch at a time:
-  -- the order of events is the kernel's).
-  local function pump_read(cur, deadline)
-    local d, m
-    if deadline then
-      local left = deadline - fio.now()
-      if left <= 0 then return nil, "timeout" end
-      d, m = readsome(cur.fd, false, left)
-    else
+  -- Read the instance once and dispatch: what it holds now, else (unless
+  -- nowait) once it is readable, at most until deadline. The fd is read
+  -- only while it is still the instance's (a close during the wait may
+  -- have given its number to another file).
+  local function pump_read(cur, deadline, nowait)
+    local d, m = readsome(cur.fd)
+    if d == nil and m == nil then
+      if nowait then return nil end
+      local left = deadline and deadline - fio.now()
+      if left and left <= 0 then return nil, "timeout" end
+      local ok, pm = pollin(cur.fd, left)
+      if inst ~= cur then return nil, "closed" end
+      if not ok then return nil, pm end
       d, m = readsome(cur.fd)
+      if d == nil and m == nil then return "" end -- (nothing after all: again)
     end
     if d and inst == cur then dispatch(d) end
     return d, m
   end
 
-  local function pump(deadline)
+  -- One reader and one dispatch at a time (the order of events is the
+  -- kernel's; a dispatch may wait, to watch a new directory); the other
+  -- waiters are woken after.
+  local function pump(deadline, nowait)
     local cur = inst
     cur.reading = true
-    local ok, data, msg = pcall(pump_read, cur, deadline)
+    local ok, data, msg = pcall(pump_read, cur, deadline, nowait)
     cur.reading = false
     if cur.waiting > 0 then cur.cond:broadcast() end
     if not ok then error(data, 0) end
@@ -206,10 +213,7 @@ return function(fio)
         return ev
       end
       if not inst then return nil, "closed" end
-      -- what the kernel holds already, read with no wait (nor timer)
-      local data = not inst.reading and readsome(inst.fd, true)
-      if data then
-        dispatch(data)
+      if not inst.reading and pump(nil, true) then -- (what it holds already)
         goto continue
       end
       if timeout and not deadline then deadline = fio.now() + timeout end
@@ -230,6 +234,7 @@ return function(fio)
       else
         local got, msg = pump(deadline)
         if not got and msg ~= "timeout" and self.first > self.last then
+          if self.closed or not inst then return nil, "closed" end
           return nil, msg
         end
       end
