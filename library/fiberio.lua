@@ -888,7 +888,8 @@ function Socket:getpeername() end
 ---@return integer? port
 function Socket:getsockname() end
 
----Every later call that waits fails with `nil, "timeout", 110` after `s` seconds (nil: no limit).
+---A later call that waits `s` seconds for the socket fails with `nil, "timeout", 110`
+---(nil: no limit): send, recv, connect as a whole; read, lines for each piece.
 ---@param s? number
 ---@return fiberio.Socket
 function Socket:settimeout(s) end
