@@ -82,6 +82,7 @@ describe("library/fiberio.lua", function()
     local _, _, declared_methods = declared()
     local dir = helper.mktempdir("annot")
     local actual = {}
+    local no_pidfd = false
     fio.run(function()
       local f = assert(fio.open(dir .. "/f", "w"))
       actual["fiberio.File"] = methods_of(f)
@@ -95,10 +96,16 @@ describe("library/fiberio.lua", function()
       local s = fio.signal("USR2")
       actual["fiberio.Signal"] = methods_of(s)
       s:close()
-      local p = assert(fio.spawn { "true" })
-      actual["fiberio.Process"] = methods_of(p)
-      p:wait()
-      p:close()
+      local p, msg, err = fio.spawn { "true" }
+      if p then
+        actual["fiberio.Process"] = methods_of(p)
+        p:wait()
+        p:close()
+      else -- (the class's check is left out, and said so)
+        assert.equal(fio.errno.ENOSYS, err, msg)
+        no_pidfd = true
+        print("\nfiberio.Process not checked: no pidfd_open here (" .. msg .. ")")
+      end
       local w = assert(fio.watch(dir))
       actual["fiberio.Watcher"] = methods_of(w)
       w:close()
@@ -119,7 +126,8 @@ describe("library/fiberio.lua", function()
       assert.same(keys(set), keys(declared_methods[class] or {}), class)
     end
     for class in pairs(declared_methods) do
-      assert.is_true(actual[class] ~= nil or class == "fiberio.Stream", "annotated class not checked: " .. class)
+      assert.is_true(actual[class] ~= nil or class == "fiberio.Stream"
+        or (class == "fiberio.Process" and no_pidfd), "annotated class not checked: " .. class)
     end
   end)
 

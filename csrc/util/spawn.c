@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -83,7 +84,22 @@ fail:;
   _exit(127);
 }
 
+/* Whether this kernel has pidfd_open (5.3+): asked once, on this process's
+ * own pid, so that no child is started that could not be waited for. */
+static int pidfd_missing(void) {
+  static _Atomic int known; /* 0 unknown, 1 present, 2 missing */
+  int k = known;
+  if (k == 0) {
+    int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    k = fd < 0 && errno == ENOSYS ? 2 : 1;
+    if (fd >= 0) close(fd);
+    known = k;
+  }
+  return k == 2;
+}
+
 int fio_spawn_process(const fio_spawn_req *r, pid_t *pid, int *pidfd) {
+  if (pidfd_missing()) return -ENOSYS;
   int ep[2]; /* the child's errno, if it cannot exec */
   if (pipe2(ep, O_CLOEXEC) < 0) return -errno;
   /* (above 0..2, which the child's dup2s overwrite) */
@@ -123,9 +139,13 @@ int fio_spawn_process(const fio_spawn_req *r, pid_t *pid, int *pidfd) {
   }
   int fd = (int)syscall(SYS_pidfd_open, p, 0); /* (close-on-exec) */
   if (fd < 0) {
-    /* (ENOSYS: before Linux 5.3) the child runs on; reaped when it ends
-     * only if this process waits for it otherwise */
-    return -errno;
+    /* (EMFILE, ENOMEM) a child nobody could wait for is not left running,
+     * nor left a zombie: the spawn fails as a whole. */
+    int e = errno;
+    kill(p, SIGKILL);
+    int st;
+    while (waitpid(p, &st, 0) < 0 && errno == EINTR) {}
+    return -e;
   }
   *pid = p;
   *pidfd = fd;

@@ -29,8 +29,9 @@ typedef struct fio_spawn_req {
  * memory), with every signal's disposition back to its default, an empty
  * signal mask, and only fds 0, 1 and 2 open (the others closed, whoever
  * opened them). 0 and *pid, *pidfd (close-on-exec); or -errno when the
- * program cannot start (not found, not executable, a bad cwd): that child
- * is reaped already. */
+ * program cannot start (not found, not executable, a bad cwd, no pidfd to
+ * be had): that child is reaped already. -ENOSYS, with no child started,
+ * where the kernel has no pidfd_open (before Linux 5.3; valgrind 3.19). */
 int fio_spawn_process(const fio_spawn_req *r, pid_t *pid, int *pidfd);
 
 /* Reap, once it ends, the child whose pidfd this is (and close pidfd): for
