@@ -399,6 +399,19 @@ function helper.kernel_at_least(major, minor)
   return a ~= nil and (a > major or (a == major and b >= minor)), rel:gsub("%s+$", "")
 end
 
+-- Why no process can be spawned here (valgrind 3.19 does not know
+-- pidfd_open: ENOSYS for every fio.spawn), or nil when one can.
+function helper.spawn_unavailable()
+  local p, msg, err = fio.spawn { "true" }
+  if p then
+    p:wait()
+    p:close()
+    return nil
+  end
+  assert(err == fio.errno.ENOSYS, msg)
+  return "no process can be spawned here (" .. msg .. "): no pidfd_open; valgrind 3.19 lacks it"
+end
+
 -- The backend the suite was asked to test, or nil when FIBERIO_BACKEND is
 -- unset.
 function helper.wanted_backend()

@@ -4,15 +4,10 @@
 local helper = require "helper"
 if helper.backend_gate(describe, it, pending) then return end
 local fio = helper.fio
-do -- (valgrind 3.19 does not know pidfd_open: ENOSYS for every spawn)
-  local p, msg, err = fio.spawn { "true" }
-  if p then
-    p:wait()
-    p:close()
-  elseif err == fio.errno.ENOSYS then
-    describe("fio.spawn", function()
-      pending("pidfd_open is not implemented here (" .. msg .. "): valgrind 3.19 lacks it")
-    end)
+do
+  local why = helper.spawn_unavailable()
+  if why then
+    describe("fio.spawn", function() pending(why) end)
     return
   end
 end
