@@ -184,6 +184,51 @@ describe("the slow rule", function()
                  "then\tdirect 1 inlined 1 handed 0 slowed 1\n", out)
   end)
 
+  it("a call of a slow kind handed over while the loop was about to sleep: a backend that ends it at once does not leave it unseen", function()
+    -- A close took a second (a lingering TCP socket with unsent data), so
+    -- closes are handed over when others are in flight. The threads
+    -- backend closes a pipe at once, as it is handed; the loop must see
+    -- that completion rather than sleep with it on its queue (here, until
+    -- the watchdog's timer: for ever, were there none).
+    local out = child(PRE .. [[
+      fio.run(function()
+        local srv = assert(fio.listen("127.0.0.1", 0))
+        local _, port = srv:getsockname()
+        local s = assert(fio.connect("127.0.0.1", port))
+        local peer = assert(srv:accept()) -- (never reads)
+        s:settimeout(0.2)
+        local chunk = ("x"):rep(65536)
+        while s:send(chunk) do end -- (until the peer's window is full)
+        assert(s:setoption("linger", 1))
+        local t0 = fio.now()
+        s:close() -- (runs on the loop thread: it waits for the linger)
+        print("slow close", fio.now() - t0 > 0.5)
+        peer:close()
+        srv:close()
+        fio.sleep(0.3) -- (past the slow rule's pause)
+        local r1, w1 = assert(fio.pipe())
+        local r2, w2 = assert(fio.pipe())
+        local r3, w3 = assert(fio.pipe())
+        local reader = fio.async(function() return r3:read(1) end) -- (in flight)
+        fio.sleep(0)
+        local WATCHDOG = 5
+        local watchdog = fio.async(function() fio.sleep(WATCHDOG) w3:write("!") end)
+        t0 = fio.now()
+        local g = fio.group()
+        g:async(function() r1:close() w1:close() end)
+        g:async(function() r2:close() w2:close() end)
+        g:wait()
+        print("closes seen before the watchdog", fio.now() - t0 < WATCHDOG / 2)
+        fio.cancel(watchdog)
+        w3:write("!")
+        assert(reader:await() == "!")
+        r3:close() w3:close()
+      end)
+      cleanup()
+    ]])
+    assert.equal("slow close\ttrue\ncloses seen before the watchdog\ttrue\n", out)
+  end)
+
   it("leaves fast calls alone, and fio.config{inline = false} runs every call on the backend", function()
     local out = child(PRE .. [[
       local i0 = fio._info()

@@ -384,8 +384,11 @@ static int run_inline(fio_loop *loop, int would_sleep) {
 }
 
 void fio_ops_wait(fio_loop *loop, int64_t timeout_ns) {
+  if (loop->inline_q.head && run_inline(loop, timeout_ns != 0 && !loop->done_q.head))
+    timeout_ns = 0;
+  /* (after run_inline: a backend may complete what it was handed at once,
+   * as the threads backend does a close; no sleep then) */
   if (loop->done_q.head) timeout_ns = 0;
-  if (loop->inline_q.head && run_inline(loop, timeout_ns != 0)) timeout_ns = 0;
   loop->be->wait(loop, timeout_ns);
   complete_queued(loop);
 }
