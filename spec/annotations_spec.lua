@@ -82,7 +82,6 @@ describe("library/fiberio.lua", function()
     local _, _, declared_methods = declared()
     local dir = helper.mktempdir("annot")
     local actual = {}
-    local no_pidfd = false
     fio.run(function()
       local f = assert(fio.open(dir .. "/f", "w"))
       actual["fiberio.File"] = methods_of(f)
@@ -103,7 +102,6 @@ describe("library/fiberio.lua", function()
         p:wait()
         p:close()
       else -- (the class's check is left out, and said so)
-        no_pidfd = true
         print("\nfiberio.Process not checked: " .. why)
       end
       local w = assert(fio.watch(dir))
@@ -127,7 +125,7 @@ describe("library/fiberio.lua", function()
     end
     for class in pairs(declared_methods) do
       assert.is_true(actual[class] ~= nil or class == "fiberio.Stream"
-        or (class == "fiberio.Process" and no_pidfd), "annotated class not checked: " .. class)
+        or (class == "fiberio.Process" and helper.spawn_unavailable() ~= nil), "annotated class not checked: " .. class)
     end
   end)
 

@@ -108,13 +108,19 @@ local LUA = "/usr/share/lua"
 -- (the tools would only print that): the specs are then pending.
 local unavailable
 
--- `it`, pending when the backend cannot start.
-local function it_(name, fn)
-  it(name, function()
-    if unavailable then return pending(unavailable) end
-    return fn()
-  end)
+-- An `it` that is pending while why() gives a reason.
+local function it_unless(why)
+  return function(name, fn)
+    it(name, function()
+      local reason = why()
+      if reason then return pending(reason) end
+      return fn()
+    end)
+  end
 end
+
+-- `it`, pending when the backend cannot start.
+local it_ = it_unless(function() return unavailable end)
 
 lazy_setup(function()
   local _, perr = sh(ENV .. "lua5.4 -e " .. q('require("fiberio").run(function() end)'))
@@ -716,12 +722,7 @@ describe("examples/serve.lua and examples/fetch.lua", function()
   local no_server -- (why the server cannot be started here, if it cannot)
 
   -- `it_` for the specs that talk to the server: pending without one.
-  local function it_server(name, fn)
-    it_(name, function()
-      if no_server then return pending(no_server) end
-      return fn()
-    end)
-  end
+  local it_server = it_unless(function() return unavailable or no_server end)
 
   -- One request (or several, pipelined) in raw HTTP; the whole answer, up
   -- to the server's close.
