@@ -4,13 +4,6 @@
 local helper = require "helper"
 if helper.backend_gate(describe, it, pending) then return end
 local fio = helper.fio
-do
-  local why = helper.spawn_unavailable()
-  if why then
-    describe("fio.spawn", function() pending(why) end)
-    return
-  end
-end
 local pack = helper.pack
 local shq = helper.shquote
 
@@ -378,5 +371,79 @@ describe("each way of waiting for a process", function()
   end)
   it("threads: a blocking waitid on the pool (no loop-thread polling)", function()
     rung { FIBERIO_BACKEND = "threads", FIBERIO_THREADS_POLL = "0" }
+  end)
+  it("SIGCHLD through a signalfd (no pidfd_open, before Linux 5.3): io_uring", function()
+    if helper.wanted_backend() == "threads" then pending("the threads backend") return end
+    rung { FIBERIO_BACKEND = "io_uring", FIBERIO_TEST_NO_PIDFD = "1" }
+  end)
+  it("SIGCHLD through a signalfd (no pidfd_open, before Linux 5.3): threads", function()
+    rung { FIBERIO_BACKEND = "threads", FIBERIO_TEST_NO_PIDFD = "1" }
+  end)
+end)
+
+describe("waiting through SIGCHLD (no pidfd_open)", function()
+  -- The rung below pidfds, where fiberio reaps by pid: what it must do
+  -- besides waiting.
+  local code = [[
+    local fio = require "fiberio"
+    local function children() -- this process's, zombies too
+      local n = 0
+      for t in fio.scandir("/proc/self/task") do
+        local f = io.open("/proc/self/task/" .. t .. "/children")
+        for _ in f:read("a"):gmatch("%d+") do n = n + 1 end
+        f:close()
+      end
+      return n
+    end
+    -- a reaped child is not signaled (its pid may be another's by now)
+    local p = fio.spawn { "true" }
+    p:wait()
+    print(p:kill("KILL"))
+    p:close()
+    -- another library's child is left to it: io.popen's close gets its
+    -- status although it ended while fiberio reaped its own
+    local h = io.popen("exit 3")
+    local q = fio.spawn { "sleep", "0.1" }
+    q:wait()
+    q:close()
+    print(h:close())
+    -- many at once, from many fibers
+    local ok = fio.run(function()
+      local fs = {}
+      for i = 1, 300 do
+        fs[i] = fio.async(function()
+          local r = fio.spawn { "sh", "-c", "exit $1", "sh", tostring(i % 7) }
+          local how, c = r:wait()
+          r:close()
+          return how == "exit" and c == i % 7
+        end)
+      end
+      local n = 0
+      for i = 1, 300 do if fs[i]:await() then n = n + 1 end end
+      return n
+    end)
+    print(ok)
+    -- closed or collected while running: reaped once it ends
+    fio.spawn({ "sleep", "0.1" }):close()
+    local _ = fio.spawn { "sleep", "0.1" }
+    _ = nil -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    local t0 = fio.now()
+    while children() > 0 and fio.now() - t0 < 5 do fio.sleep(0.02) end
+    print(children())
+    -- SIGCHLD is blocked here, where the spawns were made (for the
+    -- signalfd); the children's mask is empty
+    local st = io.open("/proc/thread-self/status"):read("a")
+    local blk = tonumber(st:match("SigBlk:%s*(%x+)"), 16)
+    print((blk >> 16) & 1, (fio.exec { "grep", "SigBlk", "/proc/self/status" }))
+  ]]
+  local want = "nil\tNo such process\t3\nnil\texit\t3\n300\n0\n1\tSigBlk:\t0000000000000000\n\n"
+  it("on io_uring", function()
+    if helper.wanted_backend() == "threads" then pending("the threads backend") return end
+    assert.equal(want, (helper.child(code, { env = { FIBERIO_BACKEND = "io_uring", FIBERIO_TEST_NO_PIDFD = "1" } })))
+  end)
+  it("on threads", function()
+    assert.equal(want, (helper.child(code, { env = { FIBERIO_BACKEND = "threads", FIBERIO_TEST_NO_PIDFD = "1" } })))
   end)
 end)

@@ -1,12 +1,15 @@
 /* process.c — the C half of fio.spawn (lua/fiberio/process.lua is the
- * other): core._spawn starts a program (util/spawn.c: fio_spawn_process) and returns its
- * handle, a userdata holding the child's pidfd; core._pwait waits for it
- * (FIO_OP_WAITID, cancelable, any number of waiters) and reaps it;
- * core._pkill signals it through the pidfd (never another process that
- * got its pid since). A handle collected or closed before its child was
- * reaped hands the pidfd to the reaper (util/spawn.h): no zombie. */
+ * other): core._spawn starts a program (util/spawn.c: fio_spawn_process)
+ * and returns its handle, a userdata holding the child's pidfd (or, before
+ * Linux 5.3, its util/child.h registration); core._pwait waits for it
+ * (FIO_OP_WAITID on the pidfd, or FIO_OP_POLL on the registration's
+ * eventfd; cancelable, any number of waiters) and reaps it; core._pkill
+ * signals it through the pidfd (or by pid before it is reaped: never
+ * another process that got its pid since). A handle collected or closed
+ * before its child was reaped hands it to the reaper: no zombie. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +30,9 @@
 
 typedef struct proc {
   pid_t pid;
-  int pidfd;    /* -1 once closed */
+  int fd;       /* what a wait waits on: the pidfd, or the child's eventfd;
+                 * -1 once closed */
+  fio_child *child; /* NULL where there is a pidfd */
   int reaped;   /* status is its end */
   int status;   /* (waitid's si_code and si_status) */
   int code;
@@ -40,10 +45,15 @@ static proc *checkproc(lua_State *L, int idx) {
 /* Reap p now if its child has ended: 1 if it is (or was) reaped. */
 static int try_reap(proc *p) {
   if (p->reaped) return 1;
-  if (p->pidfd < 0) return 0;
+  if (p->fd < 0) return 0;
+  if (p->child) {
+    if (!fio_child_ended(p->child, &p->status, &p->code)) return 0;
+    p->reaped = 1;
+    return 1;
+  }
   siginfo_t si;
   memset(&si, 0, sizeof si);
-  if (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+  if (waitid(P_PIDFD, (id_t)p->fd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
     return 0;
   p->reaped = 1;
   p->status = si.si_code;
@@ -51,15 +61,18 @@ static int try_reap(proc *p) {
   return 1;
 }
 
-/* Close p's pidfd: a child not reaped yet goes to the reaper. */
+/* Close p's fd: a child not reaped yet goes to the reaper. */
 static void proc_release(lua_State *L, proc *p) {
   /* (the loop from upvalue 1, not fio_loop_get: a collection may come
    * while the state closes) */
   fio_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
-  if (p->pidfd < 0) return;
-  int fd = p->pidfd;
-  p->pidfd = -1;
-  if (!p->reaped) {
+  if (p->fd < 0) return;
+  int fd = p->fd;
+  p->fd = -1;
+  if (p->child) {
+    fio_child_release(p->child); /* (reaped later if not yet; fd is ours) */
+    p->child = NULL;
+  } else if (!p->reaped) {
     /* (waits in flight on fd end -EBADF first: fio_close_after_ops) */
     int fd2 = dup(fd);
     if (fd2 >= 0) fio_reap_later(fd2);
@@ -133,11 +146,12 @@ static int l_spawn(lua_State *L) {
   r.umask = (int)luaL_checkinteger(L, 8);
   proc *p = lua_newuserdatauv(L, sizeof *p, 0);
   memset(p, 0, sizeof *p);
-  p->pidfd = -1;
+  p->fd = -1;
   luaL_setmetatable(L, PROC);
-  int res = fio_spawn_process(&r, &p->pid, &p->pidfd);
+  int res = fio_spawn_process(&r, &p->pid, &p->fd, &p->child);
   if (null >= 0) close(null);
   if (res < 0) return fio_errresult(L, r.file, -res);
+  if (p->child) p->fd = fio_child_fd(p->child);
   lua_pushinteger(L, p->pid);
   return 2;
 }
@@ -151,7 +165,7 @@ static int pwait_k(lua_State *L, int status, lua_KContext ctx) {
   fio_op_free(op);
   proc *p = checkproc(L, 1);
   if (try_reap(p)) return push_status(L, p);
-  if (res == -EBADF || p->pidfd < 0)
+  if (res == -EBADF || p->fd < 0)
     return luaL_error(L, "fiberio: process %d: closed while waited for", (int)p->pid);
   if (res < 0) return fio_errresult(L, "waitid", -res);
   /* (ended but reaped by someone else: waitid(-1) elsewhere in this
@@ -164,13 +178,18 @@ static int l_pwait(lua_State *L) {
   proc *p = checkproc(L, 1);
   lua_settop(L, 1);
   if (try_reap(p)) return push_status(L, p);
-  if (p->pidfd < 0) return luaL_error(L, "fiberio: process %d: closed", (int)p->pid);
+  if (p->fd < 0) return luaL_error(L, "fiberio: process %d: closed", (int)p->pid);
   fio_loop *loop = fio_loop_get(L);
   fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
-  fio_op *op = fio_op_new(sizeof(siginfo_t));
+  fio_op *op = fio_op_new(p->child ? 0 : sizeof(siginfo_t));
   if (!op) return luaL_error(L, "not enough memory");
-  op->code = FIO_OP_WAITID;
-  op->fd = p->pidfd;
+  if (p->child) { /* (readable once the child is reaped) */
+    op->code = FIO_OP_POLL;
+    op->mode = POLLIN;
+  } else {
+    op->code = FIO_OP_WAITID;
+  }
+  op->fd = p->fd;
   return fio_op_wait(loop, L, w, op, pwait_k);
 }
 
@@ -184,9 +203,13 @@ static int l_pstatus(lua_State *L) {
 static int l_pkill(lua_State *L) {
   proc *p = checkproc(L, 1);
   int sig = (int)luaL_checkinteger(L, 2);
-  if (p->reaped || p->pidfd < 0) return fio_errresult(L, NULL, ESRCH);
-  if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0)
+  if (p->reaped || p->fd < 0) return fio_errresult(L, NULL, ESRCH);
+  if (p->child) {
+    int res = fio_child_kill(p->child, sig);
+    if (res < 0) return fio_errresult(L, NULL, -res);
+  } else if (syscall(SYS_pidfd_send_signal, p->fd, sig, NULL, 0) < 0) {
     return fio_errresult(L, NULL, errno);
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -205,7 +228,7 @@ static int l_signum(lua_State *L) {
   return 0;
 }
 
-/* core._pclose(handle): the pidfd closed (a running child goes to the
+/* core._pclose(handle): its fd closed (a running child goes to the
  * reaper). */
 static int l_pclose(lua_State *L) {
   proc_gc(L);

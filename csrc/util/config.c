@@ -32,6 +32,7 @@ static void read_env(void) {
   c->test.threads_poll = getenv("FIBERIO_THREADS_POLL");
   c->test.threads_help = getenv("FIBERIO_THREADS_HELP");
   c->test.ring_poll_wait = getenv("FIBERIO_TEST_RING_POLL_WAIT");
+  c->test.no_pidfd = getenv("FIBERIO_TEST_NO_PIDFD");
 #endif
 }
 

@@ -37,6 +37,9 @@ typedef struct fio_test_hooks {
                               * sleeps in ppoll on the ring, not in
                               * io_uring_enter (valgrind holds its thread
                               * lock across io_uring_enter) */
+  const char *no_pidfd;      /* FIBERIO_TEST_NO_PIDFD: children are waited
+                              * for as before Linux 5.3, through SIGCHLD
+                              * (util/child.h) */
 } fio_test_hooks;
 #endif
 

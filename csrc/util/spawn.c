@@ -1,6 +1,7 @@
 /* spawn.c — fio_spawn (vfork and exec, as glibc's posix_spawn does it, but
  * with the umask and the disposition reset posix_spawn cannot express) and
- * the reaper of children nobody waits for. */
+ * the reaper of children nobody waits for (those with a pidfd; the others
+ * util/child.c reaps). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -14,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "util/child.h"
+#include "util/config.h"
 #include "util/spawn.h"
 
 #ifndef P_PIDFD
@@ -36,7 +39,7 @@ struct k_sigaction {
  * write to memory the parent reads (vfork shares it, but some runtimes
  * make it a fork): a failure is reported as its errno on errfd
  * (close-on-exec: nothing comes through it once the exec succeeded). */
-static void child(const fio_spawn_req *r, int errfd) {
+static void in_child(const fio_spawn_req *r, int errfd) {
   struct k_sigaction dfl = {SIG_DFL, 0, NULL, 0};
   for (int s = 1; s < NSIG; s++)
     if (s != SIGKILL && s != SIGSTOP)
@@ -84,11 +87,14 @@ fail:;
   _exit(127);
 }
 
-/* Whether this kernel has pidfd_open (5.3+): asked once, on this process's
- * own pid, so that no child is started that could not be waited for. */
+/* Whether this kernel lacks pidfd_open (5.3+): asked once, on this
+ * process's own pid. */
 static int pidfd_missing(void) {
   static _Atomic int known; /* 0 unknown, 1 present, 2 missing */
   int k = known;
+#ifdef FIBERIO_TEST_HOOKS
+  if (fio_config_env()->test.no_pidfd) return 1;
+#endif
   if (k == 0) {
     int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
     k = fd < 0 && errno == ENOSYS ? 2 : 1;
@@ -98,8 +104,13 @@ static int pidfd_missing(void) {
   return k == 2;
 }
 
-int fio_spawn_process(const fio_spawn_req *r, pid_t *pid, int *pidfd) {
-  if (pidfd_missing()) return -ENOSYS;
+int fio_spawn_process(const fio_spawn_req *r, pid_t *pid, int *pidfd,
+                      fio_child **child) {
+  int by_sigchld = pidfd_missing();
+  if (by_sigchld) {
+    int e = fio_child_prepare();
+    if (e < 0) return e;
+  }
   int ep[2]; /* the child's errno, if it cannot exec */
   if (pipe2(ep, O_CLOEXEC) < 0) return -errno;
   /* (above 0..2, which the child's dup2s overwrite) */
@@ -120,7 +131,7 @@ int fio_spawn_process(const fio_spawn_req *r, pid_t *pid, int *pidfd) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t p = vfork();
-  if (p == 0) child(r, ep[1]);
+  if (p == 0) in_child(r, ep[1]);
   int forked = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(ep[1]);
@@ -137,8 +148,11 @@ int fio_spawn_process(const fio_spawn_req *r, pid_t *pid, int *pidfd) {
     while (waitpid(p, &st, 0) < 0 && errno == EINTR) {}
     return -err;
   }
-  int fd = (int)syscall(SYS_pidfd_open, p, 0); /* (close-on-exec) */
-  if (fd < 0) {
+  fio_child *c = NULL;
+  int fd = -1;
+  if (by_sigchld) c = fio_child_add(p);
+  else fd = (int)syscall(SYS_pidfd_open, p, 0); /* (close-on-exec) */
+  if (!c && fd < 0) {
     /* (EMFILE, ENOMEM) a child nobody could wait for is not left running,
      * nor left a zombie: the spawn fails as a whole. */
     int e = errno;
@@ -149,6 +163,7 @@ int fio_spawn_process(const fio_spawn_req *r, pid_t *pid, int *pidfd) {
   }
   *pid = p;
   *pidfd = fd;
+  *child = c;
   return 0;
 }
 

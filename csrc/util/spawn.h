@@ -1,11 +1,13 @@
 /* spawn.h — starting a program in a child process, with a process
- * descriptor (pidfd) to wait for it and signal it, and the reaping of
- * children nobody waits for any more (spawn.c). Any thread. Linux 5.3+
- * (pidfd_open). */
+ * descriptor (pidfd) to wait for it and signal it (before Linux 5.3, which
+ * has none: a util/child.h registration), and the reaping of children
+ * nobody waits for any more (spawn.c). Any thread. */
 #ifndef FIBERIO_UTIL_SPAWN_H
 #define FIBERIO_UTIL_SPAWN_H
 
 #include <sys/types.h>
+
+#include "util/child.h"
 
 #pragma GCC visibility push(hidden) /* (core/loop.h) */
 
@@ -28,11 +30,13 @@ typedef struct fio_spawn_req {
 /* Start r->file in a new process (vfork and exec: no copy of this process's
  * memory), with every signal's disposition back to its default, an empty
  * signal mask, and only fds 0, 1 and 2 open (the others closed, whoever
- * opened them). 0 and *pid, *pidfd (close-on-exec); or -errno when the
- * program cannot start (not found, not executable, a bad cwd, no pidfd to
- * be had): that child is reaped already. -ENOSYS, with no child started,
- * where the kernel has no pidfd_open (before Linux 5.3; valgrind 3.19). */
-int fio_spawn_process(const fio_spawn_req *r, pid_t *pid, int *pidfd);
+ * opened them). 0 and *pid, and *pidfd (close-on-exec) with *child NULL;
+ * or, where the kernel has no pidfd_open (before Linux 5.3; valgrind
+ * 3.19), *pidfd -1 and *child, waited for through SIGCHLD. -errno when the
+ * program cannot start (not found, not executable, a bad cwd, no pidfd or
+ * registration to be had): that child is reaped already. */
+int fio_spawn_process(const fio_spawn_req *r, pid_t *pid, int *pidfd,
+                      fio_child **child);
 
 /* Reap, once it ends, the child whose pidfd this is (and close pidfd): for
  * a child nobody will wait for. A thread of its own waits for such

@@ -1,0 +1,178 @@
+/* child.c — children waited for through SIGCHLD, where there are no
+ * pidfds (child.h). */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util/child.h"
+#include "util/list.h"
+#include "util/process.h"
+
+enum { RUNNING, REAPED, LOST /* reaped by someone else (waitpid(-1)) */ };
+
+struct fio_child {
+  fio_dnode node;   /* on `running` until reaped */
+  pid_t pid;
+  int efd;          /* written once reaped; -1 once released */
+  int state;
+  int held;         /* not released yet */
+  int how, code;        /* waitid's si_code and si_status */
+};
+
+/* Guards everything below and every fio_child. */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static fio_dlist running;  /* registered and not reaped */
+static int wake_fd = -1;   /* the thread's: the first child of a batch */
+static int start_err;      /* -errno if the thread could not start */
+
+static void write_one(int fd) {
+  uint64_t one = 1;
+  while (write(fd, &one, sizeof one) < 0 && errno == EINTR) {}
+}
+
+/* Reap c if it has ended (mu held). */
+static void reap_locked(fio_child *c) {
+  if (c->state != RUNNING) return;
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG) < 0) {
+    if (errno == EINTR) return;
+    c->state = LOST;
+  } else if (si.si_pid == 0) {
+    return; /* (still running) */
+  } else {
+    c->state = REAPED;
+    c->how = si.si_code;
+    c->code = si.si_status;
+  }
+  fio_dlist_remove(&running, &c->node);
+  if (c->efd >= 0) write_one(c->efd);
+  if (!c->held) free(c);
+}
+
+/* The thread: each SIGCHLD (or the first child of a batch, or a second
+ * without news while children run) is a look at every running child. */
+static void *watcher(void *arg) {
+  int sfd = (int)(intptr_t)arg;
+  for (;;) {
+    pthread_mutex_lock(&mu);
+    int timeout = running.len ? 1000 : -1;
+    pthread_mutex_unlock(&mu);
+    struct pollfd pfd[2] = {{sfd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    (void)poll(pfd, 2, timeout);
+    struct signalfd_siginfo si[16];
+    if (sfd >= 0)
+      while (read(sfd, si, sizeof si) > 0) {}
+    uint64_t n;
+    (void)!read(wake_fd, &n, sizeof n);
+    pthread_mutex_lock(&mu);
+    fio_dnode *next;
+    for (fio_dnode *d = running.head; d; d = next) {
+      next = d->next; /* (reap_locked may free d) */
+      reap_locked(fio_container_of(d, fio_child, node));
+    }
+    pthread_mutex_unlock(&mu);
+  }
+  return NULL;
+}
+
+static void start(void) {
+  sigset_t chld, all, old;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd < 0) {
+    start_err = -errno;
+    return;
+  }
+  /* (no signalfd: the thread still looks every second) */
+  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  fio_pin_library(); /* (the thread runs its code until the process ends) */
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* (inherited by the thread) */
+  pthread_t t;
+  int err = pthread_create(&t, &attr, watcher, (void *)(intptr_t)sfd);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  if (err) {
+    start_err = -err;
+    if (sfd >= 0) close(sfd);
+    close(wake_fd);
+    wake_fd = -1;
+  }
+}
+
+int fio_child_prepare(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &chld, NULL);
+  pthread_once(&once, start);
+  return start_err;
+}
+
+fio_child *fio_child_add(pid_t pid) {
+  fio_child *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (c->efd < 0) {
+    int e = errno;
+    free(c);
+    errno = e;
+    return NULL;
+  }
+  c->pid = pid;
+  c->held = 1;
+  pthread_mutex_lock(&mu);
+  fio_dlist_push(&running, &c->node);
+  if (running.len == 1) write_one(wake_fd); /* (its timeout is -1) */
+  reap_locked(c); /* (it may have ended before it was registered) */
+  pthread_mutex_unlock(&mu);
+  return c;
+}
+
+int fio_child_fd(const fio_child *c) {
+  return c->efd;
+}
+
+int fio_child_ended(fio_child *c, int *how, int *code) {
+  pthread_mutex_lock(&mu);
+  reap_locked(c);
+  int ended = c->state == REAPED;
+  if (ended) {
+    *how = c->how;
+    *code = c->code;
+  }
+  pthread_mutex_unlock(&mu);
+  return ended;
+}
+
+int fio_child_kill(fio_child *c, int sig) {
+  pthread_mutex_lock(&mu);
+  int res = c->state != RUNNING ? -ESRCH : kill(c->pid, sig) < 0 ? -errno : 0;
+  pthread_mutex_unlock(&mu);
+  return res;
+}
+
+int fio_child_release(fio_child *c) {
+  pthread_mutex_lock(&mu);
+  int fd = c->efd;
+  c->efd = -1;
+  c->held = 0;
+  if (c->state != RUNNING) free(c);
+  pthread_mutex_unlock(&mu);
+  return fd;
+}
