@@ -108,19 +108,13 @@ local LUA = "/usr/share/lua"
 -- (the tools would only print that): the specs are then pending.
 local unavailable
 
--- An `it` that is pending while why() gives a reason.
-local function it_unless(why)
-  return function(name, fn)
-    it(name, function()
-      local reason = why()
-      if reason then return pending(reason) end
-      return fn()
-    end)
-  end
-end
-
 -- `it`, pending when the backend cannot start.
-local it_ = it_unless(function() return unavailable end)
+local function it_(name, fn)
+  it(name, function()
+    if unavailable then return pending(unavailable) end
+    return fn()
+  end)
+end
 
 lazy_setup(function()
   local _, perr = sh(ENV .. "lua5.4 -e " .. q('require("fiberio").run(function() end)'))
@@ -719,10 +713,6 @@ end)
 
 describe("examples/serve.lua and examples/fetch.lua", function()
   local www, port, server
-  local no_server -- (why the server cannot be started here, if it cannot)
-
-  -- `it_` for the specs that talk to the server: pending without one.
-  local it_server = it_unless(function() return unavailable or no_server end)
 
   -- One request (or several, pipelined) in raw HTTP; the whole answer, up
   -- to the server's close.
@@ -741,8 +731,6 @@ describe("examples/serve.lua and examples/fetch.lua", function()
 
   lazy_setup(function()
     if unavailable then return end
-    no_server = helper.spawn_unavailable()
-    if no_server then return end
     www = tmp .. "/www"
     mkdir(www)
     mkdir(www .. "/sub")
@@ -768,7 +756,7 @@ describe("examples/serve.lua and examples/fetch.lua", function()
     end
   end)
 
-  it_server("serves a file whole, HEAD without its body, 404 for what is not there", function()
+  it_("serves a file whole, HEAD without its body, 404 for what is not there", function()
     local r = get("/f4k")
     assert.equal(200, status_of(r))
     assert.equal(helper.get(www .. "/f4k"), body_of(r))
@@ -782,7 +770,7 @@ describe("examples/serve.lua and examples/fetch.lua", function()
     assert.equal(405, status_of(http("POST /f4k HTTP/1.1\r\nConnection: close\r\n\r\n")))
   end)
 
-  it_server("refuses paths out of DIR: .., its encoded forms, a symlink pointing outside", function()
+  it_("refuses paths out of DIR: .., its encoded forms, a symlink pointing outside", function()
     for _, path in ipairs { "/../secret", "/%2e%2e/secret", "/sub/%2E%2E/%2e%2e/secret", "/sub/..%2f..%2fsecret",
       "/out" } do
       local r = get(path)
@@ -792,7 +780,7 @@ describe("examples/serve.lua and examples/fetch.lua", function()
     assert.equal("hello\n", body_of(get("/in"))) -- (a symlink within DIR is fine)
   end)
 
-  it_server("ranges, If-Modified-Since, keep-alive", function()
+  it_("ranges, If-Modified-Since, keep-alive", function()
     local r = get("/f4k", "Range: bytes=16-31\r\n")
     assert.equal(206, status_of(r))
     assert.equal("0123456789abcdef", body_of(r))
@@ -815,7 +803,7 @@ describe("examples/serve.lua and examples/fetch.lua", function()
     assert.matches("\r\nConnection: close\r\n", r)
   end)
 
-  it_server("directories: a redirect to DIR/, the index.html, else a listing", function()
+  it_("directories: a redirect to DIR/, the index.html, else a listing", function()
     local r = get("/sub")
     assert.equal(301, status_of(r))
     assert.matches("\r\nLocation: /sub/\r\n", r)
@@ -826,7 +814,7 @@ describe("examples/serve.lua and examples/fetch.lua", function()
     assert.matches('<a href="sub/">sub/</a>', get("/"))
   end)
 
-  it_server("-w 2: two threads, each with its own listener on the one port, serve together", function()
+  it_("-w 2: two threads, each with its own listener on the one port, serve together", function()
     local two = assert(fio.spawn({ "sh", "-c", ENV .. "exec lua5.4 " .. q(examples .. "/serve.lua")
       .. " -w 2 " .. q(www) .. " 0" }, { stderr = "pipe" }))
     local p2 = tonumber(assert(two.stderr:read("l")):match(":(%d+)/$"))
@@ -859,7 +847,7 @@ describe("examples/serve.lua and examples/fetch.lua", function()
     assert.equal(50, ok)
   end)
 
-  it_server("fetch.lua gets many URLs at once, in order on stdout; a failure is reported, exit 1", function()
+  it_("fetch.lua gets many URLs at once, in order on stdout; a failure is reported, exit 1", function()
     local base = "http://127.0.0.1:" .. port
     local out, err, code = run("fetch", base .. "/f4k", base .. "/sub/a.txt", base .. "/in")
     assert.same({ helper.get(www .. "/f4k") .. "hello\nhello\n", "", 0 }, { out, err, code })

@@ -399,24 +399,6 @@ function helper.kernel_at_least(major, minor)
   return a ~= nil and (a > major or (a == major and b >= minor)), rel:gsub("%s+$", "")
 end
 
--- Why no process can be spawned here (valgrind 3.19 does not know
--- pidfd_open: ENOSYS for every fio.spawn), or nil when one can. Found out
--- once, by a spawn, and kept.
-local spawn_checked, spawn_why
-function helper.spawn_unavailable()
-  if spawn_checked then return spawn_why end
-  local p, msg, err = fio.spawn { "true" }
-  if p then
-    p:wait()
-    p:close()
-  else
-    assert(err == fio.errno.ENOSYS, msg)
-    spawn_why = "no process can be spawned here (" .. msg .. "): no pidfd_open; valgrind 3.19 lacks it"
-  end
-  spawn_checked = true
-  return spawn_why
-end
-
 -- The backend the suite was asked to test, or nil when FIBERIO_BACKEND is
 -- unset.
 function helper.wanted_backend()
