@@ -725,7 +725,8 @@ function Process:wait() end
 ---@return integer|string|nil code_or_name
 function Process:status() end
 
----Send a signal (default "TERM") through the child's pidfd.
+---Send a signal (default "TERM") through the child's pidfd (by its pid,
+---before Linux 5.3, and only until it is reaped).
 ---@param sig? string|integer
 ---@return boolean?
 ---@return string? msg

@@ -1,7 +1,8 @@
 -- fiberio.process — subprocesses: fio.spawn, fio.exec, fio.popen, over the
 -- C core's core._spawn (vfork and exec: csrc/util/spawn.c) and
 -- core._pwait (a cancelable wait on the child's pidfd: io_uring WAITID,
--- a poll of the pidfd, or the threads backend's epoll).
+-- a poll of the pidfd, or the threads backend's epoll; before Linux 5.3 a
+-- poll of an eventfd written once SIGCHLD's thread reaped it).
 --
 -- This file returns a function that init.lua calls with the module table.
 local core = require "fiberio.core"
