@@ -47,7 +47,7 @@ static int try_reap(proc *p) {
   if (p->reaped) return 1;
   if (p->fd < 0) return 0;
   if (p->child) {
-    if (!fio_child_ended(p->child, &p->status, &p->code)) return 0;
+    if (fio_child_ended(p->child, &p->status, &p->code) <= 0) return 0;
     p->reaped = 1;
     return 1;
   }
@@ -167,7 +167,7 @@ static int pwait_k(lua_State *L, int status, lua_KContext ctx) {
   if (try_reap(p)) return push_status(L, p);
   if (res == -EBADF || p->fd < 0)
     return luaL_error(L, "fiberio: process %d: closed while waited for", (int)p->pid);
-  if (res < 0) return fio_errresult(L, "waitid", -res);
+  if (res < 0) return fio_errresult(L, p->child ? "poll" : "waitid", -res);
   /* (ended but reaped by someone else: waitid(-1) elsewhere in this
    * process) */
   return fio_errresult(L, "waitid", ECHILD);
@@ -179,6 +179,9 @@ static int l_pwait(lua_State *L) {
   lua_settop(L, 1);
   if (try_reap(p)) return push_status(L, p);
   if (p->fd < 0) return luaL_error(L, "fiberio: process %d: closed", (int)p->pid);
+  int how, code; /* (reaped by someone else, or a fork's parent's child) */
+  if (p->child && fio_child_ended(p->child, &how, &code) < 0)
+    return fio_errresult(L, "waitid", ECHILD);
   fio_loop *loop = fio_loop_get(L);
   fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
   fio_op *op = fio_op_new(p->child ? 0 : sizeof(siginfo_t));

@@ -30,8 +30,9 @@ struct fio_child {
 /* Guards everything below and every fio_child. */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static fio_dlist running;  /* registered and not reaped */
+static int started;        /* the thread runs (in this process) */
 static int wake_fd = -1;   /* the thread's: the first child of a batch */
-static int start_err;      /* -errno if the thread could not start */
+static int sig_fd = -1;    /* its signalfd (-1: none; it looks each second) */
 
 static void write_one(int fd) {
   uint64_t one = 1;
@@ -59,20 +60,24 @@ static void reap_locked(fio_child *c) {
 }
 
 /* The thread: each SIGCHLD (or the first child of a batch, or a second
- * without news while children run) is a look at every running child. */
+ * without news while children run) is a look at every running child (a
+ * waitid each: SIGCHLDs merge, the signal does not say which ended). */
 static void *watcher(void *arg) {
-  int sfd = (int)(intptr_t)arg;
+  (void)arg;
+  pthread_mutex_lock(&mu);
+  int sfd = sig_fd, wfd = wake_fd; /* (this thread's until the process ends) */
+  pthread_mutex_unlock(&mu);
   for (;;) {
     pthread_mutex_lock(&mu);
     int timeout = running.len ? 1000 : -1;
     pthread_mutex_unlock(&mu);
-    struct pollfd pfd[2] = {{sfd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    struct pollfd pfd[2] = {{sfd, POLLIN, 0}, {wfd, POLLIN, 0}};
     (void)poll(pfd, 2, timeout);
     struct signalfd_siginfo si[16];
     if (sfd >= 0)
       while (read(sfd, si, sizeof si) > 0) {}
     uint64_t n;
-    (void)!read(wake_fd, &n, sizeof n);
+    (void)!read(wfd, &n, sizeof n);
     pthread_mutex_lock(&mu);
     fio_dnode *next;
     for (fio_dnode *d = running.head; d; d = next) {
@@ -84,18 +89,35 @@ static void *watcher(void *arg) {
   return NULL;
 }
 
-static void start(void) {
+/* fork: the child has no watcher, and the children registered are not
+ * its own (they end as if reaped by someone else; none of their eventfds
+ * is written: they are the parent's too). The next spawn starts a thread. */
+static void atfork_prepare(void) { pthread_mutex_lock(&mu); }
+static void atfork_parent(void) { pthread_mutex_unlock(&mu); }
+static void atfork_child(void) {
+  fio_dnode *d;
+  while ((d = fio_dlist_pop(&running))) {
+    fio_child *c = fio_container_of(d, fio_child, node);
+    c->state = LOST;
+    if (!c->held) free(c);
+  }
+  if (started) {
+    close(wake_fd);
+    if (sig_fd >= 0) close(sig_fd);
+    wake_fd = sig_fd = -1;
+    started = 0;
+  }
+  pthread_mutex_unlock(&mu);
+}
+
+/* Start the thread (mu held): 0 or -errno (tried again next time). */
+static int start_locked(void) {
+  static int atfork_set;
   sigset_t chld, all, old;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
-  wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_fd < 0) {
-    start_err = -errno;
-    return;
-  }
-  /* (no signalfd: the thread still looks every second) */
-  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  fio_pin_library(); /* (the thread runs its code until the process ends) */
+  if ((wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) return -errno;
+  sig_fd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -103,25 +125,33 @@ static void start(void) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old); /* (inherited by the thread) */
   pthread_t t;
-  int err = pthread_create(&t, &attr, watcher, (void *)(intptr_t)sfd);
+  int err = pthread_create(&t, &attr, watcher, NULL);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
   if (err) {
-    start_err = -err;
-    if (sfd >= 0) close(sfd);
+    if (sig_fd >= 0) close(sig_fd);
     close(wake_fd);
-    wake_fd = -1;
+    wake_fd = sig_fd = -1;
+    return -err;
   }
+  if (!atfork_set) {
+    atfork_set = 1;
+    fio_pin_library(); /* (the thread, the fork handlers: this code) */
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+  }
+  started = 1;
+  return 0;
 }
 
 int fio_child_prepare(void) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   pthread_sigmask(SIG_BLOCK, &chld, NULL);
-  pthread_once(&once, start);
-  return start_err;
+  pthread_mutex_lock(&mu);
+  int err = started ? 0 : start_locked();
+  pthread_mutex_unlock(&mu);
+  return err;
 }
 
 fio_child *fio_child_add(pid_t pid) {
@@ -151,8 +181,8 @@ int fio_child_fd(const fio_child *c) {
 int fio_child_ended(fio_child *c, int *how, int *code) {
   pthread_mutex_lock(&mu);
   reap_locked(c);
-  int ended = c->state == REAPED;
-  if (ended) {
+  int ended = c->state == REAPED ? 1 : c->state == LOST ? -1 : 0;
+  if (ended > 0) {
     *how = c->how;
     *code = c->code;
   }
@@ -162,6 +192,7 @@ int fio_child_ended(fio_child *c, int *how, int *code) {
 
 int fio_child_kill(fio_child *c, int sig) {
   pthread_mutex_lock(&mu);
+  reap_locked(c); /* (reaped by someone else: its pid is free, no kill) */
   int res = c->state != RUNNING ? -ESRCH : kill(c->pid, sig) < 0 ? -errno : 0;
   pthread_mutex_unlock(&mu);
   return res;

@@ -6,10 +6,11 @@
  * eventfd becomes readable once it is reaped, for a loop to poll.
  *
  * SIGCHLD reaches the signalfd only while every thread blocks it:
- * fio_child_block_sigchld blocks it in the spawning thread (fiberio's own
- * threads block every signal). Where a thread of the program leaves it
- * unblocked and takes one, the thread still looks every second. Any
- * thread. */
+ * fio_child_prepare blocks it in the spawning thread, for good (fiberio's
+ * own threads block every signal). Where a thread of the program leaves it
+ * unblocked and takes one, the thread still looks every second. In a
+ * fork's child the children registered before are not its own: they read
+ * as reaped by someone else. Any thread. */
 #ifndef FIBERIO_UTIL_CHILD_H
 #define FIBERIO_UTIL_CHILD_H
 
@@ -20,7 +21,8 @@
 typedef struct fio_child fio_child;
 
 /* Start the SIGCHLD thread if it is not running, and block SIGCHLD in the
- * calling thread. 0, or -errno (then no child should be started). */
+ * calling thread. 0, or -errno (then no child should be started; the
+ * next call tries again). */
 int fio_child_prepare(void);
 
 /* Register the child pid (of this process, not reaped): it is reaped when
@@ -32,7 +34,8 @@ fio_child *fio_child_add(pid_t pid);
 int fio_child_fd(const fio_child *c);
 
 /* 1 and how c ended (waitid's si_code and si_status) once it is reaped;
- * else 0. */
+ * 0 while it runs; -1 if someone else reaped it (waitpid(-1) elsewhere in
+ * this process), or it is not this process's (a fork's child). */
 int fio_child_ended(fio_child *c, int *how, int *code);
 
 /* Send sig to c, by its pid, only while it is not reaped (its pid cannot
