@@ -343,6 +343,27 @@ describe("sockets", function()
     assert.equal(before, helper.open_fds())
   end)
 
+  it("a connect canceled as its step ends closes its socket at once, not at a collection", function()
+    local srv = assert(fio.listen("127.0.0.1", 0))
+    local _, port = srv:getsockname()
+    helper.warm()
+    local before = helper.open_fds()
+    collectgarbage("stop")
+    local ok, err = pcall(fio.run, function()
+      for _ = 1, 20 do
+        local f = fio.async(function() return fio.connect("127.0.0.1", port) end)
+        fio.sleep(0) -- (its connect has started)
+        local s = fio.cancel(f) -- (canceled, or connected first)
+        if s then s:close() end
+      end
+    end)
+    local after = helper.open_fds()
+    collectgarbage("restart")
+    srv:close()
+    assert(ok, err)
+    assert.equal(before, after)
+  end)
+
   it("settimeout bounds a read; nil takes it off", function()
     with_group(function()
       local a, b = fio.socketpair()

@@ -336,6 +336,12 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
 static int connect_step(lua_State *L, fio_fiber *w, fio_fiber *pseudo, int poll) {
   fio_file *s = lua_touserdata(L, 4);
   fio_loop *loop = fio_loop_get(L);
+  if (w && fio_cancel_pending(w) && s->fd >= 0) {
+    /* (a cancel that came as the last step ended: step_begin raises it;
+     * the socket is closed first, not left to the collector) */
+    close(s->fd);
+    s->fd = -1;
+  }
   w = step_begin(L, loop, w, pseudo);
   fio_op *op = newop(L, poll ? FIO_OP_POLL : FIO_OP_CONNECT, s->fd,
                      poll ? 0 : sizeof(struct fio_sockaddr));
