@@ -451,6 +451,42 @@ describe("sockets", function()
     helper.rmtree(dir)
   end)
 
+  it("out of memory for a received fd's data leaves the fd to its File, not open for good", function()
+    if os.getenv("FIBERIO_SANITIZE") then
+      pending("the allocation-failing preload cannot go before a sanitizer's runtime")
+      return
+    end
+    local lib = os.getenv("FIBERIO_FAILALLOC")
+    if not lib then pending("FIBERIO_FAILALLOC is not set: run the suite with tools/runspecs.sh") return end
+    -- 5000 bytes of data: Lua's string for them is 5025 bytes (its 24-byte
+    -- header and a NUL), the one allocation made to fail; they come from
+    -- a process of their own, which makes that string without the preload
+    local dir = helper.mktempdir("sockoom")
+    local out, rc = helper.child(([[
+      local fio = require "fiberio"
+      local function nfds()
+        local n = 0
+        for _ in fio.scandir("/proc/self/fd") do n = n + 1 end
+        return n
+      end
+      local srv = assert(fio.listen(%q))
+      local p = assert(fio.spawn({ "lua5.4", "-e", %q }, { addenv = { LD_PRELOAD = "" } }))
+      local c = assert(srv:accept())
+      local before = nfds()
+      print(pcall(c.recvfd, c, 5000))
+      collectgarbage()
+      collectgarbage()
+      print(nfds() - before, p:wait())
+    ]]):format(dir .. "/s", ([[
+        local fio = require "fiberio"
+        local s = assert(fio.connect(%q))
+        assert(s:sendfd(assert(fio.open("/dev/null")), ("d"):rep(5000)))
+      ]]):format(dir .. "/s")), { env = { LD_PRELOAD = lib, FAIL_ALLOC_SIZE = 5025 } })
+    helper.rmtree(dir)
+    assert.equal(0, rc, out)
+    assert.equal("false\tnot enough memory\n0\texit\t0\n", out)
+  end)
+
   it("misuse raises at the caller's line", function()
     local function err(fn) local ok, e = pcall(fn); assert.is_false(ok); return e end
     assert.matches("bad argument #2 to 'connect' %(port must be", err(function() fio.connect("127.0.0.1", "80") end))

@@ -677,7 +677,8 @@ static int s_sendto(lua_State *L) {
   return sendmsg_go(L, f, op, w);
 }
 
-/* Stack of recvfrom / recvfd: socket, deadline. */
+/* Stack of recvfrom / recvfd: socket, deadline (recvfd: then the File a
+ * received fd goes into). */
 static int recvmsg_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   fio_fiber *w = (fio_fiber *)ctx;
@@ -701,28 +702,30 @@ static int recvmsg_k(lua_State *L, int status, lua_KContext ctx) {
           else close(fds[i]); /* (one asked for: the others closed) */
         }
       }
-    lua_pushlstring(L, m->data, (size_t)res);
-    if (fd < 0) {
-      fio_op_free(op);
-      lua_pushnil(L);
-      lua_insert(L, -2);
-      return 2; /* nil, data */
-    }
-    struct stat st;
-    int issock = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-    fio_file *g = fio_file_new(L, issock ? FIO_SOCKET : FIO_FILE);
-    if (issock) {
-      sock_init(g, fd);
+    if (fd >= 0) {
+      /* (into the File made before the wait: nothing here allocates
+       * before the fd is owned, so out of memory leaves no fd open) */
+      fio_file *g = lua_touserdata(L, 3);
+      struct stat st;
+      if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        lua_pushvalue(L, 3);
+        luaL_setmetatable(L, FIO_SOCKET);
+        lua_pop(L, 1);
+        sock_init(g, fd);
+      } else {
+        int fl = fcntl(fd, F_GETFL);
+        int acc = fl & O_ACCMODE;
+        g->fd = fd;
+        g->canread = acc == O_RDONLY || acc == O_RDWR;
+        g->canwrite = acc == O_WRONLY || acc == O_RDWR;
+      }
+      lua_pushvalue(L, 3);
     } else {
-      int fl = fcntl(fd, F_GETFL);
-      int acc = fl & O_ACCMODE;
-      g->fd = fd;
-      g->canread = acc == O_RDONLY || acc == O_RDWR;
-      g->canwrite = acc == O_WRONLY || acc == O_RDWR;
+      lua_pushnil(L);
     }
+    lua_pushlstring(L, m->data, (size_t)res);
     fio_op_free(op);
-    lua_insert(L, -2);
-    return 2; /* file, data */
+    return 2; /* file | nil, data */
   }
   lua_pushlstring(L, m->data, (size_t)res);
   push_addr(L, (struct sockaddr *)&m->peer.addr, m->h.msg_namelen);
@@ -790,6 +793,7 @@ static int s_recvfd(lua_State *L) {
   luaL_argcheck(L, max > 0 && max <= FIO_MAXIO, 2, "size out of range");
   lua_settop(L, 1);
   push_deadline(L, f);
+  (void)fio_file_new(L, FIO_FILE); /* (slot 3: what a received fd goes into) */
   fio_loop *loop = fio_loop_get(L);
   fio_fiber pseudo, *w = step_begin(L, loop, NULL, &pseudo);
   fio_op *op = msgop(L, f, FIO_OP_RECVMSG, NULL, (size_t)max, 1);
