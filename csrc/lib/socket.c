@@ -366,11 +366,13 @@ static int l_connect(lua_State *L) {
   if (is_unix(lua_tostring(L, 1))) lua_pushvalue(L, 1);
   else lua_pushfstring(L, strchr(lua_tostring(L, 1), ':') ? "[%s]:%d" : "%s:%d",
                        lua_tostring(L, 1), (int)lua_tointeger(L, 2));
+  /* (the wait begun before the socket is made: a cancel already pending
+   * raises here, with no fd to leave behind) */
+  fio_fiber pseudo, *w = step_begin(L, fio_loop_get(L), NULL, &pseudo);
   int fd = socket(sa.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return fio_errresult(L, lua_tostring(L, 5), errno);
   sock_init(s, fd);
-  fio_fiber pseudo;
-  return connect_step(L, NULL, &pseudo, 0);
+  return connect_step(L, w, NULL, 0);
 }
 
 /* --- listen, datagram sockets, pairs --------------------------------------------- */
