@@ -546,12 +546,8 @@ end)
 
 describe("out of memory for timers", function()
   it("raises Lua's memory error in the waiting fiber, not abort()", function()
-    if os.getenv("FIBERIO_SANITIZE") then
-      pending("the allocation-failing preload cannot go before a sanitizer's runtime")
-      return
-    end
-    local lib = os.getenv("FIBERIO_FAILALLOC")
-    if not lib then pending("FIBERIO_FAILALLOC is not set: run the suite with tools/runspecs.sh") return end
+    local lib, why = helper.failalloc()
+    if not lib then pending(why) return end
     -- 600 sleepers: the timer heap's growth from 512 to 1024 slots
     -- (24576 bytes) fails; the waits past 512 raise, the rest sleep.
     local out, rc = helper.child([[

@@ -399,6 +399,17 @@ function helper.kernel_at_least(major, minor)
   return a ~= nil and (a > major or (a == major and b >= minor)), rel:gsub("%s+$", "")
 end
 
+-- tools/failalloc.so, to preload in a child (FAIL_ALLOC_SIZE: the size of
+-- allocation that fails), or nil and why it cannot be had in this run.
+function helper.failalloc()
+  if os.getenv("FIBERIO_SANITIZE") then
+    return nil, "the allocation-failing preload cannot go before a sanitizer's runtime"
+  end
+  local lib = os.getenv("FIBERIO_FAILALLOC")
+  if not lib then return nil, "FIBERIO_FAILALLOC is not set: run the suite with tools/runspecs.sh" end
+  return lib
+end
+
 -- The backend the suite was asked to test, or nil when FIBERIO_BACKEND is
 -- unset.
 function helper.wanted_backend()
