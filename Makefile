@@ -49,7 +49,7 @@ ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sa
 
 .PHONY: all deps test check bench demo install clean valgrind layers rockcheck lint docs dist
 
-all: $(SO) $(BUILD)/noring $(BUILD)/host $(BUILD)/failalloc.so
+all: $(SO) $(BUILD)/noring $(BUILD)/host $(BUILD)/failalloc.so $(BUILD)/forktest.so
 
 # A test tool: runs a command with io_uring refused by seccomp.
 $(BUILD)/noring: tools/noring.c
@@ -65,6 +65,11 @@ $(BUILD)/host: tools/host.c
 $(BUILD)/failalloc.so: tools/failalloc.c
 	@mkdir -p $(dir $@)
 	$(CC) -shared -fPIC -O2 -Wall -o $@ $< -ldl
+
+# A test tool: a Lua module that forks (require "forktest").
+$(BUILD)/forktest.so: tools/forktest.c
+	@mkdir -p $(dir $@)
+	$(CC) -shared -fPIC -O2 -Wall -I$(LUA_INC) -o $@ $<
 
 # The flags a build directory was made with: a change rebuilds every object.
 FLAGS_STAMP = $(BUILD)/.flags

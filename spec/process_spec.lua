@@ -384,6 +384,54 @@ describe("each way of waiting for a process", function()
   end)
 end)
 
+describe("a fork's child (tools/forktest.c)", function()
+  -- The child spawns a program and drops its Process while it runs: the
+  -- child's own reaper must reap it (not its parent's, whose epoll set or
+  -- SIGCHLD thread it inherited). The parent's fds must be left alone.
+  local code = [[
+    local fio = require "fiberio"
+    local forktest = require "forktest"
+    local held = assert(fio.spawn { "sleep", "0.5" }) -- (starts the waiting)
+    local dropped = assert(fio.spawn { "sleep", "0.05" })
+    dropped = nil -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    local pid = forktest.fork()
+    if pid == 0 then
+      local p = assert(fio.spawn { "sleep", "0.1" })
+      p = nil -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+      os.execute("sleep 0.4")
+      local n = 0
+      for t in fio.scandir("/proc/self/task") do
+        local f = io.open("/proc/self/task/" .. t .. "/children")
+        for _ in f:read("a"):gmatch("%d+") do n = n + 1 end
+        f:close()
+      end
+      forktest.exit(n) -- (its children left: 0 once reaped)
+    end
+    local files = {}
+    for i = 1, 20 do files[i] = assert(io.open("/dev/null")) end
+    local left = forktest.wait(pid)
+    local ok = 0
+    for _, f in ipairs(files) do if f:seek("cur") then ok = ok + 1 end end
+    print(left, ok, held:wait())
+  ]]
+  local function run(env)
+    if os.getenv("FIBERIO_SANITIZE") == "tsan" then
+      pending("TSan stops a multithreaded process's fork child that starts threads")
+      return
+    end
+    env.FIBERIO_BACKEND = helper.wanted_backend() or "io_uring"
+    assert.equal("0\t20\texit\t0\n", (helper.child(code, { env = env })))
+  end
+  it("reaps the children it drops with a reaper of its own (pidfds)", function() run {} end)
+  it("reaps the children it drops with a SIGCHLD thread of its own", function()
+    run { FIBERIO_TEST_NO_PIDFD = "1" }
+  end)
+end)
+
 describe("waiting through SIGCHLD (no pidfd_open)", function()
   -- The rung below pidfds, where fiberio reaps by pid: what it must do
   -- besides waiting.

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -17,6 +18,7 @@
 
 #include "util/child.h"
 #include "util/config.h"
+#include "util/process.h"
 #include "util/spawn.h"
 
 #ifndef P_PIDFD
@@ -169,27 +171,43 @@ int fio_spawn_process(const fio_spawn_req *r, pid_t *pid, int *pidfd,
 
 /* --- the reaper ------------------------------------------------------------ */
 
+/* Guards reaper_ep: the epoll set of this process's reaper thread, -1
+ * while none runs (before the first child handed over, after a failed
+ * start, and in a fork's child: the set it inherited is its parent's,
+ * where a pidfd registered would be waited for, and its fd number
+ * closed, in the parent). */
+static pthread_mutex_t reaper_mu = PTHREAD_MUTEX_INITIALIZER;
 static int reaper_ep = -1;
 
 static void *reaper(void *arg) {
-  (void)arg;
+  int ep = (int)(intptr_t)arg;
   struct epoll_event ev[32];
   for (;;) {
-    int n = epoll_wait(reaper_ep, ev, 32, -1);
+    int n = epoll_wait(ep, ev, 32, -1);
     for (int i = 0; i < n; i++) {
       int fd = ev[i].data.fd;
       siginfo_t si;
       memset(&si, 0, sizeof si);
       if (waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) == 0 && si.si_pid == 0)
         continue; /* (not yet: a spurious wake; still registered) */
-      epoll_ctl(reaper_ep, EPOLL_CTL_DEL, fd, NULL);
+      epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
       close(fd);
     }
   }
   return NULL;
 }
 
+static void atfork_prepare(void) { pthread_mutex_lock(&reaper_mu); }
+static void atfork_parent(void) { pthread_mutex_unlock(&reaper_mu); }
+static void atfork_child(void) {
+  if (reaper_ep >= 0) close(reaper_ep);
+  reaper_ep = -1;
+  pthread_mutex_unlock(&reaper_mu);
+}
+
+/* Start the reaper thread (reaper_mu held): reaper_ep set, or left -1. */
 static void reaper_start(void) {
+  static int atfork_set;
   int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) return;
   pthread_attr_t attr;
@@ -200,22 +218,30 @@ static void reaper_start(void) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old); /* (inherited by the thread) */
   pthread_t t;
-  reaper_ep = ep;
-  if (pthread_create(&t, &attr, reaper, NULL) != 0) {
-    reaper_ep = -1;
-    close(ep);
-  }
+  int err = pthread_create(&t, &attr, reaper, (void *)(intptr_t)ep);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
+  if (err) {
+    close(ep);
+    return;
+  }
+  reaper_ep = ep;
+  if (!atfork_set) {
+    atfork_set = 1;
+    fio_pin_library(); /* (the thread, the fork handlers: this code) */
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+  }
 }
 
 void fio_reap_later(int pidfd) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, reaper_start);
+  pthread_mutex_lock(&reaper_mu);
+  if (reaper_ep < 0) reaper_start();
+  int ep = reaper_ep;
+  pthread_mutex_unlock(&reaper_mu);
   struct epoll_event ev;
   memset(&ev, 0, sizeof ev);
   ev.events = EPOLLIN;
   ev.data.fd = pidfd;
-  if (reaper_ep < 0 || epoll_ctl(reaper_ep, EPOLL_CTL_ADD, pidfd, &ev) < 0)
+  if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, pidfd, &ev) < 0)
     close(pidfd); /* (left to this process's end: its parent reaps it) */
 }
