@@ -342,8 +342,27 @@ describe("a write to a pipe whose reader has gone", function()
   end)
 end)
 
+-- What the child scripts below look at in themselves: children() counts
+-- the process's children (zombies too), sigchld_blocked() says 1 if this
+-- thread blocks SIGCHLD.
+local SELF = [[
+  local function children()
+    local n = 0
+    for t in require("fiberio").scandir("/proc/self/task") do
+      local f = io.open("/proc/self/task/" .. t .. "/children")
+      for _ in f:read("a"):gmatch("%d+") do n = n + 1 end
+      f:close()
+    end
+    return n
+  end
+  local function sigchld_blocked()
+    local st = io.open("/proc/thread-self/status"):read("a")
+    return (tonumber(st:match("SigBlk:%s*(%x+)"), 16) >> 16) & 1
+  end
+]]
+
 describe("each way of waiting for a process", function()
-  local code = [[
+  local code = SELF .. [[
     local fio = require "fiberio"
     local p = fio.spawn { "sh", "-c", "sleep 0.05; exit 9" }
     local q = fio.spawn { "sleep", "10" }
@@ -351,9 +370,7 @@ describe("each way of waiting for a process", function()
     q:kill("KILL")
     local how, code = p:wait()
     print(how, code, r[2], q:wait())
-    -- (whether SIGCHLD is blocked here: for the signalfd's rung only)
-    local st = io.open("/proc/thread-self/status"):read("a")
-    print((tonumber(st:match("SigBlk:%s*(%x+)"), 16) >> 16) & 1)
+    print(sigchld_blocked()) -- (for the signalfd's rung only)
   ]]
   local function rung(env)
     local out = helper.child(code, { env = env })
@@ -388,7 +405,7 @@ describe("a fork's child (tools/forktest.c)", function()
   -- The child spawns a program and drops its Process while it runs: the
   -- child's own reaper must reap it (not its parent's, whose epoll set or
   -- SIGCHLD thread it inherited). The parent's fds must be left alone.
-  local code = [[
+  local code = SELF .. [[
     local fio = require "fiberio"
     local forktest = require "forktest"
     local held = assert(fio.spawn { "sleep", "0.5" }) -- (starts the waiting)
@@ -403,13 +420,7 @@ describe("a fork's child (tools/forktest.c)", function()
       collectgarbage()
       collectgarbage()
       os.execute("sleep 0.4")
-      local n = 0
-      for t in fio.scandir("/proc/self/task") do
-        local f = io.open("/proc/self/task/" .. t .. "/children")
-        for _ in f:read("a"):gmatch("%d+") do n = n + 1 end
-        f:close()
-      end
-      forktest.exit(n) -- (its children left: 0 once reaped)
+      forktest.exit(children()) -- (0 once reaped)
     end
     local files = {}
     for i = 1, 20 do files[i] = assert(io.open("/dev/null")) end
@@ -435,17 +446,8 @@ end)
 describe("waiting through SIGCHLD (no pidfd_open)", function()
   -- The rung below pidfds, where fiberio reaps by pid: what it must do
   -- besides waiting.
-  local code = [[
+  local code = SELF .. [[
     local fio = require "fiberio"
-    local function children() -- this process's, zombies too
-      local n = 0
-      for t in fio.scandir("/proc/self/task") do
-        local f = io.open("/proc/self/task/" .. t .. "/children")
-        for _ in f:read("a"):gmatch("%d+") do n = n + 1 end
-        f:close()
-      end
-      return n
-    end
     -- each end is seen when it comes (SIGCHLD), not by the look the
     -- thread takes every second
     local t0 = fio.now()
@@ -496,9 +498,7 @@ describe("waiting through SIGCHLD (no pidfd_open)", function()
     print(children())
     -- SIGCHLD is blocked here, where the spawns were made (for the
     -- signalfd); the children's mask is empty
-    local st = io.open("/proc/thread-self/status"):read("a")
-    local blk = tonumber(st:match("SigBlk:%s*(%x+)"), 16)
-    print((blk >> 16) & 1, (fio.exec { "grep", "SigBlk", "/proc/self/status" }))
+    print(sigchld_blocked(), (fio.exec { "grep", "SigBlk", "/proc/self/status" }))
   ]]
   local want = "true\nnil\tNo such process\t3\nexit\t0\nnil\texit\t3\n300\n0\n1\tSigBlk:\t0000000000000000\n\n"
   it("on io_uring", function()

@@ -194,21 +194,9 @@ static void deadline_in(struct timespec *ts, long ms) {
   }
 }
 
-/* Start a detached thread running fn with every signal blocked (fn unblocks
- * what it wants). 0 or an error number. */
+/* Start a pool thread running fn (util/process.h). */
 static int spawn(void *(*fn)(void *)) {
-  pthread_attr_t attr;
-  pthread_t t;
-  sigset_t all, old;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, STACK_SIZE);
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int r = pthread_create(&t, &attr, fn, NULL);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&attr);
-  return r;
+  return fio_thread_start(fn, NULL, STACK_SIZE);
 }
 
 static void q_remove(fio_job *w) {

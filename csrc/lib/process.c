@@ -42,14 +42,17 @@ static proc *checkproc(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, PROC);
 }
 
-/* Reap p now if its child has ended: 1 if it is (or was) reaped. */
+/* Reap p now if its child has ended: 1 if it is (or was) reaped; 0 while
+ * it runs; -1 if a registration's child was reaped by someone else, or is
+ * a fork's parent's (a pidfd's such child reads as running: its wait
+ * says ECHILD). */
 static int try_reap(proc *p) {
   if (p->reaped) return 1;
   if (p->fd < 0) return 0;
   if (p->child) {
-    if (fio_child_ended(p->child, &p->status, &p->code) <= 0) return 0;
-    p->reaped = 1;
-    return 1;
+    int ended = fio_child_ended(p->child, &p->status, &p->code);
+    if (ended > 0) p->reaped = 1;
+    return ended;
   }
   siginfo_t si;
   memset(&si, 0, sizeof si);
@@ -164,7 +167,7 @@ static int pwait_k(lua_State *L, int status, lua_KContext ctx) {
   w->op = NULL;
   fio_op_free(op);
   proc *p = checkproc(L, 1);
-  if (try_reap(p)) return push_status(L, p);
+  if (try_reap(p) > 0) return push_status(L, p);
   if (res == -EBADF || p->fd < 0)
     return luaL_error(L, "fiberio: process %d: closed while waited for", (int)p->pid);
   if (res < 0) return fio_errresult(L, p->child ? "poll" : "waitid", -res);
@@ -177,11 +180,10 @@ static int pwait_k(lua_State *L, int status, lua_KContext ctx) {
 static int l_pwait(lua_State *L) {
   proc *p = checkproc(L, 1);
   lua_settop(L, 1);
-  if (try_reap(p)) return push_status(L, p);
+  int ended = try_reap(p);
+  if (ended > 0) return push_status(L, p);
   if (p->fd < 0) return luaL_error(L, "fiberio: process %d: closed", (int)p->pid);
-  int how, code; /* (reaped by someone else, or a fork's parent's child) */
-  if (p->child && fio_child_ended(p->child, &how, &code) < 0)
-    return fio_errresult(L, "waitid", ECHILD);
+  if (ended < 0) return fio_errresult(L, "waitid", ECHILD);
   fio_loop *loop = fio_loop_get(L);
   fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
   fio_op *op = fio_op_new(p->child ? 0 : sizeof(siginfo_t));
@@ -199,7 +201,7 @@ static int l_pwait(lua_State *L) {
 /* core._pstatus(handle) -> how it ended, or nothing while it runs. */
 static int l_pstatus(lua_State *L) {
   proc *p = checkproc(L, 1);
-  return try_reap(p) ? push_status(L, p) : 0;
+  return try_reap(p) > 0 ? push_status(L, p) : 0;
 }
 
 /* core._pkill(handle, signal number) -> true | nil, msg, errno. */

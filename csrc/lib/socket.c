@@ -286,7 +286,7 @@ static int s_accept(lua_State *L) {
  * Stack: host, port, deadline (seconds in: ns after), the Socket, what
  * ("host:port", for messages). */
 
-static int connect_step(lua_State *L, fio_fiber *w, fio_fiber *pseudo, int poll);
+static int connect_step(lua_State *L, fio_fiber *w, int poll);
 
 /* The connect ended with err (0: connected): the result. */
 static int connect_end(lua_State *L, fio_file *s, int err) {
@@ -315,7 +315,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   /* (EAGAIN is not "in progress": a Unix socket's full backlog, nothing
    * started; it is the result) */
   if (!polled && (res == -EINPROGRESS || res == -EALREADY))
-    return connect_step(L, w, NULL, 1);
+    return connect_step(L, w, 1);
   if (res < 0) return connect_end(L, s, -res);
   if (polled) {
     /* Writable: connected, or failed (SO_ERROR says); a socket that is
@@ -333,16 +333,18 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   return connect_end(L, s, 0);
 }
 
-static int connect_step(lua_State *L, fio_fiber *w, fio_fiber *pseudo, int poll) {
+/* The next step of a connect (poll: wait for POLLOUT, else connect), on
+ * the wait w its call began. */
+static int connect_step(lua_State *L, fio_fiber *w, int poll) {
   fio_file *s = lua_touserdata(L, 4);
   fio_loop *loop = fio_loop_get(L);
-  if (w && fio_cancel_pending(w) && s->fd >= 0) {
+  if (fio_cancel_pending(w) && s->fd >= 0) {
     /* (a cancel that came as the last step ended: step_begin raises it;
      * the socket is closed first, not left to the collector) */
     close(s->fd);
     s->fd = -1;
   }
-  w = step_begin(L, loop, w, pseudo);
+  w = step_begin(L, loop, w, NULL);
   fio_op *op = newop(L, poll ? FIO_OP_POLL : FIO_OP_CONNECT, s->fd,
                      poll ? 0 : sizeof(struct fio_sockaddr));
   if (poll) {
@@ -372,7 +374,7 @@ static int l_connect(lua_State *L) {
   int fd = socket(sa.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return fio_errresult(L, lua_tostring(L, 5), errno);
   sock_init(s, fd);
-  return connect_step(L, w, NULL, 0);
+  return connect_step(L, w, 0);
 }
 
 /* --- listen, datagram sockets, pairs --------------------------------------------- */

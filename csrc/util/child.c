@@ -34,6 +34,14 @@ static int started;        /* the thread runs (in this process) */
 static int wake_fd = -1;   /* the thread's: the first child of a batch */
 static int sig_fd = -1;    /* its signalfd (-1: none; it looks each second) */
 
+/* {SIGCHLD} */
+static sigset_t chld_set(void) {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGCHLD);
+  return s;
+}
+
 static void write_one(int fd) {
   uint64_t one = 1;
   while (write(fd, &one, sizeof one) < 0 && errno == EINTR) {}
@@ -113,21 +121,10 @@ static void atfork_child(void) {
 /* Start the thread (mu held): 0 or -errno (tried again next time). */
 static int start_locked(void) {
   static int atfork_set;
-  sigset_t chld, all, old;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
+  sigset_t chld = chld_set();
   if ((wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) return -errno;
   sig_fd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 64 * 1024);
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old); /* (inherited by the thread) */
-  pthread_t t;
-  int err = pthread_create(&t, &attr, watcher, NULL);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&attr);
+  int err = fio_thread_start(watcher, NULL, 64 * 1024);
   if (err) {
     if (sig_fd >= 0) close(sig_fd);
     close(wake_fd);
@@ -144,9 +141,7 @@ static int start_locked(void) {
 }
 
 int fio_child_prepare(void) {
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
+  sigset_t chld = chld_set();
   pthread_sigmask(SIG_BLOCK, &chld, NULL);
   pthread_mutex_lock(&mu);
   int err = started ? 0 : start_locked();
@@ -198,12 +193,10 @@ int fio_child_kill(fio_child *c, int sig) {
   return res;
 }
 
-int fio_child_release(fio_child *c) {
+void fio_child_release(fio_child *c) {
   pthread_mutex_lock(&mu);
-  int fd = c->efd;
   c->efd = -1;
   c->held = 0;
   if (c->state != RUNNING) free(c);
   pthread_mutex_unlock(&mu);
-  return fd;
 }

@@ -42,9 +42,10 @@ int fio_child_ended(fio_child *c, int *how, int *code);
  * be another process's yet). 0 or -errno (-ESRCH once reaped). */
 int fio_child_kill(fio_child *c, int sig);
 
-/* The holder is done with c: returns its eventfd, now the caller's to
- * close (after any poll of it ends); c is freed, now or once reaped. */
-int fio_child_release(fio_child *c);
+/* The holder is done with c: its eventfd (fio_child_fd) is the caller's
+ * to close now (after any poll of it ends), never written again; c is
+ * freed, now or once reaped. */
+void fio_child_release(fio_child *c);
 
 #pragma GCC visibility pop
 #endif

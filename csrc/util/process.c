@@ -27,6 +27,21 @@ int fio_claim_signal(const int *cands, int n, void (*handler)(int),
   return 0;
 }
 
+int fio_thread_start(void *(*fn)(void *), void *arg, size_t stack) {
+  pthread_attr_t attr;
+  pthread_t t;
+  sigset_t all, old;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, stack);
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* (inherited by the thread) */
+  int r = pthread_create(&t, &attr, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  return r;
+}
+
 static void on_interrupt(int sig) { (void)sig; /* only to end a syscall */ }
 
 /* Keep this library mapped until the process exits: idle pool threads and

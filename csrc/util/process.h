@@ -4,6 +4,8 @@
 #ifndef FIBERIO_UTIL_PROCESS_H
 #define FIBERIO_UTIL_PROCESS_H
 
+#include <stddef.h>
+
 #pragma GCC visibility push(hidden) /* (core/loop.h) */
 
 /* Keep the library this code is in mapped until the process exits, even
@@ -28,6 +30,11 @@ int fio_interrupt_signal(void);
  * pipe", 32) instead of killing the process, as in Python and Node.
  * Children get the default back (util/spawn.h). */
 void fio_ignore_sigpipe(void);
+
+/* Start a detached thread running fn(arg) with a stack of stack bytes and
+ * every signal blocked (fn unblocks what it wants). 0 or an error number.
+ * The caller pins the library if the thread outlives its state. */
+int fio_thread_start(void *(*fn)(void *), void *arg, size_t stack);
 
 /* The CPUs online, read once per process (sysconf reads /sys each time);
  * at least 1. */

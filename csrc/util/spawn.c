@@ -210,18 +210,7 @@ static void reaper_start(void) {
   static int atfork_set;
   int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) return;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 64 * 1024);
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old); /* (inherited by the thread) */
-  pthread_t t;
-  int err = pthread_create(&t, &attr, reaper, (void *)(intptr_t)ep);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&attr);
-  if (err) {
+  if (fio_thread_start(reaper, (void *)(intptr_t)ep, 64 * 1024)) {
     close(ep);
     return;
   }
