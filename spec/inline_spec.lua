@@ -231,6 +231,37 @@ describe("the slow rule", function()
     assert.equal("slow close\ttrue\ncloses seen before the watchdog\ttrue\n", out)
   end)
 
+  it("times a kind on every run until 16 in a row were fast, then on one run in 8: a kind that turns slow is seen within 8 runs", function()
+    -- readdir of an empty directory takes microseconds; of one with 20,000
+    -- entries (one getdents op), milliseconds. 38 fast runs: 17 timed,
+    -- then one timed run in 8 (the 25th and 33rd), so the third slow run
+    -- is the next one timed. A stall of a fast run (this machine is
+    -- shared) starts the count again: then the slow run is seen sooner,
+    -- never later; the child is run again up to twice to see the count.
+    local code = "require 'fiberio'.config{slow_call = 0.001}" .. PRE .. [[
+      assert(fio.mkdir(d .. "/empty"))
+      assert(os.execute("mkdir '" .. d .. "/big' && cd '" .. d .. "/big' && seq 20000 | xargs touch"))
+      for _ = 1, 38 do assert(fio.readdir(d .. "/empty")) end
+      local seen
+      for n = 1, 8 do
+        local i0 = fio._info()
+        assert(#fio.readdir(d .. "/big") == 20000)
+        if fio._info().slowed > i0.slowed then seen = n break end
+      end
+      print("seen at", seen)
+      cleanup()
+    ]]
+    local runs = {}
+    for _ = 1, 3 do
+      local out = child(code)
+      local n = tonumber(out:match("^seen at\t(%d+)\n$"))
+      assert(n and n >= 1 and n <= 8, out)
+      runs[#runs + 1] = n
+      if n == 3 then break end
+    end
+    assert.equal(3, runs[#runs], "seen at " .. table.concat(runs, ", "))
+  end)
+
   it("leaves fast calls alone, and fio.config{inline = false} runs every call on the backend", function()
     local out = child(PRE .. [[
       local i0 = fio._info()

@@ -929,6 +929,7 @@ static int loop_gc(lua_State *L) {
   if (loop->wakefd >= 0) close(loop->wakefd);
   loop->wakefd = -1;
   while (loop->nbufs) free(loop->bufs[--loop->nbufs]);
+  while (loop->nspare_ops) fio_op_free(loop->spare_ops[--loop->nspare_ops]);
   pthread_mutex_destroy(&loop->post_mu);
   return 0;
 }

@@ -195,6 +195,8 @@ struct fio_loop {
     uint64_t paused_until;      /* the slow rule's pause (fio_now_ns), or 0 */
     uint32_t avg_ns;            /* its time on the loop thread, on average */
     uint8_t strikes;            /* slow runs in a row */
+    uint8_t fast_runs;          /* timed runs in a row that were not slow */
+    uint8_t untimed;            /* runs before the next one is timed */
   } here[64];                   /* (op.c asserts FIO_OP_LAST <= 64) */
   uint64_t inlined, direct;     /* ops the loop thread ran; of those, ops
                                  * run at once, in their fiber's call */
@@ -218,6 +220,8 @@ struct fio_loop {
   atomic_int wake_sent;
   char *bufs[16];               /* spare FIO_BUFSZ buffers (fio_buf_get) */
   int nbufs;
+  fio_op *spare_ops[8];         /* (fio_op_take) */
+  int nspare_ops;
   fio_loop_ext ext[FIO_LOOP_EXT_MAX];
   void *canceled;               /* the Canceled sentinel userdata */
   int canceled_ref, future_mt_ref;

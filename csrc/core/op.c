@@ -23,7 +23,12 @@
  * is tried here again. The while is cfg.slow_pause_ns / 16 at first,
  * doubled each time the next try is slow too, up to cfg.slow_pause_ns: a
  * lone stall (the thread preempted, a journal commit) costs little, a
- * hung file system is tried once per slow_pause. */
+ * hung file system is tried once per slow_pause. Reading the clock twice
+ * is a twentieth of a short call (a readlink, an access), so a kind is
+ * timed on every run only until HERE_FAST_RUNS in a row were fast; after
+ * that on one run in HERE_TIME_EVERY, and on every run again from the
+ * first slow one: a kind that turns slow is seen within HERE_TIME_EVERY
+ * runs. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,30 +41,62 @@
 
 /* --- the record ------------------------------------------------------------ */
 
-fio_op *fio_op_new(size_t cap) {
-  fio_op *op = calloc(1, sizeof *op);
-  if (!op) return NULL;
-  if (cap) {
-    op->mem = malloc(cap);
-    if (!op->mem) {
-      free(op);
-      return NULL;
-    }
-  }
-  op->buf = op->mem;
+/* op's fields as fio_op_new leaves them, over mem of cap bytes */
+static fio_op *op_reset(fio_op *op, char *mem, size_t cap) {
+  memset(op, 0, sizeof *op);
+  op->mem = op->buf = mem;
   op->cap = cap;
   op->fd = op->fd2 = -1;
   op->off = (uint64_t)-1;
   return op;
 }
 
-void fio_op_free(fio_op *op) {
-  if (!op) return;
+fio_op *fio_op_new(size_t cap) {
+  fio_op *op = malloc(sizeof *op);
+  char *mem = cap ? malloc(cap) : NULL;
+  if (!op || (cap && !mem)) {
+    free(op);
+    free(mem);
+    return NULL;
+  }
+  return op_reset(op, mem, cap);
+}
+
+/* What op holds besides its memory: its dtor's, the fds it owns. */
+static void op_release(fio_op *op) {
   if (op->dtor) op->dtor(op);
   if ((op->owns & FIO_OWN_FD) && op->fd >= 0) close(op->fd);
   if ((op->owns & FIO_OWN_FD2) && op->fd2 >= 0) close(op->fd2);
+}
+
+void fio_op_free(fio_op *op) {
+  if (!op) return;
+  op_release(op);
   free(op->mem);
   free(op);
+}
+
+/* The loop's spare ops all have FIO_OP_SPARE_CAP bytes of memory, so that
+ * any of them serves any call that needs no more. */
+fio_op *fio_op_take(fio_loop *loop, size_t cap) {
+  if (cap > FIO_OP_SPARE_CAP) return fio_op_new(cap);
+  if (loop->nspare_ops) {
+    fio_op *op = loop->spare_ops[--loop->nspare_ops];
+    return op_reset(op, op->mem, FIO_OP_SPARE_CAP);
+  }
+  return fio_op_new(FIO_OP_SPARE_CAP);
+}
+
+void fio_op_give(fio_loop *loop, fio_op *op) {
+  if (!op) return;
+  /* (grown by its call: not a spare's size any more) */
+  if (op->cap != FIO_OP_SPARE_CAP || loop->closed ||
+      loop->nspare_ops == (int)(sizeof loop->spare_ops / sizeof *loop->spare_ops)) {
+    fio_op_free(op);
+    return;
+  }
+  op_release(op);
+  loop->spare_ops[loop->nspare_ops++] = op;
 }
 
 void fio_op_drop(fio_op *op, int res) {
@@ -98,20 +135,32 @@ static int runs_here(fio_loop *loop, const fio_op *op) {
   return 1;
 }
 
+#define HERE_FAST_RUNS 16
+#define HERE_TIME_EVERY 8
+
 /* Run op on the loop thread (runs_here said it may): its result, or
  * -EAGAIN if it could wait (fio_exec_here): the backend's then. */
 static int run_here(fio_loop *loop, fio_op *op) {
-  uint64_t t0 = fio_now_ns();
-  int res = fio_exec_here(op);
-  uint64_t t1 = fio_now_ns(), dt = t1 - t0;
   struct fio_here *h = &loop->here[op->code];
-  h->avg_ns = (uint32_t)((h->avg_ns * 7 + (dt < UINT32_MAX ? dt : UINT32_MAX)) / 8);
-  if (dt > loop->cfg.slow_ns) {
-    if (h->strikes < 5) h->strikes++;
-    h->paused_until = t1 + (loop->cfg.slow_pause_ns >> (5 - h->strikes));
-    loop->slowed++;
+  int res;
+  if (h->untimed) { /* (the slow rule's sampling: the file comment) */
+    h->untimed--;
+    res = fio_exec_here(op);
   } else {
-    h->strikes = 0;
+    uint64_t t0 = fio_now_ns();
+    res = fio_exec_here(op);
+    uint64_t t1 = fio_now_ns(), dt = t1 - t0;
+    h->avg_ns = (uint32_t)((h->avg_ns * 7 + (dt < UINT32_MAX ? dt : UINT32_MAX)) / 8);
+    if (dt > loop->cfg.slow_ns) {
+      if (h->strikes < 5) h->strikes++;
+      h->paused_until = t1 + (loop->cfg.slow_pause_ns >> (5 - h->strikes));
+      h->fast_runs = 0;
+      loop->slowed++;
+    } else {
+      h->strikes = 0;
+      if (h->fast_runs < HERE_FAST_RUNS) h->fast_runs++;
+      else h->untimed = HERE_TIME_EVERY - 1;
+    }
   }
   if (res != -EAGAIN) loop->inlined++;
   return res;

@@ -215,6 +215,15 @@ static inline fio_op *fio_op_of(fio_dnode *node) {
 fio_op *fio_op_new(size_t cap);
 /* Free op: its dtor, the fds it owns, its memory. */
 void fio_op_free(fio_op *op);
+/* The same for the loop thread's calls: an op of at least cap bytes of
+ * memory, from the loop's spares when cap is no more than
+ * FIO_OP_SPARE_CAP (a lone call then costs no malloc); give: free op as
+ * fio_op_free does, but keep its record and memory for the next take if
+ * they are a spare's size. An op taken may still be freed with
+ * fio_op_free (by any thread); one made by fio_op_new may be given. */
+#define FIO_OP_SPARE_CAP 512 /* a stat's result and a path of 200 bytes */
+fio_op *fio_op_take(fio_loop *loop, size_t cap);
+void fio_op_give(fio_loop *loop, fio_op *op);
 /* Submit op and block w until it completes, then continue in k. */
 int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
                 lua_KFunction k);

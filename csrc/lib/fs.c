@@ -123,14 +123,14 @@ static int path_k(lua_State *L, int status, lua_KContext ctx) {
   if (res == -ERANGE && op->code == FIO_OP_GETXATTR && op->len < XATTR_SIZE_MAX) {
     /* (the ring read into the first area: room for the largest value) */
     if (fio_op_area_grow(op, XATTR_SIZE_MAX) < 0) {
-      fio_op_free(op);
+      fio_op_give(w->loop, op);
       return luaL_error(L, "not enough memory");
     }
     return fio_op_again(L, w, op, path_k, NULL);
   }
   if (res < 0) {
     int code = op->code;
-    fio_op_free(op);
+    fio_op_give(w->loop, op);
     if (code == FIO_OP_RENAMEAT) return fio_errresult(L, NULL, -res);
     /* symlink fails about the link it makes, never about its target text */
     if (code == FIO_OP_SYMLINKAT)
@@ -198,7 +198,7 @@ static int path_k(lua_State *L, int status, lua_KContext ctx) {
   default:
     lua_pushboolean(L, 1);
   }
-  fio_op_free(op);
+  fio_op_give(w->loop, op);
   return 1;
 }
 
@@ -209,7 +209,9 @@ static int path_call(lua_State *L, int code, const char *path,
   fio_loop *loop = fio_loop_get(L);
   fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
   size_t n1 = strlen(path) + 1, n2 = path2 ? strlen(path2) + 1 : 0;
-  fio_op *op = fio_op_new(area + n1 + n2);
+  /* (readdir's memory grows to hold the directory: not a spare's) */
+  fio_op *op = code == FIO_OP_GETDENTS ? fio_op_new(area + n1 + n2)
+                                       : fio_op_take(loop, area + n1 + n2);
   if (!op) return luaL_error(L, "not enough memory");
   op->code = (uint8_t)code;
   memcpy(op->mem + area, path, n1);
