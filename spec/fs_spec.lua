@@ -828,33 +828,6 @@ describe("fio.readfile and fio.writefile", function()
     return table.concat(t)
   end
 
-  it("readfile out of memory for the content frees its buffer", function()
-    local lib, why = helper.failalloc()
-    if not lib then pending(why) return end
-    -- A 60,000-byte file: its string (60,025 bytes) is the allocation made
-    -- to fail, 300 times; a readfile that left its op and 64 KiB buffer
-    -- behind each time would grow the process by some 18 MiB.
-    put(dir .. "/f", ("x"):rep(60000))
-    local out, rc = helper.child(([[
-      local fio = require "fiberio"
-      local function rss()
-        local f = assert(io.open("/proc/self/status"))
-        local kib = tonumber(f:read("a"):match("VmRSS:%%s*(%%d+)"))
-        f:close()
-        return kib
-      end
-      for _ = 1, 20 do pcall(fio.readfile, %q) end
-      local before, failed = rss(), 0
-      for _ = 1, 300 do
-        local ok, err = pcall(fio.readfile, %q)
-        if not ok and tostring(err):match("not enough memory") then failed = failed + 1 end
-      end
-      print(failed, rss() - before < 4096)
-    ]]):format(dir .. "/f", dir .. "/f"), { env = { LD_PRELOAD = lib, FAIL_ALLOC_SIZE = 60025 } })
-    assert.equal(0, rc, out)
-    assert.equal("300\ttrue\n", out)
-  end)
-
   it("readfile returns the whole content: empty, binary, 5 MiB", function()
     for _, s in ipairs { "", "x", all_bytes():rep(3), ("0123456789abcdef"):rep(5 * 65536) .. "!" } do
       put(dir .. "/f", s)

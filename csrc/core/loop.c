@@ -930,8 +930,6 @@ static int loop_gc(lua_State *L) {
   loop->wakefd = -1;
   while (loop->nbufs) free(loop->bufs[--loop->nbufs]);
   while (loop->nspare_ops) fio_op_free(loop->spare_ops[--loop->nspare_ops]);
-  fio_op_free(loop->held_op);
-  loop->held_op = NULL;
   pthread_mutex_destroy(&loop->post_mu);
   return 0;
 }

@@ -222,7 +222,6 @@ struct fio_loop {
   int nbufs;
   fio_op *spare_ops[8];         /* (fio_op_take) */
   int nspare_ops;
-  fio_op *held_op;              /* (fio_op_hold) */
   fio_loop_ext ext[FIO_LOOP_EXT_MAX];
   void *canceled;               /* the Canceled sentinel userdata */
   int canceled_ref, future_mt_ref;

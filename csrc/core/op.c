@@ -99,11 +99,6 @@ void fio_op_give(fio_loop *loop, fio_op *op) {
   loop->spare_ops[loop->nspare_ops++] = op;
 }
 
-void fio_op_hold(fio_loop *loop, fio_op *op) {
-  fio_op_free(loop->held_op); /* (one whose push raised) */
-  loop->held_op = op;
-}
-
 void fio_op_drop(fio_op *op, int res) {
   if ((op->owns & FIO_OWN_RESULT) && res >= 0) close(res);
   /* (the one op left with it when its loop closed: fio_ops_close) */

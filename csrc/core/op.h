@@ -224,13 +224,6 @@ void fio_op_free(fio_op *op);
 #define FIO_OP_SPARE_CAP 512 /* a stat's result and a path of 200 bytes */
 fio_op *fio_op_take(fio_loop *loop, size_t cap);
 void fio_op_give(fio_loop *loop, fio_op *op);
-/* A continuation that pushes what an ended op holds (a string, a table: a
- * push may raise, out of memory) holds the op on its loop meanwhile: if a
- * push raises, the loop frees the op at its next hold or at its close, so
- * the op and its buffers are not lost. unhold: the op is the caller's
- * again. Loop thread only; the op is no fiber's (w->op cleared). */
-void fio_op_hold(fio_loop *loop, fio_op *op);
-static inline void fio_op_unhold(fio_loop *loop) { loop->held_op = NULL; }
 /* Submit op and block w until it completes, then continue in k. */
 int fio_op_wait(fio_loop *loop, lua_State *L, fio_fiber *w, fio_op *op,
                 lua_KFunction k);

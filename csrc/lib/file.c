@@ -1144,12 +1144,14 @@ static int pio_k(lua_State *L, int status, lua_KContext ctx) {
     fio_op_free(op);
     return fio_file_ioerr(L, -res);
   }
-  if (op->code == FIO_OP_READ || op->code == FIO_OP_STATX) {
-    fio_op_hold(w->loop, op);
-    if (op->code == FIO_OP_STATX) fio_push_statx(L, (struct statx *)op->mem);
-    else if (res == 0) lua_pushnil(L);
+  if (op->code == FIO_OP_READ) {
+    if (res == 0) lua_pushnil(L);
     else lua_pushlstring(L, op->mem, (size_t)res);
-    fio_op_unhold(w->loop);
+    fio_op_free(op);
+    return 1;
+  }
+  if (op->code == FIO_OP_STATX) {
+    fio_push_statx(L, (struct statx *)op->mem);
     fio_op_free(op);
     return 1;
   }

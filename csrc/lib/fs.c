@@ -137,7 +137,6 @@ static int path_k(lua_State *L, int status, lua_KContext ctx) {
       return fio_errresult(L, lua_tostring(L, 2), -res);
     return fio_errresult(L, lua_tostring(L, 1), -res);
   }
-  fio_op_hold(w->loop, op);
   switch (op->code) {
   case FIO_OP_STATX:
     fio_push_statx(L, (struct statx *)op->mem);
@@ -199,7 +198,6 @@ static int path_k(lua_State *L, int status, lua_KContext ctx) {
   default:
     lua_pushboolean(L, 1);
   }
-  fio_op_unhold(w->loop);
   fio_op_give(w->loop, op);
   return 1;
 }
@@ -687,11 +685,7 @@ static int readfile1_k(lua_State *L, int status, lua_KContext ctx) {
   fio_op *op = w->op;
   int res = fio_op_result(L, w); /* a cancel raises (op freed) */
   w->op = NULL;
-  if (res >= 0) { /* (readfile_dtor frees the buffer of an op left held) */
-    fio_op_hold(w->loop, op);
-    lua_pushlstring(L, op->buf, op->got);
-    fio_op_unhold(w->loop);
-  }
+  if (res >= 0) lua_pushlstring(L, op->buf, op->got);
   if (op->buf != op->mem) /* back to the loop, even after a failure */
     fio_buf_put(w->loop, op->buf, op->want);
   op->buf = op->mem;

@@ -565,9 +565,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
     fio_op_free(op);
     return fio_file_ioerr(L, -res);
   }
-  fio_op_hold(w->loop, op);
   lua_pushlstring(L, op->mem, (size_t)res);
-  fio_op_unhold(w->loop);
   fio_buf_put(w->loop, op->mem, op->cap); /* (the loop's, again) */
   op->mem = NULL;
   fio_op_free(op);
@@ -697,7 +695,6 @@ static int recvmsg_k(lua_State *L, int status, lua_KContext ctx) {
   }
   msgbuf *m = (msgbuf *)(void *)op->mem;
   int fd = -1;
-  fio_op_hold(w->loop, op);
   if (m->h.msg_control) { /* recvfd: the fd that came, if one did */
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m->h); c; c = CMSG_NXTHDR(&m->h, c))
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
@@ -731,13 +728,11 @@ static int recvmsg_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushnil(L);
     }
     lua_pushlstring(L, m->data, (size_t)res);
-    fio_op_unhold(w->loop);
     fio_op_free(op);
     return 2; /* file | nil, data */
   }
   lua_pushlstring(L, m->data, (size_t)res);
   push_addr(L, (struct sockaddr *)&m->peer.addr, m->h.msg_namelen);
-  fio_op_unhold(w->loop);
   fio_op_free(op);
   return 3;
 }
@@ -983,9 +978,7 @@ static int resolve_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushinteger(L, FIO_IS_GAI_ERR(res) ? ENOENT : -res);
     return 3;
   }
-  fio_op_hold(w->loop, op); /* (its dtor frees the list) */
   push_addrinfo(L, (struct addrinfo *)(void *)op->buf);
-  fio_op_unhold(w->loop);
   fio_op_free(op);
   return 1;
 }
