@@ -197,6 +197,31 @@ describe("fio.readdir and fio.scandir", function()
     return t
   end
 
+  it("a finalizer that calls fiberio while readdir builds its list: both answers whole", function()
+    -- Building 3,000 entries runs GC steps, whose finalizers call fio.stat
+    -- there (a call that cannot yield: it runs in place). Its op and the
+    -- readdir's must stay apart (ASan and valgrind watch the memory).
+    assert(os.execute("cd " .. shq(dir) .. " && seq 3000 | xargs touch"))
+    local out, rc = helper.child(([[
+      local fio = require "fiberio"
+      collectgarbage("incremental", 10, 1000)
+      local stats = 0
+      local mt = { __gc = function() if fio.stat(%q).type == "directory" then stats = stats + 1 end end }
+      local lists = 0
+      for _ = 1, 20 do
+        for _ = 1, 200 do setmetatable({}, mt) end
+        local t = fio.readdir(%q)
+        local seen = {}
+        for _, e in ipairs(t) do seen[e.name] = true end
+        if #t == 3000 and seen["1"] and seen["3000"] then lists = lists + 1 end
+      end
+      collectgarbage()
+      print(lists, stats > 0)
+    ]]):format(dir, dir))
+    assert.equal(0, rc, out)
+    assert.equal("20\ttrue\n", out)
+  end)
+
   local function build(d)
     sh("mkdir " .. shq(d .. "/sub") .. " " .. shq(d .. "/empty dir") .. " " .. shq(d .. "/.hidden"))
     put(d .. "/file", "x")

@@ -96,6 +96,8 @@ void fio_op_give(fio_loop *loop, fio_op *op) {
     return;
   }
   op_release(op);
+  op->dtor = NULL; /* (released: the loop's close frees it as a fresh op) */
+  op->owns = 0;
   loop->spare_ops[loop->nspare_ops++] = op;
 }
 

@@ -1,7 +1,8 @@
 /* op.h — operations (core/op.c): the loop's work for a backend, and the one
  * lifecycle every operation goes through.
  *
- *   fio_op_new          a binding makes the op and fills its arguments
+ *   fio_op_new          a binding makes the op (or takes one of the loop's
+ *   (fio_op_take)       spares) and fills its arguments
  *   fio_op_wait         submit, decided here once: run at once on the loop
  *                       thread if the loop has nothing else to do (the
  *                       waiter's continuation then runs without a
@@ -16,15 +17,16 @@
  *                       was queued, in order: the op leaves the in-flight
  *                       list and its waiter wakes, or, orphaned, it is freed
  *   fio_op_result       the waiter reads res in its continuation
- *   fio_op_free         the binding frees it (or fio_op_again reuses it)
+ *   fio_op_free         the binding frees it, or gives it back to the
+ *   (fio_op_give)       spares (or fio_op_again reuses it)
  *
- * Ownership: an op is malloc'd by the binding that starts it and outlives
- * its fiber if it must: while a backend or a pool thread has it (in flight)
- * nobody frees it; a completion whose waiter is gone frees it. Descriptors
- * follow one rule, the `owns` bits: an op closes what it owns when it is
- * freed (FIO_OWN_FD, FIO_OWN_FD2), a result fd nobody is left to take
- * (FIO_OWN_RESULT), and, for a file collected while ops used its fd, that
- * fd once the last of them completes (FIO_OWN_FD_LAST, set by
+ * Ownership: an op is malloc'd (or taken) by the binding that starts it
+ * and outlives its fiber if it must: while a backend or a pool thread has
+ * it (in flight) nobody frees it; a completion whose waiter is gone frees
+ * it. Descriptors follow one rule, the `owns` bits: an op closes what it
+ * owns when it is freed (FIO_OWN_FD, FIO_OWN_FD2), a result fd nobody is
+ * left to take (FIO_OWN_RESULT), and, for a file collected while ops used
+ * its fd, that fd once the last of them completes (FIO_OWN_FD_LAST, set by
  * fio_close_after_ops). Everything else (the File, the caller) closes its
  * own. */
 #ifndef FIBERIO_CORE_OP_H
