@@ -140,30 +140,32 @@ static int runs_here(fio_loop *loop, const fio_op *op) {
 #define HERE_FAST_RUNS 16
 #define HERE_TIME_EVERY 8
 
+/* The slow rule's account of a timed run of kind h that began at t0. */
+static void note_run(fio_loop *loop, struct fio_here *h, uint64_t t0) {
+  uint64_t t1 = fio_now_ns(), dt = t1 - t0;
+  h->avg_ns = (uint32_t)((h->avg_ns * 7 + (dt < UINT32_MAX ? dt : UINT32_MAX)) / 8);
+  if (dt > loop->cfg.slow_ns) {
+    if (h->strikes < 5) h->strikes++;
+    h->paused_until = t1 + (loop->cfg.slow_pause_ns >> (5 - h->strikes));
+    h->fast_runs = 0;
+    loop->slowed++;
+  } else {
+    h->strikes = 0;
+    if (h->fast_runs < HERE_FAST_RUNS) h->fast_runs++;
+    else h->untimed = HERE_TIME_EVERY - 1;
+  }
+}
+
 /* Run op on the loop thread (runs_here said it may): its result, or
- * -EAGAIN if it could wait (fio_exec_here): the backend's then. */
+ * -EAGAIN if it could wait (fio_exec_here): the backend's then. Timed
+ * unless the sampling skips it (the file comment). */
 static int run_here(fio_loop *loop, fio_op *op) {
   struct fio_here *h = &loop->here[op->code];
-  int res;
-  if (h->untimed) { /* (the slow rule's sampling: the file comment) */
-    h->untimed--;
-    res = fio_exec_here(op);
-  } else {
-    uint64_t t0 = fio_now_ns();
-    res = fio_exec_here(op);
-    uint64_t t1 = fio_now_ns(), dt = t1 - t0;
-    h->avg_ns = (uint32_t)((h->avg_ns * 7 + (dt < UINT32_MAX ? dt : UINT32_MAX)) / 8);
-    if (dt > loop->cfg.slow_ns) {
-      if (h->strikes < 5) h->strikes++;
-      h->paused_until = t1 + (loop->cfg.slow_pause_ns >> (5 - h->strikes));
-      h->fast_runs = 0;
-      loop->slowed++;
-    } else {
-      h->strikes = 0;
-      if (h->fast_runs < HERE_FAST_RUNS) h->fast_runs++;
-      else h->untimed = HERE_TIME_EVERY - 1;
-    }
-  }
+  int timed = !h->untimed;
+  uint64_t t0 = timed ? fio_now_ns() : 0;
+  int res = fio_exec_here(op);
+  if (timed) note_run(loop, h, t0);
+  else h->untimed--;
   if (res != -EAGAIN) loop->inlined++;
   return res;
 }

@@ -223,7 +223,7 @@ void fio_op_free(fio_op *op);
  * fio_op_free does, but keep its record and memory for the next take if
  * they are a spare's size. An op taken may still be freed with
  * fio_op_free (by any thread); one made by fio_op_new may be given. */
-#define FIO_OP_SPARE_CAP 512 /* a stat's result and a path of 200 bytes */
+#define FIO_OP_SPARE_CAP 512 /* a statx (256 bytes) and a path of 255 */
 fio_op *fio_op_take(fio_loop *loop, size_t cap);
 void fio_op_give(fio_loop *loop, fio_op *op);
 /* Submit op and block w until it completes, then continue in k. */
