@@ -38,6 +38,7 @@ build = {
     ["fiberio.core"] = {
       sources = {
         "csrc/util/child.c", "csrc/util/config.c", "csrc/util/fd.c", "csrc/util/process.c", "csrc/util/spawn.c",
+        "csrc/util/zero.c",
         "csrc/io/exec.c", "csrc/io/oppool.c", "csrc/io/pool.c",
         "csrc/io/threads.c", "csrc/io/uring.c", "csrc/io/walk.c", "csrc/core/loop.c",
         "csrc/core/op.c", "csrc/par/marshal.c", "csrc/par/workers.c",

@@ -19,6 +19,7 @@
 #include "util/config.h"
 #include "util/fd.h"
 #include "util/process.h"
+#include "util/zero.h"
 
 static void end_hook(lua_State *L, lua_Debug *ar);
 
@@ -275,7 +276,7 @@ fio_fiber *fio_wait_begin(fio_loop *loop, lua_State *L, fio_fiber *pseudo) {
   }
   if (cur && cur->cancel_req && !cur->shield) fio_raise_canceled(L, loop, cur);
   if (!cur && loop->interrupted) fio_raise_canceled(L, loop, NULL);
-  memset(pseudo, 0, sizeof *pseudo);
+  fio_zero(pseudo, sizeof *pseudo);
   pseudo->loop = loop;
   pseudo->pseudo = 1;
   pseudo->owner = cur;
@@ -417,7 +418,7 @@ fio_fiber *fio_checkfuture(lua_State *L, int idx) {
 fio_fiber *fio_spawn(lua_State *L, fio_loop *loop, int idx, int nargs,
                      fio_run *run) {
   fio_fiber *f = lua_newuserdatauv(L, sizeof *f, 1);
-  memset(f, 0, sizeof *f);
+  fio_zero(f, sizeof *f);
   lua_rawgeti(L, LUA_REGISTRYINDEX, loop->future_mt_ref);
   lua_setmetatable(L, -2);
   f->loop = loop;
