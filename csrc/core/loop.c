@@ -418,7 +418,7 @@ fio_fiber *fio_checkfuture(lua_State *L, int idx) {
 fio_fiber *fio_spawn(lua_State *L, fio_loop *loop, int idx, int nargs,
                      fio_run *run) {
   fio_fiber *f = lua_newuserdatauv(L, sizeof *f, 1);
-  fio_zero(f, sizeof *f);
+  memset(f, 0, sizeof *f);
   lua_rawgeti(L, LUA_REGISTRYINDEX, loop->future_mt_ref);
   lua_setmetatable(L, -2);
   f->loop = loop;

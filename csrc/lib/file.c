@@ -42,7 +42,6 @@
 #include "lib/fs.h"
 #include "lib/lib.h"
 #include "util/process.h"
-#include "util/zero.h"
 
 
 /* --- flushing at exit --------------------------------------------------------- */
@@ -93,7 +92,7 @@ static void exit_untrack(fio_file *f) {
 /* (liolib's newprefile) */
 fio_file *fio_file_new(lua_State *L, const char *tname) {
   fio_file *f = lua_newuserdatauv(L, sizeof *f, 0);
-  fio_zero(f, sizeof *f);
+  memset(f, 0, sizeof *f);
   f->fd = -1;
   f->seekable = -1;
   f->disk = -1;

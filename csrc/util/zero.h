@@ -7,7 +7,8 @@
 #pragma GCC visibility push(hidden) /* (core/loop.h) */
 
 /* memset(p, 0, n) through libc's memset, for a record of more than 64
- * bytes zeroed on every call (an op, a wait's pseudo fiber, a fiber).
+ * bytes zeroed again on every call while in the cache (a spare op, a
+ * wait's pseudo fiber on the stack).
  * gcc expands a memset of a known size over 64 bytes into `rep stos`,
  * whose start-up alone costs tens of cycles on some CPUs (on this
  * project's AMD machines, 2.5% of a lone readlink for its two records);
