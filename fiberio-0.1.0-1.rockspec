@@ -31,6 +31,7 @@ build = {
     ["fiberio"] = "lua/fiberio/init.lua",
     ["fiberio.check"] = "lua/fiberio/check.lua",
     ["fiberio.sync"] = "lua/fiberio/sync.lua",
+    ["fiberio.group"] = "lua/fiberio/group.lua",
     ["fiberio.fs"] = "lua/fiberio/fs.lua",
     ["fiberio.process"] = "lua/fiberio/process.lua",
     ["fiberio.watch"] = "lua/fiberio/watch.lua",

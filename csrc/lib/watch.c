@@ -132,17 +132,9 @@ static int l_pollin(lua_State *L) {
   return fio_op_wait(loop, L, w, op, pollin_k);
 }
 
-/* Module table at -2, loop userdata at -1. */
-void fio_open_watch(lua_State *L) {
-  static const luaL_Reg funcs[] = {
-      {"_inotify_init", l_init}, {"_inotify_add", l_add}, {"_inotify_rm", l_rm},
-      {"_fdclose", l_fdclose},   {"_readsome", l_readsome},
-      {"_pollin", l_pollin},     {NULL, NULL}};
-  lua_pushvalue(L, -2);
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, funcs, 1);
-  lua_pop(L, 1);
-  /* the event bits, for watch.lua */
+/* core._inotify_bits() -> a new table of the event bits, for watch.lua
+ * (made when it loads: 17 names are not worth every require's time). */
+static int l_bits(lua_State *L) {
   static const struct {
     const char *name;
     uint32_t bit;
@@ -160,5 +152,19 @@ void fio_open_watch(lua_State *L) {
     lua_pushinteger(L, bits[i].bit);
     lua_setfield(L, -2, bits[i].name);
   }
+  return 1;
+}
+
+/* Module table at -2, loop userdata at -1. */
+void fio_open_watch(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+      {"_inotify_init", l_init}, {"_inotify_add", l_add}, {"_inotify_rm", l_rm},
+      {"_fdclose", l_fdclose},   {"_readsome", l_readsome},
+      {"_pollin", l_pollin},     {NULL, NULL}};
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, funcs, 1);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_bits);
   lua_setfield(L, -3, "_inotify_bits");
 }

@@ -8,7 +8,7 @@ local core = require "fiberio.core"
 local check = require "fiberio.check"
 
 local mkdir, stat, readdir = core.mkdir, core.stat, core.readdir
-local errno = core.errno
+local errno -- fio.errno, once installed
 local argerror, checkopts = check.argerror, check.opts
 
 -- fio.mkdirp(path [, perm]) -> true: path and its missing parents.
@@ -152,6 +152,7 @@ local function make_rmtree(fio)
 end
 
 return function(fio)
+  errno = fio.errno
   fio.mkdirp, fio.scandir, fio.walk = checked_mkdirp, scandir, walk
   fio.rmtree = make_rmtree(fio)
 end

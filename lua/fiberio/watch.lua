@@ -11,7 +11,7 @@ local core = require "fiberio.core"
 local check = require "fiberio.check"
 
 local argerror, checkopts = check.argerror, check.opts
-local B = core._inotify_bits
+local B = core._inotify_bits()
 local init, add, rm, fdclose, readsome, pollin =
   core._inotify_init, core._inotify_add, core._inotify_rm, core._fdclose, core._readsome, core._pollin
 local unpack = string.unpack
