@@ -127,7 +127,7 @@ static const fs_fn *fn_of(lua_State *L) {
   return lua_touserdata(L, lua_upvalueindex(2));
 }
 
-/* Stack: the call's arguments; upvalue 2: the op code. The op's memory:
+/* Stack: the call's arguments; upvalue 2: its fs_fn. The op's memory:
  * [result area][path\0][path2\0]. */
 static int path_k(lua_State *L, int status, lua_KContext ctx) {
   fio_fiber *w = (fio_fiber *)ctx;

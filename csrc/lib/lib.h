@@ -20,7 +20,8 @@ void fio_open_watch(lua_State *L);
 void fio_open_socket(lua_State *L);
 void fio_open_sync(lua_State *L);
 void fio_open_parallel(lua_State *L);
-/* Sets field "errno" of the table at -1: errno names to numbers. */
+/* Sets field "_errno" of the table at -1: a function that makes the table
+ * of errno names to numbers (init.lua's fio.errno, on first use). */
 void fio_open_errno(lua_State *L);
 
 /* Push nil, "what: strerror(err)" (or strerror(err) alone when what is

@@ -1,6 +1,6 @@
 /* module.c — luaopen_fiberio_core: builds the C module that
  * lua/fiberio/init.lua wraps. One loop per Lua state, shared as upvalue 1 by
- * every function of the module. */
+ * every function of the module that uses it. */
 #include <string.h>
 
 #include "core/loop.h"

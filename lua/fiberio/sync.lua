@@ -14,7 +14,7 @@ local check = require "fiberio.check"
 
 local waitq = core._waitq
 local argerror, checktimeout = check.argerror, check.timeout
-local shield -- fio.shield, set when init.lua calls the function at the end
+local shield -- fio.shield, set when init.lua installs this layer (the function at the end)
 
 -- fio.semaphore(n): acquire([timeout]), release(), with(fn, ...).
 local Semaphore = {}
