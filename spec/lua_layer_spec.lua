@@ -119,6 +119,26 @@ describe("after the split of lua/fiberio/ into init, sync and fs", function()
     end
   end)
 
+  it("require compiles no layer and makes no fio.errno until one is used (start-up)", function()
+    local out = helper.child([[
+      local fio = require "fiberio"
+      local function loaded()
+        local t = {}
+        for _, m in ipairs { "group", "sync", "fs", "process", "watch", "socket" } do
+          if package.loaded["fiberio." .. m] then t[#t + 1] = m end
+        end
+        if rawget(fio, "errno") then t[#t + 1] = "errno" end
+        return table.concat(t, " ")
+      end
+      print(loaded())
+      local _ = fio.group, fio.errno
+      print(loaded())
+      local _ = fio.walk
+      print(loaded())
+    ]])
+    assert.equal("\ngroup errno\ngroup fs errno\n", out)
+  end)
+
   it("the coordination and fs functions work through it", function()
     fio.run(function()
       assert.same({ "a", 2 }, { fio.semaphore(1):with(function() return "a", 2 end) })

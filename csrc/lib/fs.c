@@ -115,7 +115,8 @@ unsigned fio_optperm(lua_State *L, int arg, unsigned def) {
 
 /* What a registered function does, its upvalue 2 (a light userdata; one
  * read where three integer upvalues cost a tenth of a short call): the op
- * code (0: the function's own), the op's flags and its default mode. */
+ * code of a path call (0: the function makes its own ops), the op's flags
+ * and its default mode. */
 typedef struct fs_fn {
   const char *name;
   lua_CFunction fn;
@@ -216,10 +217,11 @@ static int path_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-/* Run op code on path (and path2), with `area` bytes for the result before
+/* Run fn's op on path (and path2), with `area` bytes for the result before
  * the paths. */
-static int path_call(lua_State *L, int code, const char *path,
+static int path_call(lua_State *L, const fs_fn *fn, const char *path,
                      const char *path2, size_t area, const void *area_init) {
+  int code = fn->code;
   fio_loop *loop = fio_loop_get(L);
   fio_fiber pseudo, *w = fio_wait_begin(loop, L, &pseudo);
   size_t n1 = strlen(path) + 1, n2 = path2 ? strlen(path2) + 1 : 0;
@@ -237,7 +239,6 @@ static int path_call(lua_State *L, int code, const char *path,
   op->len = area;
   if (area_init) memcpy(op->mem, area_init, area);
   /* the caller set nothing else yet: flags and mode are the function's */
-  const fs_fn *fn = fn_of(L);
   op->flags = fn->flags;
   op->mode = fn->mode;
   if (code == FIO_OP_MKDIRAT || code == FIO_OP_CHMOD) {
@@ -260,7 +261,8 @@ static int path_call(lua_State *L, int code, const char *path,
 
 /* The generic path function: upvalues loop, its fs_fn. */
 static int l_path1(lua_State *L) {
-  int code = fn_of(L)->code;
+  const fs_fn *fn = fn_of(L);
+  int code = fn->code;
   const char *path = luaL_checkstring(L, 1);
   size_t area = 0;
   switch (code) {
@@ -297,15 +299,14 @@ static int l_path1(lua_State *L) {
   case FIO_OP_LISTXATTR: area = 4096; break; /* (exec.c grows it) */
   case FIO_OP_STATVFS: area = sizeof(struct statvfs); break;
   }
-  return path_call(L, code, path, NULL, area, NULL);
+  return path_call(L, fn, path, NULL, area, NULL);
 }
 
 /* rename, link, symlink: two paths. */
 static int l_path2(lua_State *L) {
-  int code = fn_of(L)->code;
   const char *a = luaL_checkstring(L, 1), *b = luaL_checkstring(L, 2);
   lua_settop(L, 2);
-  return path_call(L, code, a, b, 0, NULL);
+  return path_call(L, fn_of(L), a, b, 0, NULL);
 }
 
 /* One of fio.utime's times at arg: seconds (a float keeps what a double
@@ -360,7 +361,7 @@ static int l_utime(lua_State *L) {
     ts[1] = check_time(L, 3);
   }
   lua_settop(L, 1);
-  return path_call(L, FIO_OP_UTIME, path, NULL, sizeof ts, ts);
+  return path_call(L, fn_of(L), path, NULL, sizeof ts, ts);
 }
 
 /* An id at arg: an integer >= 0, or nil/-1: unchanged. */
@@ -378,7 +379,7 @@ static int l_chown(lua_State *L) {
   lua_settop(L, 1);
   lua_pushinteger(L, (lua_Integer)(uint32_t)uid);
   lua_pushinteger(L, (lua_Integer)(uint32_t)gid);
-  return path_call(L, FIO_OP_CHOWN, path, NULL, 0, NULL);
+  return path_call(L, fn_of(L), path, NULL, 0, NULL);
 }
 
 /* fio.mknod(path, type [, perm [, dev]]): type "fifo", "char", "block",
@@ -395,7 +396,7 @@ static int l_mknod(lua_State *L) {
   lua_settop(L, 1);
   lua_pushinteger(L, fmt[t] | perm);
   lua_pushinteger(L, dev);
-  return path_call(L, FIO_OP_MKNOD, path, NULL, 0, NULL);
+  return path_call(L, fn_of(L), path, NULL, 0, NULL);
 }
 
 /* fio.getxattr(path, name) -> value and fio.lgetxattr; nil, msg, errno
@@ -403,7 +404,7 @@ static int l_mknod(lua_State *L) {
 static int l_getxattr(lua_State *L) {
   const char *path = luaL_checkstring(L, 1), *name = luaL_checkstring(L, 2);
   lua_settop(L, 2);
-  return path_call(L, FIO_OP_GETXATTR, path, name, 256, NULL);
+  return path_call(L, fn_of(L), path, name, 256, NULL);
 }
 
 /* fio.setxattr(path, name, value [, "create" | "replace"]) and
@@ -416,7 +417,7 @@ static int l_setxattr(lua_State *L) {
   int f = xflags[luaL_checkoption(L, 4, "any", how)];
   lua_settop(L, 3);
   lua_pushinteger(L, f);
-  return path_call(L, FIO_OP_SETXATTR, path, name, 0, NULL);
+  return path_call(L, fn_of(L), path, name, 0, NULL);
 }
 
 /* fio.mkdtemp([template]) -> path: template ends in XXXXXX; default
@@ -773,16 +774,16 @@ static const fs_fn fs_fns[] = {
     {"link", l_path2, FIO_OP_LINKAT, 0, 0},
     {"symlink", l_path2, FIO_OP_SYMLINKAT, 0, 0},
     {"mkdtemp", l_mkdtemp, 0, 0, 0},
-    {"utime", l_utime, 0, 0, 0},
-    {"lutime", l_utime, 0, AT_SYMLINK_NOFOLLOW, 0},
-    {"chown", l_chown, 0, 0, 0},
-    {"lchown", l_chown, 0, AT_SYMLINK_NOFOLLOW, 0},
-    {"mknod", l_mknod, 0, 0, 0},
-    {"mkfifo", l_mknod, 0, 1, 0},
-    {"getxattr", l_getxattr, 0, 0, 0},
-    {"lgetxattr", l_getxattr, 0, AT_SYMLINK_NOFOLLOW, 0},
-    {"setxattr", l_setxattr, 0, 0, 0},
-    {"lsetxattr", l_setxattr, 0, AT_SYMLINK_NOFOLLOW, 0},
+    {"utime", l_utime, FIO_OP_UTIME, 0, 0},
+    {"lutime", l_utime, FIO_OP_UTIME, AT_SYMLINK_NOFOLLOW, 0},
+    {"chown", l_chown, FIO_OP_CHOWN, 0, 0},
+    {"lchown", l_chown, FIO_OP_CHOWN, AT_SYMLINK_NOFOLLOW, 0},
+    {"mknod", l_mknod, FIO_OP_MKNOD, 0, 0},
+    {"mkfifo", l_mknod, FIO_OP_MKNOD, 1, 0},
+    {"getxattr", l_getxattr, FIO_OP_GETXATTR, 0, 0},
+    {"lgetxattr", l_getxattr, FIO_OP_GETXATTR, AT_SYMLINK_NOFOLLOW, 0},
+    {"setxattr", l_setxattr, FIO_OP_SETXATTR, 0, 0},
+    {"lsetxattr", l_setxattr, FIO_OP_SETXATTR, AT_SYMLINK_NOFOLLOW, 0},
     {"listxattr", l_path1, FIO_OP_LISTXATTR, 0, 0},
     {"llistxattr", l_path1, FIO_OP_LISTXATTR, AT_SYMLINK_NOFOLLOW, 0},
     {"statvfs", l_path1, FIO_OP_STATVFS, 0, 0},

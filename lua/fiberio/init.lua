@@ -64,9 +64,14 @@ end
 -- The other layers put their functions on M (sync.lua takes fio.shield
 -- from it) when one of them is first used: a script that never uses them
 -- does not compile them at start-up (compiling is most of require's time).
--- fio.errno is made on first use too (its 134 names were a tenth of it).
+-- A layer is a module that returns its installer, or the installer itself:
+-- fio.errno's (its 134 names were a tenth of require's time).
+local function install_errno(m)
+  m.errno = core._errno()
+  core.errno = m.errno -- (the same table as fiberio.core.errno)
+end
 local later = {
-  group = "fiberio.group",
+  group = "fiberio.group", errno = install_errno,
   semaphore = "fiberio.sync", mutex = "fiberio.sync", condition = "fiberio.sync",
   queue = "fiberio.sync", mkdirp = "fiberio.fs", scandir = "fiberio.fs", walk = "fiberio.fs", rmtree = "fiberio.fs",
   spawn = "fiberio.process", exec = "fiberio.process", popen = "fiberio.process",
@@ -75,18 +80,13 @@ local later = {
   udp = "fiberio.socket", socketpair = "fiberio.socket",
 }
 setmetatable(M, { __index = function(_, name)
-  if name == "errno" then
-    local errno = core._errno()
-    rawset(M, "errno", errno)
-    core.errno = errno -- (the same table as fiberio.core.errno)
-    return errno
-  end
   local layer = later[name]
   if not layer then return nil end
   for k, l in pairs(later) do
     if l == layer then later[k] = nil end
   end
-  require(layer)(M)
+  if type(layer) == "string" then layer = require(layer) end
+  layer(M)
   return rawget(M, name)
 end })
 
